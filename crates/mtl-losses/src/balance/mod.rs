@@ -1,0 +1,182 @@
+//! Loss balancers: how the `T` task losses (and, for some methods, their
+//! gradients) become one update.
+//!
+//! A [`Balancer`] is engine-agnostic: each step it takes the task losses as
+//! plain `f32`s and, when [`Balancer::needs`] says so, a `T × P` matrix of
+//! gradient rows ([`GradRows`]), and returns [`Balanced`] task weights or a
+//! combined direction. Nothing here depends on a tensor type, so losses
+//! computed by any framework can be balanced.
+//!
+//! # Scale convention
+//!
+//! Every weight this module returns is on the **mean scale**: when a method
+//! reduces to equal weighting (equal losses and gradients, first epochs of
+//! DWA, uniform FAMO logits, ...), it returns `1/T` per task, and the shared
+//! update is the mean gradient `g_0 = (1/T) Σ_t g_t`. Methods whose papers
+//! normalise their weights to sum to `T` (GradNorm, DWA) are divided by `T`;
+//! their native weights are reported by [`Balancer::learnable`]. Uncertainty
+//! weighting is unnormalised by construction: its returned weight is the
+//! multiplier of `L_t` in Kendall et al.'s objective divided by `T`. Fixed
+//! weights are returned exactly as configured. To train on the summed loss
+//! instead (LibMTL's equal weighting uses weights 1), multiply the weights by
+//! `T`; with SGD this is a learning-rate change, with Adam it barely matters.
+//!
+//! Task head `t` always receives `w_t ∇_{θ_t} L_t`, whichever variant of
+//! [`Balanced`] is returned.
+//!
+//! # One step
+//!
+//! 1. Ask [`Balancer::needs`] which gradient rows (if any) to compute.
+//! 2. Call [`Balancer::balance`] with the losses (and rows).
+//! 3. After the optimiser step, if [`Balancer::needs_losses_after_step`] is
+//!    true, re-evaluate the losses on the same batch and pass them to
+//!    [`Balancer::observe_after_step`] (FAMO).
+//! 4. At the end of every epoch pass the epoch-mean losses to
+//!    [`Balancer::end_epoch`] (DWA).
+//!
+//! Balancers are built by name from a typed configuration with
+//! [`BalancerConfig`]; [`methods`] lists every method with its parameters and
+//! defaults.
+
+mod equal;
+pub mod gram;
+mod fixed;
+mod input;
+mod output;
+mod registry;
+pub mod solver;
+mod state_optimizer;
+
+pub use equal::{EqualConfig, EqualWeighting};
+pub use fixed::{FixedConfig, FixedWeights};
+pub use input::{check_losses, BalanceInput, GradRows, GradientSource};
+pub use output::Balanced;
+pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
+pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};
+
+use crate::error::{Error, Result};
+
+/// A loss balancer: turns the task losses (and optionally their gradients)
+/// into task weights or a combined direction, and owns any learnable state.
+///
+/// Implementations validate their input with [`BalanceInput::validate`]: a
+/// NaN or infinite loss is an error naming the task, and a wrong number of
+/// losses or gradient rows is an error naming both counts.
+pub trait Balancer: Send {
+    /// The registry name of the method (e.g. `"gradnorm"`).
+    fn name(&self) -> &'static str;
+
+    /// The number of tasks `T` the balancer was built for.
+    fn num_tasks(&self) -> usize;
+
+    /// Which gradient rows [`balance`](Balancer::balance) needs each step.
+    fn needs(&self) -> GradientSource;
+
+    /// One balancing step. Learnable state is updated here by the method's
+    /// documented rule; the returned weights are those *before* that update
+    /// (the network step uses `w(t)`).
+    ///
+    /// # Errors
+    /// Bad input (counts, non-finite losses, missing gradient rows).
+    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced>;
+
+    /// Called once at the end of each epoch with the epoch-mean loss of every
+    /// task. The default checks the input and keeps no record.
+    ///
+    /// # Errors
+    /// [`Error::CountMismatch`] or [`Error::NonFiniteLoss`].
+    fn end_epoch(&mut self, mean_losses: &[f32]) -> Result<()> {
+        check_losses(mean_losses, self.num_tasks())
+    }
+
+    /// Whether the trainer must re-evaluate the losses on the same batch after
+    /// the optimiser step and call [`observe_after_step`](Balancer::observe_after_step).
+    fn needs_losses_after_step(&self) -> bool {
+        false
+    }
+
+    /// Called after the optimiser step with the losses of the same batch at
+    /// the new parameters. The default checks the input and ignores it.
+    ///
+    /// # Errors
+    /// [`Error::CountMismatch`] or [`Error::NonFiniteLoss`].
+    fn observe_after_step(&mut self, new_losses: &[f32]) -> Result<()> {
+        check_losses(new_losses, self.num_tasks())
+    }
+
+    /// The persistent state (learnable values, optimiser moments, histories,
+    /// RNG position) as JSON, for checkpoints. Stateless balancers return `null`.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restores a state written by [`state`](Balancer::state); continuing
+    /// from it gives bit-identical results to an uninterrupted run.
+    ///
+    /// # Errors
+    /// [`Error::State`] if the value does not fit this balancer.
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        if state.is_null() {
+            Ok(())
+        } else {
+            Err(Error::State {
+                balancer: self.name(),
+                reason: format!("this balancer is stateless, expected null, got {state}"),
+            })
+        }
+    }
+
+    /// Returns the balancer to its freshly built state.
+    fn reset(&mut self) {}
+
+    /// The learnable or adaptive values worth logging, as `(name, value)`
+    /// pairs such as `("log_var[0]", -0.31)`.
+    fn learnable(&self) -> Vec<(String, f32)> {
+        Vec::new()
+    }
+}
+
+/// Parses a saved state into `T`, mapping failures to [`Error::State`].
+pub(crate) fn parse_state<T: serde::de::DeserializeOwned>(
+    balancer: &'static str,
+    state: &serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(state.clone()).map_err(|e| Error::State {
+        balancer,
+        reason: e.to_string(),
+    })
+}
+
+/// Serialises a state struct; serialising plain numbers and vectors cannot fail.
+pub(crate) fn to_state<T: serde::Serialize>(state: &T) -> serde_json::Value {
+    serde_json::to_value(state).expect("balancer state holds only numbers and vectors")
+}
+
+/// Rejects a balancer for zero tasks.
+pub(crate) fn require_tasks(num_tasks: usize) -> Result<()> {
+    if num_tasks == 0 {
+        Err(Error::NoTasks)
+    } else {
+        Ok(())
+    }
+}
+
+/// Rejects a non-finite or out-of-range hyperparameter.
+pub(crate) fn check_parameter(
+    balancer: &'static str,
+    parameter: &'static str,
+    value: f64,
+    valid: bool,
+    reason: &'static str,
+) -> Result<()> {
+    if value.is_finite() && valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter {
+            balancer,
+            parameter,
+            value: value.to_string(),
+            reason,
+        })
+    }
+}

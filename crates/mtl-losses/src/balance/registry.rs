@@ -1,0 +1,288 @@
+//! The registry: build a balancer from its name and a typed configuration,
+//! and list every method with its parameters and defaults.
+//!
+//! A configuration is a serde type, so in a TOML run file
+//! `balancer = { name = "gradnorm", alpha = 1.5 }` selects GradNorm with
+//! `alpha = 1.5` and every other parameter at its default. An unknown name is
+//! an [`Error::UnknownBalancer`] listing the valid names; an unknown parameter
+//! is an [`Error::Config`] listing the valid parameters.
+//!
+//! Adding a method: implement [`MethodConfig`] for its configuration type,
+//! add one variant to [`BalancerConfig`] and one arm to each of its `match`es,
+//! and one line to [`methods`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Balancer, EqualConfig, FixedConfig, GradientSource};
+use crate::error::{Error, Result};
+
+/// The configuration type of one method: its parameters with their defaults,
+/// and how to build the balancer from them.
+pub trait MethodConfig:
+    Serialize + DeserializeOwned + Default + Clone + fmt::Debug + PartialEq
+{
+    /// The registry name (the `name` key of a configuration).
+    const NAME: &'static str;
+    /// One line saying what the method does, with its paper.
+    const SUMMARY: &'static str;
+    /// Which gradient rows the method needs.
+    const NEEDS: GradientSource;
+    /// Every parameter (serialised field name) with a one-line description.
+    const PARAMS: &'static [(&'static str, &'static str)];
+
+    /// Checks the parameters against `num_tasks` and builds the balancer;
+    /// `seed` seeds any randomness the method uses.
+    ///
+    /// # Errors
+    /// [`Error::NoTasks`], [`Error::InvalidParameter`] or [`Error::CountMismatch`].
+    fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>>;
+}
+
+/// A balancer configuration: the method's name plus its typed parameters.
+///
+/// Serialised with the tag `name`, e.g. `{ "name": "dwa", "temperature": 2.0 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum BalancerConfig {
+    /// Fixed user weights.
+    Fixed(FixedConfig),
+    /// Equal weighting, `1/T` each.
+    Equal(EqualConfig),
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        BalancerConfig::Equal(EqualConfig::default())
+    }
+}
+
+impl BalancerConfig {
+    /// The registry name of the configured method.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BalancerConfig::Fixed(_) => FixedConfig::NAME,
+            BalancerConfig::Equal(_) => EqualConfig::NAME,
+        }
+    }
+
+    /// Builds the balancer for `num_tasks` tasks; `seed` seeds its randomness.
+    ///
+    /// # Errors
+    /// Invalid parameters, or parameters that disagree with `num_tasks`.
+    pub fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>> {
+        match self {
+            BalancerConfig::Fixed(c) => c.build(num_tasks, seed),
+            BalancerConfig::Equal(c) => c.build(num_tasks, seed),
+        }
+    }
+
+    /// The names of every registered method, in listing order.
+    pub fn names() -> Vec<&'static str> {
+        methods().into_iter().map(|m| m.name).collect()
+    }
+
+    /// The configuration of `name` with every parameter at its default.
+    ///
+    /// # Errors
+    /// [`Error::UnknownBalancer`] listing the valid names.
+    pub fn default_for(name: &str) -> Result<Self> {
+        Self::from_json(&serde_json::json!({ "name": name }))
+    }
+
+    /// Parses a configuration from a JSON object with a `name` key.
+    ///
+    /// # Errors
+    /// [`Error::UnknownBalancer`] listing the valid names for a missing or
+    /// unknown name; [`Error::Config`] listing the valid parameters for an
+    /// unknown parameter or a value of the wrong type.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let names = Self::names();
+        let name = value.get("name").and_then(|n| n.as_str()).unwrap_or("");
+        if !names.contains(&name) {
+            return Err(Error::UnknownBalancer {
+                name: name.to_owned(),
+                valid: names.join(", "),
+            });
+        }
+        serde_json::from_value(value.clone()).map_err(|e| Error::Config(format!("`{name}`: {e}")))
+    }
+}
+
+impl FromStr for BalancerConfig {
+    type Err = Error;
+
+    /// A bare method name with default parameters, e.g. `"dwa".parse()`.
+    fn from_str(name: &str) -> Result<Self> {
+        Self::default_for(name)
+    }
+}
+
+/// One parameter of a method, for listings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParamInfo {
+    /// The parameter's key in a configuration.
+    pub name: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+    /// Its default value.
+    pub default: serde_json::Value,
+}
+
+/// One registered method, for listings (`mtl balancers` prints these).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MethodInfo {
+    /// The registry name.
+    pub name: &'static str,
+    /// One line saying what it does.
+    pub summary: &'static str,
+    /// Which gradient rows it needs each step.
+    pub needs: GradientSource,
+    /// Its parameters with defaults.
+    pub params: Vec<ParamInfo>,
+}
+
+fn info<C: MethodConfig>() -> MethodInfo {
+    let defaults = serde_json::to_value(C::default()).expect("configurations serialise to JSON");
+    let params = C::PARAMS
+        .iter()
+        .map(|&(name, doc)| ParamInfo {
+            name,
+            doc,
+            default: defaults
+                .get(name)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+        })
+        .collect();
+    MethodInfo {
+        name: C::NAME,
+        summary: C::SUMMARY,
+        needs: C::NEEDS,
+        params,
+    }
+}
+
+/// Every registered method with its parameters and their defaults.
+pub fn methods() -> Vec<MethodInfo> {
+    vec![info::<EqualConfig>(), info::<FixedConfig>()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_keys<C: MethodConfig>() -> Vec<String> {
+        let v = serde_json::to_value(C::default()).unwrap();
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn documented_keys<C: MethodConfig>() -> Vec<String> {
+        let mut keys: Vec<String> = C::PARAMS.iter().map(|(n, _)| n.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn every_serialised_parameter_is_documented_and_vice_versa() {
+        assert_eq!(
+            default_keys::<EqualConfig>(),
+            documented_keys::<EqualConfig>()
+        );
+        assert_eq!(
+            default_keys::<FixedConfig>(),
+            documented_keys::<FixedConfig>()
+        );
+    }
+
+    #[test]
+    fn listing_and_enum_agree_on_names() {
+        for m in methods() {
+            let cfg = BalancerConfig::default_for(m.name).unwrap();
+            assert_eq!(cfg.name(), m.name);
+        }
+        assert_eq!(methods().len(), 2);
+    }
+
+    #[test]
+    fn unknown_name_lists_valid_names() {
+        let err = BalancerConfig::default_for("gradnrom").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("gradnrom"), "{msg}");
+        for name in BalancerConfig::names() {
+            assert!(msg.contains(name), "{msg} lacks {name}");
+        }
+        let missing = BalancerConfig::from_json(&serde_json::json!({ "alpha": 1.0 })).unwrap_err();
+        assert!(matches!(missing, Error::UnknownBalancer { .. }));
+    }
+
+    #[test]
+    fn unknown_parameter_lists_valid_parameters() {
+        let err =
+            BalancerConfig::from_json(&serde_json::json!({ "name": "fixed", "weigths": [1.0] }))
+                .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Config(_)));
+        assert!(msg.contains("weigths"), "{msg}");
+        for (p, _) in FixedConfig::PARAMS {
+            assert!(msg.contains(p), "{msg} lacks {p}");
+        }
+    }
+
+    #[test]
+    fn toml_inline_table_selects_method_and_sets_parameters() {
+        #[derive(Deserialize)]
+        struct Run {
+            balancer: BalancerConfig,
+        }
+        let run: Run =
+            toml::from_str(r#"balancer = { name = "fixed", weights = [1.0, 2.0] }"#).unwrap();
+        let expected = FixedConfig {
+            weights: vec![1.0, 2.0],
+        };
+        assert_eq!(run.balancer, BalancerConfig::Fixed(expected));
+        let run: Run = toml::from_str(r#"balancer = { name = "equal" }"#).unwrap();
+        assert_eq!(run.balancer, BalancerConfig::Equal(EqualConfig::default()));
+    }
+
+    #[test]
+    fn configuration_round_trips_through_json() {
+        for name in BalancerConfig::names() {
+            let cfg = BalancerConfig::default_for(name).unwrap();
+            let json = serde_json::to_value(&cfg).unwrap();
+            assert_eq!(json["name"], name);
+            assert_eq!(BalancerConfig::from_json(&json).unwrap(), cfg);
+        }
+    }
+
+    #[test]
+    fn built_balancer_reports_its_name_and_needs() {
+        for m in methods() {
+            let cfg = BalancerConfig::default_for(m.name).unwrap();
+            // Fixed weights need one weight per task; every other method builds from defaults.
+            let cfg = match cfg {
+                BalancerConfig::Fixed(_) => BalancerConfig::Fixed(FixedConfig {
+                    weights: vec![1.0, 1.0, 1.0],
+                }),
+                other => other,
+            };
+            let b = cfg.build(3, 7).unwrap();
+            assert_eq!(b.name(), m.name);
+            assert_eq!(b.needs(), m.needs);
+            assert_eq!(b.num_tasks(), 3);
+        }
+    }
+
+    #[test]
+    fn zero_tasks_is_an_error_for_every_method() {
+        for name in BalancerConfig::names() {
+            let err = BalancerConfig::default_for(name).unwrap().build(0, 0).err();
+            assert!(err.is_some(), "{name} built with zero tasks");
+        }
+    }
+}
