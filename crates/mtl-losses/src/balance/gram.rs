@@ -1,0 +1,343 @@
+//! The two passes over the task Jacobian that every Gramian-based balancer needs.
+//!
+//! The Jacobian `J ∈ R^{T×P}` arrives as `T` rows of `P` `f32` values stored one
+//! after the other (row-major). Gradient-manipulation balancers reduce it to
+//!
+//! * the Gram matrix `G = J Jᵀ` (`G_ij = g_i·g_j`, `T(T+1)/2` dot products of
+//!   length `P`), computed by [`gram`] in **one pass** over `J`, and
+//! * the combined direction `d = Jᵀ w = Σ_i w_i g_i`, computed by [`combine_rows`]
+//!   in **one pass** over `J`.
+//!
+//! A `P × P` matrix is never formed. Both kernels walk the columns in fixed
+//! blocks small enough that the `T` row slices of a block stay in cache while
+//! every pair of rows is multiplied, so each value of `J` is read from memory
+//! once. Products are accumulated in `f64`.
+//!
+//! # Determinism
+//!
+//! The column range is cut into chunks whose boundaries depend only on `T` and
+//! `P`; each chunk is reduced on its own and the partial results are added in
+//! chunk order. The result is therefore bit-identical whether the chunks run on
+//! one thread or many, and whatever the size of the rayon pool. Rayon is used
+//! only when `T·P ≥` [`PARALLEL_MIN_VALUES`].
+
+use std::ops::Range;
+
+use nalgebra::DMatrix;
+use rayon::prelude::*;
+
+use super::GradRows;
+use crate::error::{Error, Result};
+
+/// Below this many Jacobian entries (`T·P`) both kernels run on the calling
+/// thread. Measured with `benches/benches/balancers_gradient.rs`: at `T·P = 2¹⁸`
+/// one Gram pass costs ~0.1 ms, the point where rayon's fork/join overhead
+/// (a few µs per chunk) is no longer visible.
+pub const PARALLEL_MIN_VALUES: usize = 1 << 18;
+
+/// Number of `f32` values of `J` (all rows together) in one cache block:
+/// 64 KiB, half of a typical L2 slice, so the `T` row slices of a block are
+/// re-read from cache for every pair of rows.
+const BLOCK_VALUES: usize = 1 << 14;
+
+/// Columns per parallel chunk for the Gram kernel. A chunk is reduced
+/// sequentially block after block; chunks are combined in order.
+const CHUNK_COLUMNS: usize = 1 << 15;
+
+/// Independent `f64` accumulators in the dot-product kernel (lets the compiler
+/// keep several vector lanes busy without reassociating a single sum).
+const LANES: usize = 8;
+
+/// Columns per block for `tasks` rows: a multiple of [`LANES`], at least 64.
+fn block_columns(tasks: usize) -> usize {
+    let columns = BLOCK_VALUES / tasks.max(1);
+    (columns / LANES * LANES).max(64)
+}
+
+/// `Σ_k a_k b_k` in `f64` with [`LANES`] interleaved accumulators combined in
+/// a fixed order.
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let pairs = a.chunks_exact(LANES).zip(b.chunks_exact(LANES));
+    for (x, y) in pairs {
+        for k in 0..LANES {
+            acc[k] += f64::from(x[k]) * f64::from(y[k]);
+        }
+    }
+    let tail_start = a.len() / LANES * LANES;
+    let mut tail = 0.0f64;
+    for (x, y) in a[tail_start..].iter().zip(&b[tail_start..]) {
+        tail += f64::from(*x) * f64::from(*y);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Upper triangle (row by row, `i ≤ j`) of `Σ_{k ∈ columns} g_ik g_jk`.
+fn gram_chunk(rows: &[f32], tasks: usize, cols: usize, columns: Range<usize>) -> Vec<f64> {
+    let block = block_columns(tasks);
+    let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
+    let mut start = columns.start;
+    while start < columns.end {
+        let end = (start + block).min(columns.end);
+        let mut slot = 0;
+        for i in 0..tasks {
+            let gi = &rows[i * cols + start..i * cols + end];
+            for j in i..tasks {
+                let gj = &rows[j * cols + start..j * cols + end];
+                upper[slot] += dot_f64(gi, gj);
+                slot += 1;
+            }
+        }
+        start = end;
+    }
+    upper
+}
+
+/// Fixed chunk boundaries of `range`, independent of the thread count.
+fn chunks_of(range: Range<usize>, size: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::with_capacity(range.len().div_ceil(size.max(1)));
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + size).min(range.end);
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// Gram matrix `G = J Jᵀ` of the rows of `J`, restricted to the columns in
+/// `columns` (use `0..cols` for the whole matrix; a sub-range gives the Gram of
+/// one parameter group).
+///
+/// `rows` holds `tasks` rows of `cols` values each. One pass over the selected
+/// columns; `f64` accumulation; deterministic (see the module docs).
+///
+/// # Panics
+///
+/// If `rows.len() != tasks * cols` or `columns` is not inside `0..cols`;
+/// callers validate user input before calling (an internal invariant).
+pub fn gram_of_columns(
+    rows: &[f32],
+    tasks: usize,
+    cols: usize,
+    columns: Range<usize>,
+) -> DMatrix<f64> {
+    assert_eq!(rows.len(), tasks * cols, "gram: buffer is not tasks x cols");
+    assert!(columns.end <= cols, "gram: column range outside the rows");
+    let chunks = chunks_of(columns.clone(), CHUNK_COLUMNS);
+    let partials: Vec<Vec<f64>> = if tasks * columns.len() >= PARALLEL_MIN_VALUES {
+        chunks
+            .into_par_iter()
+            .map(|c| gram_chunk(rows, tasks, cols, c))
+            .collect()
+    } else {
+        chunks
+            .into_iter()
+            .map(|c| gram_chunk(rows, tasks, cols, c))
+            .collect()
+    };
+    let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
+    for partial in &partials {
+        for (u, p) in upper.iter_mut().zip(partial) {
+            *u += p;
+        }
+    }
+    let mut g = DMatrix::zeros(tasks, tasks);
+    let mut slot = 0;
+    for i in 0..tasks {
+        for j in i..tasks {
+            g[(i, j)] = upper[slot];
+            g[(j, i)] = upper[slot];
+            slot += 1;
+        }
+    }
+    g
+}
+
+/// Gram matrix `G = J Jᵀ` of all columns; see [`gram_of_columns`].
+pub fn gram(rows: &[f32], tasks: usize, cols: usize) -> DMatrix<f64> {
+    gram_of_columns(rows, tasks, cols, 0..cols)
+}
+
+/// Writes `d_k = Σ_i w_i g_ik` for the columns in `columns` into
+/// `out[columns]` (one pass over those columns of `J`; per-column `f64`
+/// accumulation in task order, so the result does not depend on threads).
+///
+/// # Panics
+///
+/// On inconsistent lengths (an internal invariant, see [`gram_of_columns`]).
+pub fn combine_columns(
+    rows: &[f32],
+    cols: usize,
+    weights: &[f64],
+    columns: Range<usize>,
+    out: &mut [f32],
+) {
+    let tasks = weights.len();
+    assert_eq!(
+        rows.len(),
+        tasks * cols,
+        "combine: buffer is not tasks x cols"
+    );
+    assert_eq!(out.len(), cols, "combine: output is not cols long");
+    assert!(
+        columns.end <= cols,
+        "combine: column range outside the rows"
+    );
+    let block = block_columns(tasks);
+    let offset = columns.start;
+    let target = &mut out[columns.clone()];
+    let work = |(b, chunk): (usize, &mut [f32])| {
+        let start = offset + b * block;
+        let mut acc = vec![0.0f64; chunk.len()];
+        for (i, w) in weights.iter().enumerate() {
+            let g = &rows[i * cols + start..i * cols + start + chunk.len()];
+            for (a, x) in acc.iter_mut().zip(g) {
+                *a += w * f64::from(*x);
+            }
+        }
+        for (o, a) in chunk.iter_mut().zip(&acc) {
+            *o = *a as f32;
+        }
+    };
+    if tasks * columns.len() >= PARALLEL_MIN_VALUES {
+        target.par_chunks_mut(block).enumerate().for_each(work);
+    } else {
+        target.chunks_mut(block).enumerate().for_each(work);
+    }
+}
+
+/// `d = Jᵀ w = Σ_i w_i g_i` over all columns, written into `out` (length `cols`).
+pub fn combine_rows(rows: &[f32], cols: usize, weights: &[f64], out: &mut [f32]) {
+    combine_columns(rows, cols, weights, 0..cols, out);
+}
+
+/// [`gram`] of validated gradient rows: a NaN or infinite entry shows up on
+/// the diagonal and is reported as [`Error::NonFiniteGradient`] naming the
+/// first bad task (the pass over `J` is the Gram pass itself).
+///
+/// # Errors
+///
+/// [`Error::NonFiniteGradient`].
+pub fn checked_gram(grads: &GradRows<'_>) -> Result<DMatrix<f64>> {
+    let g = gram(grads.as_slice(), grads.rows(), grads.cols());
+    check_diagonal(&g)?;
+    Ok(g)
+}
+
+/// Rejects a Gram matrix with a non-finite diagonal entry (a non-finite
+/// gradient row, or one whose squared norm overflows `f64`).
+///
+/// # Errors
+///
+/// [`Error::NonFiniteGradient`] naming the first bad task.
+pub fn check_diagonal(g: &DMatrix<f64>) -> Result<()> {
+    match (0..g.nrows()).find(|&i| !g[(i, i)].is_finite()) {
+        Some(task) => Err(Error::NonFiniteGradient {
+            task,
+            norm: g[(task, task)].sqrt(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `d = Jᵀ w` for gradient rows, as a new vector (see [`combine_rows`]).
+pub fn direction(grads: &GradRows<'_>, weights: &[f64]) -> Vec<f32> {
+    let mut d = vec![0.0f32; grads.cols()];
+    combine_rows(grads.as_slice(), grads.cols(), weights, &mut d);
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// f32 inputs, f64 accumulation: the kernel differs from a naive f64 loop
+    /// only by summation order, ~1e-12 relative for these sizes.
+    const SUM_ORDER_TOL: f64 = 1e-10;
+
+    fn random_rows(tasks: usize, cols: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..tasks * cols)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect()
+    }
+
+    fn naive_gram(rows: &[f32], tasks: usize, cols: usize) -> DMatrix<f64> {
+        DMatrix::from_fn(tasks, tasks, |i, j| {
+            (0..cols)
+                .map(|k| f64::from(rows[i * cols + k]) * f64::from(rows[j * cols + k]))
+                .sum()
+        })
+    }
+
+    #[test]
+    fn gram_matches_naive_on_small_and_parallel_sizes() {
+        for &(tasks, cols) in &[(1, 3), (2, 5), (3, 1000), (5, 70_001)] {
+            let rows = random_rows(tasks, cols, 7);
+            let g = gram(&rows, tasks, cols);
+            let n = naive_gram(&rows, tasks, cols);
+            let scale = n.amax().max(1.0);
+            assert!((g - n).amax() / scale < SUM_ORDER_TOL, "{tasks}x{cols}");
+        }
+    }
+
+    #[test]
+    fn gram_is_bit_identical_across_pool_sizes() {
+        let (tasks, cols) = (4, 200_003);
+        let rows = random_rows(tasks, cols, 3);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let a = one.install(|| gram(&rows, tasks, cols));
+        let b = three.install(|| gram(&rows, tasks, cols));
+        assert_eq!(a.as_slice(), b.as_slice());
+    }
+
+    #[test]
+    fn column_groups_add_up_to_the_whole_gram() {
+        let (tasks, cols) = (3, 1000);
+        let rows = random_rows(tasks, cols, 11);
+        let whole = gram(&rows, tasks, cols);
+        let parts = gram_of_columns(&rows, tasks, cols, 0..400)
+            + gram_of_columns(&rows, tasks, cols, 400..1000);
+        assert!((whole - parts).amax() < SUM_ORDER_TOL * 1e3);
+    }
+
+    #[test]
+    fn combine_matches_naive_and_is_deterministic() {
+        let (tasks, cols) = (3, 100_003);
+        let rows = random_rows(tasks, cols, 5);
+        let w = [0.5, -2.0, 1.25];
+        let mut d = vec![0.0f32; cols];
+        combine_rows(&rows, cols, &w, &mut d);
+        for k in (0..cols).step_by(997) {
+            let expect: f64 = (0..tasks)
+                .map(|i| w[i] * f64::from(rows[i * cols + k]))
+                .sum();
+            assert_eq!(d[k], expect as f32, "column {k}");
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let mut e = vec![0.0f32; cols];
+        pool.install(|| combine_rows(&rows, cols, &w, &mut e));
+        assert_eq!(d, e);
+    }
+
+    #[test]
+    fn combine_of_a_column_range_leaves_the_rest_untouched() {
+        let rows = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut out = [9.0f32; 3];
+        combine_columns(&rows, 3, &[1.0, 2.0], 1..3, &mut out);
+        assert_eq!(out, [9.0, 12.0, 15.0]);
+    }
+}
