@@ -97,6 +97,15 @@ pub enum Error {
         /// What is wrong with the state.
         reason: String,
     },
+    /// The trainer called a balancer's hooks out of order (e.g. FAMO's
+    /// `observe_after_step` without a preceding `balance`).
+    #[error("balancer `{balancer}`: {reason}")]
+    CallOrder {
+        /// Name of the balancer.
+        balancer: &'static str,
+        /// Which call came out of order.
+        reason: &'static str,
+    },
     /// A numerical solver inside a balancer failed (non-finite data or no
     /// convergence within its iteration limit).
     #[error("solver `{solver}` failed: {reason}")]

@@ -42,8 +42,11 @@ mod equal;
 pub mod gram;
 mod fixed;
 mod input;
+mod mgda;
 mod output;
+mod pcgrad;
 mod registry;
+mod rng_state;
 pub mod solver;
 mod state_optimizer;
 
@@ -51,6 +54,9 @@ pub use equal::{EqualConfig, EqualWeighting};
 pub use fixed::{FixedConfig, FixedWeights};
 pub use input::{check_losses, BalanceInput, GradRows, GradientSource};
 pub use output::Balanced;
+pub use mgda::{GradNormalization, Mgda, MgdaConfig, MgdaUbConfig, MgdaUpdate, MinNormSolverKind};
+pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};
+pub use rng_state::RngState;
 pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
 pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};
 
