@@ -1,0 +1,238 @@
+//! Stochastic gradient descent with momentum, dampening, Nesterov momentum and
+//! weight decay.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{check_non_negative, check_positive};
+use crate::elementwise::{flush_subnormal, update};
+use crate::error::{OptimError, Result};
+use crate::group::ParamGroup;
+use crate::optimizer::{Core, Optimizer};
+use crate::state::{ensure_len, OptimizerState};
+
+/// Hyperparameters of [`Sgd`]; defaults are PyTorch's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SgdConfig {
+    /// Learning rate γ (default 1e-3).
+    pub lr: f64,
+    /// Momentum factor μ (default 0: plain SGD).
+    pub momentum: f64,
+    /// Dampening τ of the momentum (default 0).
+    pub dampening: f64,
+    /// Nesterov momentum (default false; needs μ > 0 and τ = 0).
+    pub nesterov: bool,
+    /// L2 penalty λ added to the gradient (default 0).
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl SgdConfig {
+    /// Checks every value: `lr > 0`, `momentum, dampening, weight_decay >= 0`
+    /// (all finite), and Nesterov only with momentum and no dampening.
+    pub fn validate(&self) -> Result<()> {
+        check_positive("lr", self.lr)?;
+        check_non_negative("momentum", self.momentum)?;
+        check_non_negative("dampening", self.dampening)?;
+        check_non_negative("weight_decay", self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(OptimError::InvalidConfig {
+                key: "nesterov",
+                value: self.momentum,
+                reason: "Nesterov momentum needs momentum > 0 and dampening = 0",
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates and builds the optimizer over `groups`.
+    pub fn build(&self, groups: Vec<ParamGroup>) -> Result<Sgd> {
+        Sgd::new(self.clone(), groups)
+    }
+}
+
+/// SGD as documented for `torch.optim.SGD` (Sutskever et al., 2013, for the
+/// momentum form). With gradient `g_t`, for each parameter:
+///
+/// ```text
+/// g ← g_t + λ θ_{t-1}                                  (if λ ≠ 0)
+/// b_t ← g                      at t = 1                (if μ ≠ 0)
+/// b_t ← μ b_{t-1} + (1 − τ) g  at t > 1
+/// g ← g + μ b_t  (Nesterov)    or    g ← b_t
+/// θ_t ← θ_{t-1} − γ g
+/// ```
+///
+/// The momentum buffer is saved as `momentum_buffer`.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    config: SgdConfig,
+    core: Core,
+    momentum_buffer: Vec<f32>,
+}
+
+impl Sgd {
+    /// Validates `config` and `groups`.
+    pub fn new(config: SgdConfig, groups: Vec<ParamGroup>) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            core: Core::new(config.lr, groups)?,
+            config,
+            momentum_buffer: Vec::new(),
+        })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &SgdConfig {
+        &self.config
+    }
+}
+
+const MOMENTUM_BUFFER: &str = "momentum_buffer";
+
+impl Optimizer for Sgd {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        self.core.groups.check_step(params, grads)?;
+        let momentum = self.config.momentum as f32;
+        let keep = 1.0 - self.config.dampening as f32;
+        let nesterov = self.config.nesterov;
+        let first = self.core.step == 0;
+        if momentum != 0.0 {
+            ensure_len(
+                &mut self.momentum_buffer,
+                MOMENTUM_BUFFER,
+                params.len(),
+                0.0,
+            )?;
+        }
+        let buffer = &mut self.momentum_buffer;
+        self.core.groups.for_each(params.len(), |group| {
+            let lr = (self.core.lr * group.lr_scale) as f32;
+            let wd = group.weight_decay.unwrap_or(self.config.weight_decay) as f32;
+            let r = group.range.clone();
+            if momentum == 0.0 {
+                update(&mut params[r.clone()], &grads[r], [], &|p, g, []| {
+                    for (p, &g) in p.iter_mut().zip(g) {
+                        let d = g + wd * *p;
+                        *p -= lr * d;
+                    }
+                });
+            } else {
+                let kernel = |p: &mut [f32], g: &[f32], [b]: [&mut [f32]; 1]| {
+                    for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
+                        let d = g + wd * *p;
+                        let buf = if first { d } else { momentum * *b + keep * d };
+                        let buf = flush_subnormal(buf);
+                        *b = buf;
+                        let d = if nesterov { d + momentum * buf } else { buf };
+                        *p -= lr * d;
+                    }
+                };
+                update(
+                    &mut params[r.clone()],
+                    &grads[r.clone()],
+                    [&mut buffer[r]],
+                    &kernel,
+                );
+            }
+        });
+        self.core.step += 1;
+        Ok(())
+    }
+
+    fn lr(&self) -> f64 {
+        self.core.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.core.set_lr(lr)
+    }
+
+    fn groups(&self) -> &[ParamGroup] {
+        self.core.groups.as_slice()
+    }
+
+    fn steps_taken(&self) -> u64 {
+        self.core.step
+    }
+
+    fn state(&self) -> OptimizerState {
+        let mut buffers = std::collections::BTreeMap::new();
+        if self.config.momentum != 0.0 && !self.momentum_buffer.is_empty() {
+            buffers.insert(MOMENTUM_BUFFER.to_owned(), self.momentum_buffer.clone());
+        }
+        OptimizerState {
+            optimizer: self.name().to_owned(),
+            step: self.core.step,
+            lr: self.core.lr,
+            buffers,
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<()> {
+        let (step, lr, momentum_buffer) = if self.config.momentum != 0.0 {
+            let (step, lr, [b]) = state.into_parts(self.name(), [MOMENTUM_BUFFER])?;
+            (step, lr, b)
+        } else {
+            let (step, lr, []) = state.into_parts(self.name(), [])?;
+            (step, lr, Vec::new())
+        };
+        self.core.step = step;
+        self.core.lr = lr;
+        self.momentum_buffer = momentum_buffer;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesterov_needs_momentum_without_dampening() {
+        let cfg = SgdConfig {
+            nesterov: true,
+            ..SgdConfig::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(OptimError::InvalidConfig {
+                key: "nesterov",
+                ..
+            })
+        ));
+        let cfg = SgdConfig {
+            nesterov: true,
+            momentum: 0.9,
+            dampening: 0.1,
+            ..SgdConfig::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn rejects_non_positive_lr_naming_the_key() {
+        let cfg = SgdConfig {
+            lr: 0.0,
+            ..SgdConfig::default()
+        };
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "invalid value 0 for `lr`: must be finite and > 0"
+        );
+    }
+}
