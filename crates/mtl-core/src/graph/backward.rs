@@ -1,0 +1,683 @@
+//! Reverse-mode differentiation: one sweep over the arena, one `match` on the op.
+//!
+//! Every arm reads as the calculus it implements: given `g = ∂L/∂y` for the
+//! node's output `y`, it adds `∂L/∂x` for each input `x` that needs a gradient.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::activation::{gelu_grad, sigmoid};
+use super::layers::CONV_CHUNK;
+use super::shape::narrow_tensor;
+use super::{Graph, Node, Op, Var};
+use crate::error::{CoreError, Result};
+use crate::kernels;
+use crate::Tensor;
+
+/// Gradients of one backward pass, one slot per node of the graph.
+#[derive(Debug)]
+pub struct Gradients {
+    grads: Vec<Option<Tensor>>,
+}
+
+impl Gradients {
+    /// The gradient at `v`, if any seed reaches it.
+    pub fn get(&self, v: Var) -> Option<&Tensor> {
+        self.grads.get(v.0).and_then(Option::as_ref)
+    }
+
+    /// Takes the gradient at `v` out of the set.
+    pub fn take(&mut self, v: Var) -> Option<Tensor> {
+        self.grads.get_mut(v.0).and_then(Option::take)
+    }
+
+    /// Adds the gradient of every parameter node whose flat range lies inside
+    /// `range` into `out` (laid out like the store's buffer restricted to
+    /// `range`). Parameters outside `range` are skipped. A parameter recorded
+    /// twice on the tape (weight sharing) receives the sum of both gradients.
+    pub fn accumulate_params(
+        &self,
+        graph: &Graph,
+        range: Range<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if out.len() != range.len() {
+            return Err(CoreError::ShapeMismatch {
+                op: "accumulate_params",
+                lhs: vec![range.len()],
+                rhs: vec![out.len()],
+            });
+        }
+        for (node, grad) in graph.nodes().iter().zip(&self.grads) {
+            if let (Op::Param { offset }, Some(g)) = (&node.op, grad) {
+                let (start, end) = (*offset, offset + g.len());
+                if start >= range.start && end <= range.end {
+                    let dst = &mut out[start - range.start..end - range.start];
+                    dst.iter_mut().zip(g.data()).for_each(|(d, s)| *d += s);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Sink<'a> {
+    nodes: &'a [Node],
+    grads: &'a mut [Option<Tensor>],
+}
+
+impl Sink<'_> {
+    fn wants(&self, v: Var) -> bool {
+        self.nodes[v.0].requires_grad
+    }
+
+    fn value(&self, v: Var) -> &Tensor {
+        &self.nodes[v.0].value
+    }
+
+    /// Adds `g` to the gradient of `v` (if `v` needs one).
+    fn add(&mut self, v: Var, g: Tensor) -> Result<()> {
+        if !self.wants(v) {
+            return Ok(());
+        }
+        match &mut self.grads[v.0] {
+            Some(acc) => acc.add_assign(&g),
+            slot @ None => {
+                *slot = Some(g);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `f(g)` for a gradient that has the input's shape, computed only when needed.
+    fn add_with(&mut self, v: Var, f: impl FnOnce() -> Result<Tensor>) -> Result<()> {
+        if self.wants(v) {
+            let g = f()?;
+            self.add(v, g)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sums `g` `[.., C]` over all rows into a tensor of `shape` (C elements).
+fn sum_rows(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let cols = shape.iter().product::<usize>().max(1);
+    let mut out = vec![0.0f32; cols];
+    for row in g.data().chunks(cols) {
+        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+    }
+    Tensor::from_vec(out, shape)
+}
+
+impl Graph {
+    /// Back-propagates from scalar seeds `(loss, weight)`: the gradient of
+    /// `Σ weight · loss` with respect to every node that needs one.
+    pub fn backward(&self, seeds: &[(Var, f32)]) -> Result<Gradients> {
+        let seeds: Vec<(Var, Tensor)> = seeds
+            .iter()
+            .map(|&(v, w)| Ok((v, Tensor::filled(self.shape(v)?, w))))
+            .collect::<Result<_>>()?;
+        self.backward_from(&seeds, &[])
+    }
+
+    /// Back-propagates from seeds `(node, ∂L/∂node)` of any shape.
+    ///
+    /// Nodes in `stop_at` receive their gradient but pass nothing further down:
+    /// backward from each task loss to the shared representation `z` costs only
+    /// the heads, and a later call seeded at `z` pushes a combined direction
+    /// through the trunk. The graph is only read, so several passes (one per
+    /// task) can run in parallel.
+    pub fn backward_from(&self, seeds: &[(Var, Tensor)], stop_at: &[Var]) -> Result<Gradients> {
+        let nodes = self.nodes();
+        let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
+        let mut start = 0;
+        for (v, g) in seeds {
+            let node = self.node(*v)?;
+            if node.value.shape() != g.shape() {
+                return Err(CoreError::ShapeMismatch {
+                    op: "backward seed",
+                    lhs: node.value.shape().to_vec(),
+                    rhs: g.shape().to_vec(),
+                });
+            }
+            match &mut grads[v.0] {
+                Some(acc) => acc.add_assign(g)?,
+                slot @ None => *slot = Some(g.clone()),
+            }
+            start = start.max(v.0 + 1);
+        }
+        for i in (0..start).rev() {
+            let node = &nodes[i];
+            if !node.requires_grad || stop_at.contains(&Var(i)) {
+                continue;
+            }
+            let Some(g) = grads[i].take() else { continue };
+            let mut sink = Sink {
+                nodes,
+                grads: &mut grads,
+            };
+            backward_node(&mut sink, node, &g)?;
+            grads[i] = Some(g);
+        }
+        Ok(Gradients { grads })
+    }
+}
+
+/// Adds the input gradients of one node given `g = ∂L/∂y`.
+fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
+    let y = &node.value;
+    match &node.op {
+        Op::Input | Op::Param { .. } => {}
+        Op::Add(a, b) => {
+            s.add(*a, g.clone())?;
+            s.add(*b, g.clone())?;
+        }
+        Op::Sub(a, b) => {
+            s.add(*a, g.clone())?;
+            s.add_with(*b, || Ok(g.scale(-1.0)))?;
+        }
+        Op::Mul(a, b) => {
+            let (av, bv) = (s.value(*a).clone(), s.value(*b).clone());
+            s.add_with(*a, || g.mul(&bv))?;
+            s.add_with(*b, || g.mul(&av))?;
+        }
+        Op::Div(a, b) => {
+            // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = −a/b².
+            let (av, bv) = (s.value(*a).clone(), s.value(*b).clone());
+            s.add_with(*a, || g.div(&bv))?;
+            s.add_with(*b, || {
+                g.mul(&av)?
+                    .zip_map(&bv, "div backward", |n, d| -n / (d * d))
+            })?;
+        }
+        Op::Neg(a) => s.add(*a, g.scale(-1.0))?,
+        Op::AddScalar(a, _) => s.add(*a, g.clone())?,
+        Op::MulScalar(a, k) => s.add(*a, g.scale(*k))?,
+        Op::Powf(a, p) => {
+            let p = *p;
+            let d = g.zip_map(s.value(*a), "powf backward", |g, x| g * p * x.powf(p - 1.0))?;
+            s.add(*a, d)?;
+        }
+        Op::MatMul {
+            a,
+            b,
+            trans_a,
+            trans_b,
+        } => {
+            // C = op(A)·op(B): ∂op(A) = G·op(B)ᵀ, ∂op(B) = op(A)ᵀ·G, transposed back
+            // to the stored layout where the operand was read transposed.
+            let (av, bv) = (s.value(*a).clone(), s.value(*b).clone());
+            s.add_with(*a, || match trans_a {
+                false => g.matmul(&bv, false, !trans_b),
+                true => bv.matmul(g, *trans_b, true),
+            })?;
+            s.add_with(*b, || match trans_b {
+                false => av.matmul(g, !trans_a, false),
+                true => g.matmul(&av, true, *trans_a),
+            })?;
+        }
+        Op::AddRow(x, row) => {
+            s.add(*x, g.clone())?;
+            let shape = s.value(*row).shape().to_vec();
+            s.add_with(*row, || sum_rows(g, &shape))?;
+        }
+        Op::MulRow(x, row) => {
+            let (xv, rv) = (s.value(*x).clone(), s.value(*row).clone());
+            let cols = rv.len().max(1);
+            s.add_with(*x, || {
+                let mut d = g.clone();
+                for chunk in d.data_mut().chunks_mut(cols) {
+                    chunk.iter_mut().zip(rv.data()).for_each(|(v, r)| *v *= r);
+                }
+                Ok(d)
+            })?;
+            s.add_with(*row, || sum_rows(&g.mul(&xv)?, rv.shape()))?;
+        }
+        Op::MulCol(x, col) => {
+            let (xv, cv) = (s.value(*x).clone(), s.value(*col).clone());
+            let width = xv.len() / cv.len().max(1);
+            s.add_with(*x, || {
+                let mut d = g.clone();
+                for (chunk, c) in d.data_mut().chunks_mut(width.max(1)).zip(cv.data()) {
+                    chunk.iter_mut().for_each(|v| *v *= c);
+                }
+                Ok(d)
+            })?;
+            s.add_with(*col, || {
+                let dc: Vec<f32> = g
+                    .data()
+                    .chunks(width.max(1))
+                    .zip(xv.data().chunks(width.max(1)))
+                    .map(|(gr, xr)| gr.iter().zip(xr).map(|(a, b)| a * b).sum())
+                    .collect();
+                Tensor::from_vec(dc, cv.shape())
+            })?;
+        }
+        Op::Sum(a) => {
+            let shape = s.value(*a).shape().to_vec();
+            s.add(*a, Tensor::filled(&shape, g.data()[0]))?;
+        }
+        Op::Mean(a) => {
+            let v = s.value(*a);
+            let shape = v.shape().to_vec();
+            let n = v.len().max(1) as f32;
+            s.add(*a, Tensor::filled(&shape, g.data()[0] / n))?;
+        }
+        Op::SumAxis(a, axis) | Op::MeanAxis(a, axis) => {
+            let v = s.value(*a);
+            let (outer, n, inner) = v.axis_split("sum_axis backward", *axis)?;
+            let scale = if matches!(node.op, Op::MeanAxis(..)) {
+                1.0 / n.max(1) as f32
+            } else {
+                1.0
+            };
+            let mut d = vec![0.0f32; outer * n * inner];
+            for o in 0..outer {
+                let src = &g.data()[o * inner..(o + 1) * inner];
+                for k in 0..n {
+                    let dst = &mut d[(o * n + k) * inner..(o * n + k + 1) * inner];
+                    dst.iter_mut().zip(src).for_each(|(d, &g)| *d = g * scale);
+                }
+            }
+            let shape = v.shape().to_vec();
+            s.add(*a, Tensor::from_vec(d, &shape)?)?;
+        }
+        Op::Relu(a) => {
+            let d = g.zip_map(
+                s.value(*a),
+                "relu backward",
+                |g, x| if x > 0.0 { g } else { 0.0 },
+            )?;
+            s.add(*a, d)?;
+        }
+        Op::LeakyRelu(a, slope) => {
+            let k = *slope;
+            let d = g.zip_map(s.value(*a), "leaky_relu backward", |g, x| {
+                if x > 0.0 {
+                    g
+                } else {
+                    k * g
+                }
+            })?;
+            s.add(*a, d)?;
+        }
+        Op::Gelu(a) => {
+            let d = g.zip_map(s.value(*a), "gelu backward", |g, x| g * gelu_grad(x))?;
+            s.add(*a, d)?;
+        }
+        Op::Tanh(a) => s.add(*a, g.zip_map(y, "tanh backward", |g, t| g * (1.0 - t * t))?)?,
+        Op::Sigmoid(a) => s.add(
+            *a,
+            g.zip_map(y, "sigmoid backward", |g, p| g * p * (1.0 - p))?,
+        )?,
+        Op::Exp(a) => s.add(*a, g.mul(y)?)?,
+        Op::Log(a) => {
+            let d = g.div(s.value(*a))?;
+            s.add(*a, d)?;
+        }
+        Op::Softmax(a) => {
+            // ∂x_j = y_j (g_j − Σ_k g_k y_k), per row.
+            let cols = *y.shape().last().unwrap_or(&1);
+            let mut d = g.clone();
+            for (dr, yr) in d.data_mut().chunks_mut(cols).zip(y.data().chunks(cols)) {
+                let dot: f32 = dr.iter().zip(yr).map(|(g, y)| g * y).sum();
+                dr.iter_mut().zip(yr).for_each(|(g, y)| *g = y * (*g - dot));
+            }
+            s.add(*a, d)?;
+        }
+        Op::LogSoftmax(a) => {
+            // ∂x_j = g_j − softmax_j · Σ_k g_k, per row.
+            let cols = *y.shape().last().unwrap_or(&1);
+            let mut d = g.clone();
+            for (dr, yr) in d.data_mut().chunks_mut(cols).zip(y.data().chunks(cols)) {
+                let total: f32 = dr.iter().sum();
+                dr.iter_mut()
+                    .zip(yr)
+                    .for_each(|(g, ly)| *g -= ly.exp() * total);
+            }
+            s.add(*a, d)?;
+        }
+        Op::Reshape(a) => {
+            let shape = s.value(*a).shape().to_vec();
+            s.add(*a, g.reshape(&shape)?)?;
+        }
+        Op::Concat { inputs, axis } => {
+            let mut start = 0;
+            for v in inputs {
+                let len = s.value(*v).shape()[*axis];
+                s.add_with(*v, || narrow_tensor(g, *axis, start, len))?;
+                start += len;
+            }
+        }
+        Op::Narrow { a, axis, start } => {
+            let av = s.value(*a);
+            let (outer, n, inner) = av.axis_split("narrow backward", *axis)?;
+            let len = y.shape()[*axis];
+            let mut d = Tensor::zeros(av.shape());
+            for o in 0..outer {
+                let dst = (o * n + start) * inner;
+                d.data_mut()[dst..dst + len * inner]
+                    .copy_from_slice(&g.data()[o * len * inner..(o + 1) * len * inner]);
+            }
+            s.add(*a, d)?;
+        }
+        Op::GatherRows { a, indices } => {
+            let av = s.value(*a);
+            let width = av.len() / av.shape()[0].max(1);
+            let mut d = Tensor::zeros(av.shape());
+            for (k, &i) in indices.iter().enumerate() {
+                let dst = &mut d.data_mut()[i * width..(i + 1) * width];
+                dst.iter_mut()
+                    .zip(&g.data()[k * width..(k + 1) * width])
+                    .for_each(|(d, g)| *d += g);
+            }
+            s.add(*a, d)?;
+        }
+        Op::Conv2d {
+            x,
+            w,
+            bias,
+            geometry,
+        } => conv2d_backward(s, g, *x, *w, *bias, geometry)?,
+        Op::MaxPool2d { x, argmax, .. } => {
+            let shape = s.value(*x).shape().to_vec();
+            let mut d = Tensor::zeros(&shape);
+            kernels::max_pool2d_backward(g.data(), argmax, d.data_mut());
+            s.add(*x, d)?;
+        }
+        Op::Dropout { a, mask } => {
+            let mut d = g.clone();
+            d.data_mut().iter_mut().zip(mask).for_each(|(g, m)| *g *= m);
+            s.add(*a, d)?;
+        }
+        Op::LayerNorm {
+            x,
+            gamma,
+            beta,
+            xhat,
+            rstd,
+        } => {
+            // With ĝ = g ⊙ γ, per row of length D:
+            // ∂x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)).
+            let gv = s.value(*gamma).clone();
+            let d = gv.len();
+            s.add_with(*x, || {
+                let mut dx = g.clone();
+                for ((row, xr), &r) in dx
+                    .data_mut()
+                    .chunks_mut(d)
+                    .zip(xhat.data().chunks(d))
+                    .zip(rstd)
+                {
+                    row.iter_mut().zip(gv.data()).for_each(|(v, gm)| *v *= gm);
+                    let m1 = row.iter().sum::<f32>() / d as f32;
+                    let m2 = row.iter().zip(xr).map(|(a, b)| a * b).sum::<f32>() / d as f32;
+                    row.iter_mut()
+                        .zip(xr)
+                        .for_each(|(v, xh)| *v = r * (*v - m1 - xh * m2));
+                }
+                Ok(dx)
+            })?;
+            s.add_with(*gamma, || sum_rows(&g.mul(xhat)?, gv.shape()))?;
+            s.add_with(*beta, || sum_rows(g, gv.shape()))?;
+        }
+        Op::BatchNorm {
+            x,
+            gamma,
+            beta,
+            xhat,
+            rstd,
+            batch_statistics,
+        } => {
+            let xv = s.value(*x);
+            let shape = xv.shape().to_vec();
+            let (n, c) = (shape[0], shape[1]);
+            let sp = xv.len() / (n * c).max(1);
+            let m = (n * sp) as f32;
+            let gv = s.value(*gamma).clone();
+            // Per-channel sums of g and g ⊙ x̂.
+            let mut sum_g = vec![0.0f32; c];
+            let mut sum_gx = vec![0.0f32; c];
+            for (k, (gr, xr)) in g.data().chunks(sp).zip(xhat.data().chunks(sp)).enumerate() {
+                let ch = k % c;
+                sum_g[ch] += gr.iter().sum::<f32>();
+                sum_gx[ch] += gr.iter().zip(xr).map(|(a, b)| a * b).sum::<f32>();
+            }
+            s.add_with(*x, || {
+                // Training: ∂x = γ·rstd/m · (m·g − Σg − x̂·Σ(g x̂)); evaluation: ∂x = γ·rstd·g.
+                let mut dx = g.clone();
+                for (k, (row, xr)) in dx
+                    .data_mut()
+                    .chunks_mut(sp)
+                    .zip(xhat.data().chunks(sp))
+                    .enumerate()
+                {
+                    let ch = k % c;
+                    let scale = gv.data()[ch] * rstd[ch];
+                    if *batch_statistics {
+                        row.iter_mut().zip(xr).for_each(|(v, xh)| {
+                            *v = scale / m * (m * *v - sum_g[ch] - xh * sum_gx[ch])
+                        });
+                    } else {
+                        row.iter_mut().for_each(|v| *v *= scale);
+                    }
+                }
+                Ok(dx)
+            })?;
+            s.add(*gamma, Tensor::from_vec(sum_gx, gv.shape())?)?;
+            s.add(*beta, Tensor::from_vec(sum_g, gv.shape())?)?;
+        }
+        Op::CrossEntropy {
+            logits,
+            targets,
+            class_weights,
+            smoothing,
+            probs,
+        } => {
+            // ∂ℓ_i/∂z_j = (1−ε)·w_y·(p_j − [j=y]) + (ε/K)·(W·p_j − w_j), W = Σ_k w_k,
+            // all divided by Σ_i w_{y_i}.
+            let k = probs.shape()[1];
+            let w = |c: usize| class_weights.as_ref().map_or(1.0, |w| w[c]);
+            let total_w: f32 = (0..k).map(w).sum();
+            let denom: f32 = targets.iter().map(|&t| w(t)).sum();
+            let scale = g.data()[0] / denom;
+            let eps = *smoothing;
+            let mut d = probs.clone();
+            for (row, &t) in d.data_mut().chunks_mut(k).zip(targets) {
+                let wy = w(t);
+                for (j, v) in row.iter_mut().enumerate() {
+                    let p = *v;
+                    let hard = wy * (p - if j == t { 1.0 } else { 0.0 });
+                    let soft = (total_w * p - w(j)) / k as f32;
+                    *v = scale * ((1.0 - eps) * hard + eps * soft);
+                }
+            }
+            s.add(*logits, d)?;
+        }
+        Op::BceWithLogits { logits, targets } => {
+            let n = targets.len() as f32;
+            let k = g.data()[0] / n;
+            let d = s
+                .value(*logits)
+                .zip_map(targets, "bce backward", |z, t| k * (sigmoid(z) - t))?;
+            s.add(*logits, d)?;
+        }
+        Op::Mse { pred, targets } => {
+            let k = 2.0 * g.data()[0] / targets.len() as f32;
+            let d = s
+                .value(*pred)
+                .zip_map(targets, "mse backward", |p, t| k * (p - t))?;
+            s.add(*pred, d)?;
+        }
+        Op::L1 { pred, targets } => {
+            let k = g.data()[0] / targets.len() as f32;
+            let d = s.value(*pred).zip_map(targets, "l1 backward", |p, t| {
+                k * if p > t {
+                    1.0
+                } else if p < t {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })?;
+            s.add(*pred, d)?;
+        }
+        Op::Huber {
+            pred,
+            targets,
+            delta,
+        } => {
+            let k = g.data()[0] / targets.len() as f32;
+            let dl = *delta;
+            let d = s
+                .value(*pred)
+                .zip_map(targets, "huber backward", |p, t| k * (p - t).clamp(-dl, dl))?;
+            s.add(*pred, d)?;
+        }
+        Op::StudentT { z, mu, alpha } => student_t_backward(s, g, y, *z, *mu, *alpha)?,
+    }
+    Ok(())
+}
+
+fn conv2d_backward(
+    s: &mut Sink<'_>,
+    g: &Tensor,
+    x: Var,
+    w: Var,
+    bias: Option<Var>,
+    geometry: &kernels::ConvGeometry,
+) -> Result<()> {
+    let xv = s.value(x).clone();
+    let wv = s.value(w).clone();
+    let o = wv.shape()[0];
+    let (oh, ow) = (geometry.out_h(), geometry.out_w());
+    let plen = geometry.patch_len();
+    let in_len = geometry.channels * geometry.height * geometry.width;
+    let out_len = o * oh * ow;
+    let need_x = s.wants(x);
+    let need_w = s.wants(w);
+    if let Some(b) = bias {
+        let bshape = s.value(b).shape().to_vec();
+        s.add_with(b, || {
+            let mut db = vec![0.0f32; o];
+            for (k, plane) in g.data().chunks(oh * ow).enumerate() {
+                db[k % o] += plane.iter().sum::<f32>();
+            }
+            Tensor::from_vec(db, &bshape)
+        })?;
+    }
+    if !need_x && !need_w {
+        return Ok(());
+    }
+    let mut dx = vec![0.0f32; if need_x { xv.len() } else { 0 }];
+    // Each fixed-size chunk of images accumulates its own weight gradient; the
+    // chunk sums are then added in order, so the result does not depend on the
+    // number of threads.
+    let dx_chunks: Vec<&mut [f32]> = if need_x {
+        dx.chunks_mut(in_len * CONV_CHUNK).collect()
+    } else {
+        Vec::new()
+    };
+    let inputs: Vec<(&[f32], &[f32])> = xv
+        .data()
+        .chunks(in_len * CONV_CHUNK)
+        .zip(g.data().chunks(out_len * CONV_CHUNK))
+        .collect();
+    let work = |(xc, gc): (&[f32], &[f32]), dxc: Option<&mut [f32]>| -> Vec<f32> {
+        let mut cols = vec![0.0f32; plen * oh * ow];
+        let mut dcols = vec![0.0f32; plen * oh * ow];
+        let mut dw = vec![0.0f32; if need_w { o * plen } else { 0 }];
+        let mut dxc = dxc;
+        for (i, (img, gy)) in xc.chunks(in_len).zip(gc.chunks(out_len)).enumerate() {
+            if need_w {
+                kernels::im2col(img, geometry, &mut cols);
+                // ∂W += G_n [O, OHOW] · cols_nᵀ [OHOW, CKK]
+                kernels::gemm(o, oh * ow, plen, gy, false, &cols, true, &mut dw, true);
+            }
+            if let Some(dxc) = dxc.as_deref_mut() {
+                // ∂cols = Wᵀ [CKK, O] · G_n [O, OHOW], scattered back by col2im.
+                kernels::gemm(
+                    plen,
+                    o,
+                    oh * ow,
+                    wv.data(),
+                    true,
+                    gy,
+                    false,
+                    &mut dcols,
+                    false,
+                );
+                kernels::col2im(&dcols, geometry, &mut dxc[i * in_len..(i + 1) * in_len]);
+            }
+        }
+        dw
+    };
+    let partial: Vec<Vec<f32>> = if need_x {
+        inputs
+            .into_par_iter()
+            .zip(dx_chunks.into_par_iter())
+            .map(|(inp, dxc)| work(inp, Some(dxc)))
+            .collect()
+    } else {
+        inputs.into_par_iter().map(|inp| work(inp, None)).collect()
+    };
+    if need_w {
+        let mut dw = vec![0.0f32; o * plen];
+        for p in &partial {
+            dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        s.add(w, Tensor::from_vec(dw, wv.shape())?)?;
+    }
+    if need_x {
+        s.add(x, Tensor::from_vec(dx, xv.shape())?)?;
+    }
+    Ok(())
+}
+
+/// Backward of the Student-t assignment. With unnormalised `u_ij`, row sums
+/// `S_i`, `q = u / S` and `e_ij = ∂L/∂d_ij` for `d_ij = ‖z_i − μ_j‖²`:
+/// `∂L/∂u_ij = (g_ij − Σ_k g_ik q_ik) / S_i`,
+/// `∂u_ij/∂d_ij = −(α+1)/(2α) · u_ij / (1 + d_ij/α)`,
+/// `∂z_i = Σ_j 2 e_ij (z_i − μ_j)`, `∂μ_j = −Σ_i 2 e_ij (z_i − μ_j)`.
+fn student_t_backward(
+    s: &mut Sink<'_>,
+    g: &Tensor,
+    q: &Tensor,
+    z: Var,
+    mu: Var,
+    alpha: f32,
+) -> Result<()> {
+    let (zv, mv) = (s.value(z).clone(), s.value(mu).clone());
+    let (b, d) = (zv.shape()[0], zv.shape()[1]);
+    let k = mv.shape()[0];
+    let exponent = -(alpha + 1.0) / 2.0;
+    let mut dz = vec![0.0f32; b * d];
+    let mut dmu = vec![0.0f32; k * d];
+    for i in 0..b {
+        let zi = &zv.data()[i * d..(i + 1) * d];
+        let (gi, qi) = (&g.data()[i * k..(i + 1) * k], &q.data()[i * k..(i + 1) * k]);
+        let dot: f32 = gi.iter().zip(qi).map(|(a, b)| a * b).sum();
+        let mut dist = vec![0.0f32; k];
+        let mut u = vec![0.0f32; k];
+        for j in 0..k {
+            let mj = &mv.data()[j * d..(j + 1) * d];
+            dist[j] = zi.iter().zip(mj).map(|(a, c)| (a - c) * (a - c)).sum();
+            u[j] = (1.0 + dist[j] / alpha).powf(exponent);
+        }
+        let total: f32 = u.iter().sum();
+        for j in 0..k {
+            let du = (gi[j] - dot) / total;
+            let e = du * -(alpha + 1.0) / (2.0 * alpha) * u[j] / (1.0 + dist[j] / alpha);
+            let mj = &mv.data()[j * d..(j + 1) * d];
+            for c in 0..d {
+                let diff = 2.0 * e * (zi[c] - mj[c]);
+                dz[i * d + c] += diff;
+                dmu[j * d + c] -= diff;
+            }
+        }
+    }
+    s.add(z, Tensor::from_vec(dz, zv.shape())?)?;
+    s.add(mu, Tensor::from_vec(dmu, mv.shape())?)?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The tape: [`Graph`] records every operation of a forward pass in an arena,
+//! and [`Graph::backward`] walks it in reverse.
+//!
+//! A [`Var`] is an index into the arena. Nodes are appended in evaluation
+//! order, so the arena is already topologically sorted and the backward pass is
+//! a single reverse sweep. The forward builders live in the files below, one
+//! family of ops each; the backward pass is one `match` in `backward.rs`.
+//!
+//! ```
+//! use mtl_core::{Graph, Tensor};
+//! let mut g = Graph::new(0);
+//! let x = g.param_value(Tensor::from_vec(vec![3.0], &[1]).unwrap());
+//! let y = g.mul(x, x).unwrap();           // y = x²
+//! let loss = g.sum(y).unwrap();
+//! let grads = g.backward(&[(loss, 1.0)]).unwrap();
+//! assert_eq!(grads.get(x).unwrap().data(), &[6.0]); // dy/dx = 2x
+//! ```
+
+mod activation;
+mod arith;
+mod backward;
+mod layers;
+mod loss;
+mod op;
+mod shape;
+
+pub use backward::Gradients;
+pub use layers::BatchStatistics;
+pub use op::Op;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{CoreError, Result};
+use crate::params::{ParamId, ParamStore};
+use crate::Tensor;
+
+/// A handle to a node of a [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var(pub(crate) usize);
+
+impl Var {
+    /// The node's position in the arena.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// One recorded operation with its value.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The value computed in the forward pass.
+    pub value: Tensor,
+    /// The operation and its inputs.
+    pub op: Op,
+    /// Whether any parameter lies upstream (only such nodes receive gradients).
+    pub requires_grad: bool,
+}
+
+/// An arena tape of one forward pass.
+///
+/// The graph carries the mode (training or evaluation, which changes dropout
+/// and batch normalisation) and a seeded random generator for dropout masks,
+/// so that the same seed gives the same masks.
+#[derive(Debug)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    training: bool,
+    rng: ChaCha8Rng,
+}
+
+impl Graph {
+    /// An empty graph in training mode whose dropout masks are drawn from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Graph {
+            nodes: Vec::new(),
+            training: true,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// Forgets every node but keeps the arena's allocation for the next step.
+    /// The random stream continues where it was.
+    pub fn reset(&mut self) {
+        self.nodes.clear();
+    }
+
+    /// Restarts the dropout random stream from `seed`.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    /// The dropout random generator, for saving its position in a checkpoint.
+    pub fn rng(&self) -> &ChaCha8Rng {
+        &self.rng
+    }
+
+    /// Replaces the dropout random generator (checkpoint resume).
+    pub fn set_rng(&mut self, rng: ChaCha8Rng) {
+        self.rng = rng;
+    }
+
+    pub(crate) fn rng_mut(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Switches between training (dropout active, batch statistics) and evaluation.
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+
+    /// Whether the graph is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// The number of recorded nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The node behind `v`.
+    pub fn node(&self, v: Var) -> Result<&Node> {
+        self.nodes.get(v.0).ok_or(CoreError::UnknownVar {
+            var: v.0,
+            len: self.nodes.len(),
+        })
+    }
+
+    /// The value of `v`.
+    pub fn value(&self, v: Var) -> Result<&Tensor> {
+        Ok(&self.node(v)?.value)
+    }
+
+    /// The shape of `v`.
+    pub fn shape(&self, v: Var) -> Result<&[usize]> {
+        Ok(self.node(v)?.value.shape())
+    }
+
+    pub(crate) fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub(crate) fn push(&mut self, value: Tensor, op: Op) -> Var {
+        let requires_grad = match &op {
+            Op::Input => false,
+            Op::Param { .. } => true,
+            other => other.inputs().iter().any(|v| self.nodes[v.0].requires_grad),
+        };
+        self.nodes.push(Node {
+            value,
+            op,
+            requires_grad,
+        });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// Checks that every input exists (a `Var` from an earlier step is refused).
+    pub(crate) fn check(&self, vars: &[Var]) -> Result<()> {
+        for v in vars {
+            self.node(*v)?;
+        }
+        Ok(())
+    }
+
+    /// Records a constant (data, targets): no gradient flows into it.
+    pub fn input(&mut self, value: Tensor) -> Var {
+        self.push(value, Op::Input)
+    }
+
+    /// A copy of `v`'s value as a constant: gradients stop here.
+    pub fn detach(&mut self, v: Var) -> Result<Var> {
+        let value = self.value(v)?.clone();
+        Ok(self.input(value))
+    }
+
+    /// Records the parameter `id` of `store` (its value is copied onto the tape).
+    pub fn param(&mut self, store: &ParamStore, id: ParamId) -> Result<Var> {
+        let view = store.view(id)?;
+        let value = Tensor::from_vec(store.values(id)?.to_vec(), &view.shape)?;
+        Ok(self.push(
+            value,
+            Op::Param {
+                offset: view.offset,
+            },
+        ))
+    }
+
+    /// Records a free-standing trainable value that belongs to no store (offset 0).
+    /// Useful in tests and for small problems; its gradient is read with
+    /// [`Gradients::get`].
+    pub fn param_value(&mut self, value: Tensor) -> Var {
+        self.push(value, Op::Param { offset: 0 })
+    }
+}

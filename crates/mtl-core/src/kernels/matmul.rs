@@ -1,0 +1,135 @@
+//! Matrix products through the `gemm` crate.
+//!
+//! `gemm` was chosen over nalgebra's `matrixmultiply` by measurement (see
+//! `benches/README.md`): it has AVX-512 kernels and splits work over rayon.
+//! Transposed operands are read through swapped strides, so nothing is copied.
+
+/// Multiply-add count above which a product runs on the rayon pool.
+///
+/// A 64 x 64 x 64 product (2.6e5 flops) runs in a few microseconds on one core;
+/// splitting smaller products costs more in synchronisation than it saves.
+pub const PARALLEL_GEMM_FLOPS: usize = 1 << 18;
+
+/// `c = op(a) · op(b)` (or `c += op(a) · op(b)` when `accumulate`), with
+/// `op(a)` of shape `m x k` and `op(b)` of shape `k x n`, all row-major.
+///
+/// `a` holds `m x k` elements (`k x m` when `trans_a`), `b` holds `k x n`
+/// (`n x k` when `trans_b`) and `c` holds `m x n`.
+///
+/// # Panics
+/// When a slice is shorter than its dimensions say: callers check shapes first.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k, "gemm: lhs holds {} < {}", a.len(), m * k);
+    assert!(b.len() >= k * n, "gemm: rhs holds {} < {}", b.len(), k * n);
+    assert!(c.len() >= m * n, "gemm: dst holds {} < {}", c.len(), m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // Row-major strides: element (i, j) of a at a[i * rs + j * cs].
+    let (a_rs, a_cs) = if trans_a {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (b_rs, b_cs) = if trans_b {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let parallelism = if m * n * k >= PARALLEL_GEMM_FLOPS && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above guarantee every index the strides reach lies in
+    // the slices; `c` is borrowed mutably and does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                    let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                    s += x as f64 * y as f64;
+                }
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn all_transpose_combinations_match_the_naive_product() {
+        // Sizes above the parallel threshold and odd, to hit edge kernels.
+        for &(m, k, n) in &[(3, 5, 7), (67, 129, 65)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+                .collect();
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let mut c = vec![1.0; m * n];
+                    gemm(m, k, n, &a, ta, &b, tb, &mut c, false);
+                    let want = naive(m, k, n, &a, ta, &b, tb);
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+                    }
+                    let mut acc = vec![1.0; m * n];
+                    gemm(m, k, n, &a, ta, &b, tb, &mut acc, true);
+                    for (x, y) in acc.iter().zip(&want) {
+                        assert!((x - (y + 1.0)).abs() < 1e-4 * (1.0 + y.abs()));
+                    }
+                }
+            }
+        }
+    }
+}

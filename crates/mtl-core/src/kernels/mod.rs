@@ -1,0 +1,14 @@
+//! The few numeric kernels where the time goes: matrix products, row-wise
+//! softmax, im2col for convolutions and max-pooling.
+//!
+//! Everything above these kernels (the tape, the layers) is plain bookkeeping.
+
+mod conv;
+mod matmul;
+mod pool;
+mod softmax;
+
+pub use conv::{col2im, im2col, ConvGeometry};
+pub use matmul::{gemm, PARALLEL_GEMM_FLOPS};
+pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
+pub use softmax::{log_softmax_rows, softmax_rows};
