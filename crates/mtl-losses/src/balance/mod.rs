@@ -38,27 +38,37 @@
 //! [`BalancerConfig`]; [`methods`] lists every method with its parameters and
 //! defaults.
 
+mod dwa;
 mod equal;
+mod famo;
 pub mod gram;
 mod fixed;
+mod gradnorm;
 mod input;
 mod mgda;
 mod output;
 mod pcgrad;
 mod registry;
+mod rlw;
 mod rng_state;
 pub mod solver;
 mod state_optimizer;
+mod uncertainty;
 
+pub use dwa::{Dwa, DwaConfig};
 pub use equal::{EqualConfig, EqualWeighting};
+pub use famo::{Famo, FamoConfig};
 pub use fixed::{FixedConfig, FixedWeights};
+pub use gradnorm::{GradNorm, GradNormConfig};
 pub use input::{check_losses, BalanceInput, GradRows, GradientSource};
 pub use output::Balanced;
 pub use mgda::{GradNormalization, Mgda, MgdaConfig, MgdaUbConfig, MgdaUpdate, MinNormSolverKind};
 pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};
 pub use rng_state::RngState;
 pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
+pub use rlw::{RandomLossWeighting, RlwConfig};
 pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};
+pub use uncertainty::{Uncertainty, UncertaintyConfig, UncertaintyForm};
 
 use crate::error::{Error, Result};
 

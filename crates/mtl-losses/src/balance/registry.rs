@@ -17,7 +17,10 @@ use std::str::FromStr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Balancer, EqualConfig, FixedConfig, GradientSource};
+use super::{
+    Balancer, DwaConfig, EqualConfig, FamoConfig, FixedConfig, GradNormConfig, GradientSource,
+    RlwConfig, UncertaintyConfig,
+};
 use crate::error::{Error, Result};
 
 /// The configuration type of one method: its parameters with their defaults,
@@ -52,6 +55,16 @@ pub enum BalancerConfig {
     Fixed(FixedConfig),
     /// Equal weighting, `1/T` each.
     Equal(EqualConfig),
+    /// Uncertainty weighting (Kendall et al. 2018).
+    Uncertainty(UncertaintyConfig),
+    /// GradNorm (Chen et al. 2018).
+    Gradnorm(GradNormConfig),
+    /// Dynamic Weight Average (Liu et al. 2019).
+    Dwa(DwaConfig),
+    /// Random Loss Weighting (Lin et al. 2022).
+    Rlw(RlwConfig),
+    /// FAMO (Liu et al. 2023).
+    Famo(FamoConfig),
 }
 
 impl Default for BalancerConfig {
@@ -66,6 +79,11 @@ impl BalancerConfig {
         match self {
             BalancerConfig::Fixed(_) => FixedConfig::NAME,
             BalancerConfig::Equal(_) => EqualConfig::NAME,
+            BalancerConfig::Uncertainty(_) => UncertaintyConfig::NAME,
+            BalancerConfig::Gradnorm(_) => GradNormConfig::NAME,
+            BalancerConfig::Dwa(_) => DwaConfig::NAME,
+            BalancerConfig::Rlw(_) => RlwConfig::NAME,
+            BalancerConfig::Famo(_) => FamoConfig::NAME,
         }
     }
 
@@ -77,6 +95,11 @@ impl BalancerConfig {
         match self {
             BalancerConfig::Fixed(c) => c.build(num_tasks, seed),
             BalancerConfig::Equal(c) => c.build(num_tasks, seed),
+            BalancerConfig::Uncertainty(c) => c.build(num_tasks, seed),
+            BalancerConfig::Gradnorm(c) => c.build(num_tasks, seed),
+            BalancerConfig::Dwa(c) => c.build(num_tasks, seed),
+            BalancerConfig::Rlw(c) => c.build(num_tasks, seed),
+            BalancerConfig::Famo(c) => c.build(num_tasks, seed),
         }
     }
 
@@ -168,7 +191,15 @@ fn info<C: MethodConfig>() -> MethodInfo {
 
 /// Every registered method with its parameters and their defaults.
 pub fn methods() -> Vec<MethodInfo> {
-    vec![info::<EqualConfig>(), info::<FixedConfig>()]
+    vec![
+        info::<EqualConfig>(),
+        info::<FixedConfig>(),
+        info::<UncertaintyConfig>(),
+        info::<GradNormConfig>(),
+        info::<DwaConfig>(),
+        info::<RlwConfig>(),
+        info::<FamoConfig>(),
+    ]
 }
 
 #[cfg(test)]
@@ -198,6 +229,20 @@ mod tests {
             default_keys::<FixedConfig>(),
             documented_keys::<FixedConfig>()
         );
+        assert_eq!(
+            default_keys::<UncertaintyConfig>(),
+            documented_keys::<UncertaintyConfig>()
+        );
+        assert_eq!(
+            default_keys::<GradNormConfig>(),
+            documented_keys::<GradNormConfig>()
+        );
+        assert_eq!(default_keys::<DwaConfig>(), documented_keys::<DwaConfig>());
+        assert_eq!(default_keys::<RlwConfig>(), documented_keys::<RlwConfig>());
+        assert_eq!(
+            default_keys::<FamoConfig>(),
+            documented_keys::<FamoConfig>()
+        );
     }
 
     #[test]
@@ -206,7 +251,32 @@ mod tests {
             let cfg = BalancerConfig::default_for(m.name).unwrap();
             assert_eq!(cfg.name(), m.name);
         }
-        assert_eq!(methods().len(), 2);
+        let mut names = BalancerConfig::names();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "duplicate method names");
+    }
+
+    #[test]
+    fn listing_covers_every_enum_variant() {
+        // serde's error for an unknown tag enumerates the enum's variants.
+        let err = serde_json::from_value::<BalancerConfig>(serde_json::json!({ "name": "?" }))
+            .unwrap_err()
+            .to_string();
+        let listed = err
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the variants");
+        let mut variants: Vec<&str> = listed
+            .split(", ")
+            .map(|v| v.trim_matches(|c: char| c == '`' || !c.is_ascii_graphic()))
+            .map(|v| v.split('`').next().unwrap_or(v))
+            .collect();
+        variants.sort_unstable();
+        let mut names = BalancerConfig::names();
+        names.sort_unstable();
+        assert_eq!(variants, names);
     }
 
     #[test]
@@ -248,6 +318,27 @@ mod tests {
         assert_eq!(run.balancer, BalancerConfig::Fixed(expected));
         let run: Run = toml::from_str(r#"balancer = { name = "equal" }"#).unwrap();
         assert_eq!(run.balancer, BalancerConfig::Equal(EqualConfig::default()));
+    }
+
+    #[test]
+    fn gradnorm_from_toml_and_its_unknown_parameter() {
+        #[derive(Deserialize)]
+        struct Run {
+            balancer: BalancerConfig,
+        }
+        let run: Run = toml::from_str(r#"balancer = { name = "gradnorm", alpha = 0.5 }"#).unwrap();
+        let expected = GradNormConfig {
+            alpha: 0.5,
+            ..GradNormConfig::default()
+        };
+        assert_eq!(run.balancer, BalancerConfig::Gradnorm(expected));
+        let err =
+            BalancerConfig::from_json(&serde_json::json!({ "name": "gradnorm", "alhpa": 1.0 }))
+                .unwrap_err()
+                .to_string();
+        for (p, _) in GradNormConfig::PARAMS {
+            assert!(err.contains(p), "{err} lacks {p}");
+        }
     }
 
     #[test]
