@@ -49,6 +49,7 @@ pub mod graph;
 pub mod kernels;
 pub mod nn;
 pub mod params;
+pub mod task;
 pub mod tensor;
 
 pub use error::{CoreError, Result};
@@ -56,6 +57,7 @@ pub use graph::{Gradients, Graph, Node, Op, Var};
 pub use params::{
     jacobian_view, BufferId, JacobianView, ParamGroup, ParamId, ParamStore, ParamView,
 };
+pub use task::{Targets, TaskKind, TaskSpec};
 pub use tensor::Tensor;
 
 pub use graph::BatchStatistics;
