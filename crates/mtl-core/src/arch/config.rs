@@ -1,0 +1,429 @@
+//! Serde configurations of a multi-task model: the architecture
+//! ([`ArchConfig`]), the encoder its experts or columns are made of
+//! ([`EncoderConfig`]) and the task heads ([`HeadConfig`]).
+//!
+//! In a run configuration they sit under one `[model]` table; unknown keys are
+//! refused at every level:
+//!
+//! ```toml
+//! [model]
+//! arch = "mmoe"          # hps | mmoe | cgc | ple | cross-stitch
+//! experts = 4
+//!
+//! [model.encoder]
+//! name = "mlp"           # mlp | lenet
+//! hidden = [256, 128]
+//! dropout = 0.1          # default 0
+//!
+//! [model.head]           # optional
+//! tower = [64]           # hidden widths between the shared part and the output; default []
+//! ```
+//!
+//! Per architecture: `hps` takes no key; `mmoe` takes `experts`; `cgc` takes
+//! `shared_experts` and `task_experts`; `ple` takes those and `layers`;
+//! `cross-stitch` takes `self_weight` (default 0.9).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::nn::Activation;
+
+/// Which multi-task architecture to build, with its sizes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ArchConfig {
+    /// Hard parameter sharing (Caruana, 1997): one shared encoder, one head per task.
+    Hps {
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
+    /// Multi-gate mixture of experts (Ma et al., 2018).
+    Mmoe {
+        /// Number of shared experts (at least 1).
+        experts: usize,
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
+    /// Customised gate control (Tang et al., 2020): shared and task-specific
+    /// experts, one gate per task.
+    Cgc {
+        /// Number of shared experts (at least 1).
+        shared_experts: usize,
+        /// Number of experts per task (0 reduces CGC to MMoE).
+        task_experts: usize,
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
+    /// Progressive layered extraction (Tang et al., 2020): `layers` stacked CGC
+    /// extraction layers, with a shared gate between them.
+    Ple {
+        /// Number of extraction layers (at least 1; 1 is CGC).
+        layers: usize,
+        /// Number of shared experts per layer (at least 1).
+        shared_experts: usize,
+        /// Number of experts per task and layer.
+        task_experts: usize,
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
+    /// Cross-stitch networks (Misra et al., 2016): one column per task, mixed
+    /// after every stage by learnable `T × T` units.
+    CrossStitch {
+        /// Initial weight of a column on itself, in `(0, 1]`; the rest,
+        /// `1 − self_weight`, is spread evenly over the other columns
+        /// (default 0.9, the paper's initialisation).
+        #[serde(default = "default_self_weight")]
+        self_weight: f32,
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
+}
+
+fn default_self_weight() -> f32 {
+    0.9
+}
+
+impl ArchConfig {
+    /// The architecture's name as written in configurations (`hps`, `mmoe`,
+    /// `cgc`, `ple`, `cross-stitch`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ArchConfig::Hps { .. } => "hps",
+            ArchConfig::Mmoe { .. } => "mmoe",
+            ArchConfig::Cgc { .. } => "cgc",
+            ArchConfig::Ple { .. } => "ple",
+            ArchConfig::CrossStitch { .. } => "cross-stitch",
+        }
+    }
+
+    /// The head configuration.
+    pub fn head(&self) -> &HeadConfig {
+        match self {
+            ArchConfig::Hps { head }
+            | ArchConfig::Mmoe { head, .. }
+            | ArchConfig::Cgc { head, .. }
+            | ArchConfig::Ple { head, .. }
+            | ArchConfig::CrossStitch { head, .. } => head,
+        }
+    }
+
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<()> {
+        let at_least_one = |what: &str, n: usize| {
+            if n == 0 {
+                Err(CoreError::InvalidArgument {
+                    what: format!("{} {what}", self.name()),
+                    reason: "must be at least 1".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match *self {
+            ArchConfig::Hps { .. } => {}
+            ArchConfig::Mmoe { experts, .. } => at_least_one("experts", experts)?,
+            ArchConfig::Cgc { shared_experts, .. } => {
+                at_least_one("shared_experts", shared_experts)?
+            }
+            ArchConfig::Ple {
+                layers,
+                shared_experts,
+                ..
+            } => {
+                at_least_one("layers", layers)?;
+                at_least_one("shared_experts", shared_experts)?;
+            }
+            ArchConfig::CrossStitch { self_weight, .. } => {
+                if !(self_weight > 0.0 && self_weight <= 1.0) {
+                    return Err(CoreError::InvalidArgument {
+                        what: "cross-stitch self_weight".into(),
+                        reason: format!("{self_weight} is not in (0, 1]"),
+                    });
+                }
+            }
+        }
+        self.head().validate()
+    }
+}
+
+/// The network each expert, column or shared trunk is made of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EncoderConfig {
+    /// Dense layers of widths `hidden`, each followed by the activation (and
+    /// optional layer normalisation before it and dropout after it). Inputs of
+    /// any shape are flattened per example.
+    Mlp {
+        /// Output widths of the layers, first to last (at least one).
+        hidden: Vec<usize>,
+        /// Dropout probability after each activation (default 0).
+        #[serde(default)]
+        dropout: f32,
+        /// The non-linearity (default `relu`).
+        #[serde(default)]
+        activation: Activation,
+        /// Layer normalisation before each activation (default false).
+        #[serde(default)]
+        layer_norm: bool,
+    },
+    /// A LeNet-like convolutional net (LeCun et al., 1998) as used for
+    /// MultiMNIST by Sener & Koltun (2018): `conv(k) → max-pool 2 → act`,
+    /// twice, then a dense layer of width `fc` and the activation. Needs
+    /// per-example inputs `[channels, height, width]`.
+    Lenet {
+        /// Channels of the first convolution (default 10).
+        #[serde(default = "default_conv1")]
+        conv1: usize,
+        /// Channels of the second convolution (default 20).
+        #[serde(default = "default_conv2")]
+        conv2: usize,
+        /// Square kernel size of both convolutions (default 5).
+        #[serde(default = "default_kernel")]
+        kernel: usize,
+        /// Width of the dense layer, the encoder's output (default 50).
+        #[serde(default = "default_fc")]
+        fc: usize,
+        /// Dropout probability after the dense layer's activation (default 0).
+        #[serde(default)]
+        dropout: f32,
+        /// The non-linearity (default `relu`).
+        #[serde(default)]
+        activation: Activation,
+    },
+}
+
+fn default_conv1() -> usize {
+    10
+}
+fn default_conv2() -> usize {
+    20
+}
+fn default_kernel() -> usize {
+    5
+}
+fn default_fc() -> usize {
+    50
+}
+
+impl EncoderConfig {
+    /// The encoder's name as written in configurations (`mlp`, `lenet`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EncoderConfig::Mlp { .. } => "mlp",
+            EncoderConfig::Lenet { .. } => "lenet",
+        }
+    }
+
+    /// Checks the sizes and the dropout probability.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, reason: String| {
+            Err(CoreError::InvalidArgument {
+                what: format!("{} encoder {what}", self.name()),
+                reason,
+            })
+        };
+        let dropout = match self {
+            EncoderConfig::Mlp {
+                hidden, dropout, ..
+            } => {
+                if hidden.is_empty() || hidden.contains(&0) {
+                    return bad("hidden", format!("{hidden:?}: need positive widths"));
+                }
+                *dropout
+            }
+            EncoderConfig::Lenet {
+                conv1,
+                conv2,
+                kernel,
+                fc,
+                dropout,
+                ..
+            } => {
+                if [*conv1, *conv2, *kernel, *fc].contains(&0) {
+                    return bad("sizes", "conv1, conv2, kernel and fc must be positive".into());
+                }
+                *dropout
+            }
+        };
+        if !(0.0..1.0).contains(&dropout) {
+            return bad("dropout", format!("{dropout} is not in [0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+/// The head on top of each task's input: an optional tower of hidden layers,
+/// then the output layer that [`TaskKind`](crate::TaskKind) fixes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadConfig {
+    /// Hidden widths of the tower, ReLU after each (default none: the head
+    /// is one linear layer).
+    #[serde(default)]
+    pub tower: Vec<usize>,
+    /// Embedding size of clustering heads (default: the number of clusters).
+    #[serde(default)]
+    pub embedding: Option<usize>,
+    /// Degrees of freedom α of the Student-t kernel of clustering heads
+    /// (default 1, as in Xie et al., 2016).
+    #[serde(default = "default_alpha")]
+    pub alpha: f32,
+}
+
+fn default_alpha() -> f32 {
+    1.0
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            tower: Vec::new(),
+            embedding: None,
+            alpha: default_alpha(),
+        }
+    }
+}
+
+impl HeadConfig {
+    /// Checks the widths and α.
+    pub fn validate(&self) -> Result<()> {
+        if self.tower.contains(&0) || self.embedding == Some(0) {
+            return Err(CoreError::InvalidArgument {
+                what: "head widths".into(),
+                reason: format!(
+                    "tower {:?} and embedding {:?} must be positive",
+                    self.tower, self.embedding
+                ),
+            });
+        }
+        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return Err(CoreError::InvalidArgument {
+                what: "head alpha".into(),
+                reason: format!("{} must be positive and finite", self.alpha),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The whole `[model]` table: the architecture's keys at the top level, the
+/// encoder in `[model.encoder]` and the heads in `[model.head]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// The architecture (and, inside it, the heads).
+    #[serde(flatten)]
+    pub arch: ArchConfig,
+    /// The encoder of the trunk, of each expert or of each column.
+    pub encoder: EncoderConfig,
+}
+
+impl ModelConfig {
+    /// Checks the architecture, the heads and the encoder.
+    pub fn validate(&self) -> Result<()> {
+        self.arch.validate()?;
+        self.encoder.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_table_reads_from_toml_and_refuses_unknown_keys() {
+        let text = r#"
+            arch = "ple"
+            layers = 2
+            shared_experts = 2
+            task_experts = 1
+
+            [encoder]
+            name = "mlp"
+            hidden = [32, 16]
+            dropout = 0.1
+
+            [head]
+            tower = [8]
+        "#;
+        let config: ModelConfig = toml::from_str(text).unwrap();
+        assert_eq!(
+            config.arch,
+            ArchConfig::Ple {
+                layers: 2,
+                shared_experts: 2,
+                task_experts: 1,
+                head: HeadConfig {
+                    tower: vec![8],
+                    ..HeadConfig::default()
+                }
+            }
+        );
+        assert_eq!(
+            config.encoder,
+            EncoderConfig::Mlp {
+                hidden: vec![32, 16],
+                dropout: 0.1,
+                activation: Activation::Relu,
+                layer_norm: false
+            }
+        );
+        config.validate().unwrap();
+
+        let typo = "arch = \"mmoe\"\nexpert = 4\n[encoder]\nname = \"mlp\"\nhidden = [4]\n";
+        assert!(toml::from_str::<ModelConfig>(typo).is_err());
+        let encoder_typo = "arch = \"hps\"\n[encoder]\nname = \"lenet\"\nconv3 = 4\n";
+        assert!(toml::from_str::<ModelConfig>(encoder_typo).is_err());
+
+        let lenet: ModelConfig =
+            toml::from_str("arch = \"cross-stitch\"\n[encoder]\nname = \"lenet\"\n").unwrap();
+        assert_eq!(
+            lenet.arch,
+            ArchConfig::CrossStitch {
+                self_weight: 0.9,
+                head: HeadConfig::default()
+            }
+        );
+        assert!(matches!(
+            lenet.encoder,
+            EncoderConfig::Lenet {
+                conv1: 10,
+                conv2: 20,
+                kernel: 5,
+                fc: 50,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn validation_names_the_bad_size() {
+        let mmoe = ArchConfig::Mmoe {
+            experts: 0,
+            head: HeadConfig::default(),
+        };
+        let err = mmoe.validate().unwrap_err().to_string();
+        assert!(err.contains("mmoe experts"), "{err}");
+        let stitch = ArchConfig::CrossStitch {
+            self_weight: 1.5,
+            head: HeadConfig::default(),
+        };
+        assert!(stitch.validate().is_err());
+        let mlp = EncoderConfig::Mlp {
+            hidden: vec![],
+            dropout: 0.0,
+            activation: Activation::Relu,
+            layer_norm: false,
+        };
+        assert!(mlp.validate().is_err());
+        let head = HeadConfig {
+            alpha: 0.0,
+            ..HeadConfig::default()
+        };
+        assert!(head.validate().is_err());
+    }
+}

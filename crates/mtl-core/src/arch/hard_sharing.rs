@@ -1,0 +1,87 @@
+//! [`HardSharing`]: one shared encoder, one head per task.
+
+use rand::Rng;
+
+use super::model::check_tasks;
+use super::{Encoder, EncoderConfig, Head, HeadConfig, MultiTaskModel, MultiTaskOutput};
+use crate::error::Result;
+use crate::nn::Module;
+use crate::{Graph, ParamGroup, ParamId, ParamStore, TaskSpec, Var};
+
+/// Hard parameter sharing (Caruana, 1997): `y_t = h_t(f(x))` with a shared
+/// encoder `f` and a head `h_t` per task.
+///
+/// Parameters: `encoder.*` (shared), `heads.{task}.*` (task groups). The
+/// representation is the encoder's output `z = f(x)` `[B, d]`; the last shared
+/// layer is the encoder's last stage.
+#[derive(Debug)]
+pub struct HardSharing {
+    tasks: Vec<TaskSpec>,
+    encoder: Encoder,
+    heads: Vec<Head>,
+}
+
+impl HardSharing {
+    /// Registers the encoder, then the heads.
+    pub fn new<R: Rng + ?Sized>(
+        encoder: &EncoderConfig,
+        head: &HeadConfig,
+        input_shape: &[usize],
+        tasks: &[TaskSpec],
+        ps: &mut ParamStore,
+        rng: &mut R,
+    ) -> Result<HardSharing> {
+        check_tasks("hps", tasks)?;
+        let encoder = Encoder::build(encoder, input_shape, ps, "encoder", ParamGroup::Shared, rng)?;
+        let heads = tasks
+            .iter()
+            .map(|t| {
+                Head::new(
+                    ps,
+                    &format!("heads.{}", t.name),
+                    t,
+                    encoder.out_features(),
+                    head,
+                    rng,
+                )
+            })
+            .collect::<Result<_>>()?;
+        Ok(HardSharing {
+            tasks: tasks.to_vec(),
+            encoder,
+            heads,
+        })
+    }
+}
+
+impl MultiTaskModel for HardSharing {
+    fn name(&self) -> &'static str {
+        "hps"
+    }
+
+    fn tasks(&self) -> &[TaskSpec] {
+        &self.tasks
+    }
+
+    fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
+        let z = self.encoder.forward(g, ps, x)?;
+        let outputs = self
+            .heads
+            .iter()
+            .map(|h| h.forward(g, ps, z))
+            .collect::<Result<_>>()?;
+        Ok(MultiTaskOutput {
+            representation: Some(z),
+            outputs,
+            gates: Vec::new(),
+        })
+    }
+
+    fn has_representation(&self) -> bool {
+        true
+    }
+
+    fn last_shared_params(&self) -> Vec<ParamId> {
+        self.encoder.last_stage_params()
+    }
+}

@@ -1,0 +1,115 @@
+//! [`MultiTaskModel`]: what every architecture offers the training loop.
+
+use crate::error::{CoreError, Result};
+use crate::{Graph, ParamId, ParamStore, TaskSpec, Var};
+
+/// The architectures that expose a shared representation.
+pub const ARCHITECTURES_WITH_REPRESENTATION: &[&str] =
+    &["hps", "mmoe", "cgc", "ple (with one extraction layer)"];
+
+/// One gate's weights in a forward pass, for tests and expert-usage logs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateWeights {
+    /// The gate's parameter prefix, e.g. `gates.left` or `layers.0.gates.shared`.
+    pub name: String,
+    /// Its weights `[B, experts]`, each row summing to one.
+    pub weights: Var,
+}
+
+/// The result of a forward pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiTaskOutput {
+    /// The shared representation `z`, when the architecture has one: every
+    /// path from a shared parameter to a task output passes through it, and
+    /// only task-specific parameters lie above it. Back-propagating each
+    /// task's loss with `stop_at = [z]` gives the rows `∂L_t/∂z`, and a
+    /// direction seeded at `z` reaches every shared parameter.
+    pub representation: Option<Var>,
+    /// One output per task, in task order (see [`Head`](super::Head) for
+    /// what each kind's output means).
+    pub outputs: Vec<Var>,
+    /// The weights of every gate, in the order they were computed (empty for
+    /// architectures without gates).
+    pub gates: Vec<GateWeights>,
+}
+
+/// A multi-task network: shared and task-specific parameters in a
+/// [`ParamStore`], one output per task.
+pub trait MultiTaskModel: Send + Sync + std::fmt::Debug {
+    /// The architecture's name: `hps`, `mmoe`, `cgc`, `ple` or `cross-stitch`.
+    fn name(&self) -> &'static str;
+
+    /// The tasks, in output order.
+    fn tasks(&self) -> &[TaskSpec];
+
+    /// Records the forward pass of the batch `x` (`[B, ...]`, the per-example
+    /// shape the model was built for, or that flattened).
+    fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput>;
+
+    /// Whether [`MultiTaskOutput::representation`] is filled.
+    fn has_representation(&self) -> bool;
+
+    /// Why there is no shared representation (empty when there is one).
+    fn why_no_representation(&self) -> &'static str {
+        ""
+    }
+
+    /// The parameters of the last shared layer (weights and biases, the layer
+    /// GradNorm measures gradient norms at). They form one contiguous range
+    /// of the store.
+    fn last_shared_params(&self) -> Vec<ParamId>;
+}
+
+/// The error to return when `balancer` needs a shared representation and
+/// `model` has none; it names the architecture, the reason and the
+/// architectures that would work.
+///
+/// ```
+/// use mtl_core::arch::{build_model, representation_required, ArchConfig, EncoderConfig, HeadConfig};
+/// use mtl_core::{nn::Activation, ParamStore, TaskKind, TaskSpec};
+/// use rand::SeedableRng;
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let mut ps = ParamStore::new();
+/// let tasks = [TaskSpec { name: "a".into(), kind: TaskKind::Binary }];
+/// let arch = ArchConfig::CrossStitch { self_weight: 0.9, head: HeadConfig::default() };
+/// let encoder = EncoderConfig::Mlp { hidden: vec![4], dropout: 0.0, activation: Activation::Relu, layer_norm: false };
+/// let model = build_model(&arch, &encoder, &[3], &tasks, &mut ps, &mut rng).unwrap();
+/// let err = representation_required(model.as_ref(), "mgda-ub").to_string();
+/// assert!(err.contains("cross-stitch") && err.contains("mmoe"));
+/// ```
+pub fn representation_required(model: &dyn MultiTaskModel, balancer: &str) -> CoreError {
+    CoreError::NoRepresentation {
+        architecture: model.name().into(),
+        balancer: balancer.into(),
+        reason: model.why_no_representation().into(),
+        alternatives: ARCHITECTURES_WITH_REPRESENTATION.join(", "),
+    }
+}
+
+/// Checks that `tasks` is not empty, that names are unique and usable in
+/// parameter names, and that every kind's size is valid.
+pub(crate) fn check_tasks(architecture: &str, tasks: &[TaskSpec]) -> Result<()> {
+    if tasks.is_empty() {
+        return Err(CoreError::InvalidArgument {
+            what: format!("{architecture} tasks"),
+            reason: "a multi-task model needs at least one task".into(),
+        });
+    }
+    for (i, t) in tasks.iter().enumerate() {
+        if t.name.is_empty() || t.name.contains('.') {
+            return Err(CoreError::InvalidArgument {
+                what: format!("{architecture} task {:?}", t.name),
+                reason: "a task name must be non-empty and free of '.' (it is part of parameter names)"
+                    .into(),
+            });
+        }
+        if tasks[..i].iter().any(|o| o.name == t.name) {
+            return Err(CoreError::InvalidArgument {
+                what: format!("{architecture} task {:?}", t.name),
+                reason: "task names must be unique".into(),
+            });
+        }
+        t.kind.validate()?;
+    }
+    Ok(())
+}
