@@ -76,7 +76,12 @@ impl ExtractionLayer {
         for t in tasks {
             let group = ParamGroup::task(&t.name);
             let names: Vec<(String, ParamGroup)> = (0..task_experts)
-                .map(|j| (format!("{prefix}task_experts.{}.{j}", t.name), group.clone()))
+                .map(|j| {
+                    (
+                        format!("{prefix}task_experts.{}.{j}", t.name),
+                        group.clone(),
+                    )
+                })
                 .collect();
             experts.push(Encoder::build_many(encoder, input_shape, ps, &names, rng)?);
             let name = format!("{prefix}gates.{}", t.name);

@@ -245,7 +245,10 @@ impl EncoderConfig {
                 ..
             } => {
                 if [*conv1, *conv2, *kernel, *fc].contains(&0) {
-                    return bad("sizes", "conv1, conv2, kernel and fc must be positive".into());
+                    return bad(
+                        "sizes",
+                        "conv1, conv2, kernel and fc must be positive".into(),
+                    );
                 }
                 *dropout
             }
@@ -262,10 +265,12 @@ impl EncoderConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadConfig {
-    /// Hidden widths of the tower, ReLU after each (default none: the head
-    /// is one linear layer).
+    /// Hidden widths of the tower (default none: the head is one linear layer).
     #[serde(default)]
     pub tower: Vec<usize>,
+    /// The non-linearity after each tower layer (default `relu`).
+    #[serde(default)]
+    pub activation: Activation,
     /// Embedding size of clustering heads (default: the number of clusters).
     #[serde(default)]
     pub embedding: Option<usize>,
@@ -283,6 +288,7 @@ impl Default for HeadConfig {
     fn default() -> Self {
         HeadConfig {
             tower: Vec::new(),
+            activation: Activation::Relu,
             embedding: None,
             alpha: default_alpha(),
         }

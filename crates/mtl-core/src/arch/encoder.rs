@@ -501,7 +501,10 @@ mod tests {
         ranges.sort_by_key(|r| r.start);
         assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
         assert_eq!(ranges.last().unwrap().end, ps.len());
-        assert_eq!(ranges.iter().map(|r| r.len()).sum::<usize>(), 3 * (5 * 3 + 3));
+        assert_eq!(
+            ranges.iter().map(|r| r.len()).sum::<usize>(),
+            3 * (5 * 3 + 3)
+        );
         assert!(ps.find("experts.2.1.weight").is_some());
     }
 }

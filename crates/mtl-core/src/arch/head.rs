@@ -7,8 +7,8 @@ use crate::error::Result;
 use crate::nn::{Init, Mlp, Module};
 use crate::{Graph, ParamGroup, ParamId, ParamStore, TaskKind, TaskSpec, Var};
 
-/// A task's head: a tower (`Mlp` of widths `[in, tower…, out]`, ReLU between
-/// layers, none after the last), and for clustering learnable centroids.
+/// A task's head: a tower (`Mlp` of widths `[in, tower…, out]`, the
+/// configured activation between layers, none after the last), and for clustering learnable centroids.
 ///
 /// What the output means, per [`TaskKind`]:
 ///
@@ -27,7 +27,7 @@ use crate::{Graph, ParamGroup, ParamId, ParamStore, TaskKind, TaskSpec, Var};
 ///
 /// Parameters, all in the task's group: `{name}.{i}.weight` / `.bias` for the
 /// layers and `{name}.centroids` for clustering (initialised `N(0, 1)`).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Head {
     body: Mlp,
     centroids: Option<ParamId>,
@@ -55,7 +55,12 @@ impl Head {
         let mut widths = vec![in_features];
         widths.extend(&config.tower);
         widths.push(out);
-        let body = Mlp::builder(&widths).build(ps, name, group.clone(), rng)?;
+        let body = Mlp::builder(&widths).activation(config.activation).build(
+            ps,
+            name,
+            group.clone(),
+            rng,
+        )?;
         let centroids = match task.kind {
             TaskKind::Clustering { clusters } => Some(ps.add(
                 &format!("{name}.centroids"),

@@ -50,7 +50,14 @@ impl Mmoe {
         for t in tasks {
             let group = ParamGroup::task(&t.name);
             let name = format!("gates.{}", t.name);
-            gates.push(Gate::new(ps, &name, group, in_features, experts.len(), rng)?);
+            gates.push(Gate::new(
+                ps,
+                &name,
+                group,
+                in_features,
+                experts.len(),
+                rng,
+            )?);
             let name = format!("heads.{}", t.name);
             heads.push(Head::new(ps, &name, t, width, head, rng)?);
         }

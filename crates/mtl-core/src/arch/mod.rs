@@ -98,7 +98,10 @@ pub fn build_model<R: Rng + ?Sized>(
         return Err(CoreError::InvalidShape {
             op: "build_model",
             shape: input_shape.to_vec(),
-            reason: format!("the {} architecture needs a non-empty input shape", arch.name()),
+            reason: format!(
+                "the {} architecture needs a non-empty input shape",
+                arch.name()
+            ),
         });
     }
     let head = arch.head();

@@ -99,8 +99,9 @@ pub(crate) fn check_tasks(architecture: &str, tasks: &[TaskSpec]) -> Result<()> 
         if t.name.is_empty() || t.name.contains('.') {
             return Err(CoreError::InvalidArgument {
                 what: format!("{architecture} task {:?}", t.name),
-                reason: "a task name must be non-empty and free of '.' (it is part of parameter names)"
-                    .into(),
+                reason:
+                    "a task name must be non-empty and free of '.' (it is part of parameter names)"
+                        .into(),
             });
         }
         if tasks[..i].iter().any(|o| o.name == t.name) {

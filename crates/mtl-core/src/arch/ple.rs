@@ -3,9 +3,7 @@
 use rand::Rng;
 
 use super::model::check_tasks;
-use super::{
-    EncoderConfig, ExtractionLayer, Head, HeadConfig, MultiTaskModel, MultiTaskOutput,
-};
+use super::{EncoderConfig, ExtractionLayer, Head, HeadConfig, MultiTaskModel, MultiTaskOutput};
 use crate::error::Result;
 use crate::nn::Module;
 use crate::{Graph, ParamId, ParamStore, TaskSpec, Var};
