@@ -211,8 +211,14 @@ mod tests {
         dwa.end_epoch(&[1.0, 1.0]).unwrap();
         dwa.end_epoch(&[0.8, 0.5]).unwrap();
         let w = weights(&mut dwa);
-        assert!((f64::from(w[0]) - 1.074860 / 2.0).abs() < CLOSED_FORM, "{w:?}");
-        assert!((f64::from(w[1]) - 0.925140 / 2.0).abs() < CLOSED_FORM, "{w:?}");
+        assert!(
+            (f64::from(w[0]) - 1.074860 / 2.0).abs() < CLOSED_FORM,
+            "{w:?}"
+        );
+        assert!(
+            (f64::from(w[1]) - 0.925140 / 2.0).abs() < CLOSED_FORM,
+            "{w:?}"
+        );
         let lambda = dwa.learnable();
         assert!((f64::from(lambda[0].1) - 1.074860).abs() < CLOSED_FORM);
     }
@@ -245,7 +251,10 @@ mod tests {
         dwa.end_epoch(&[0.8, 0.5]).unwrap();
         // Only (1,1) → (0.8,0.5) counts: DWA-1 again.
         let w = weights(&mut dwa);
-        assert!((f64::from(w[0]) - 1.074860 / 2.0).abs() < CLOSED_FORM, "{w:?}");
+        assert!(
+            (f64::from(w[0]) - 1.074860 / 2.0).abs() < CLOSED_FORM,
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub use equal::{EqualConfig, EqualWeighting};
 pub use famo::{Famo, FamoConfig};
 pub use fixed::{FixedConfig, FixedWeights};
 pub use gradnorm::{GradNorm, GradNormConfig};
-pub use input::{check_losses, BalanceInput, GradRows, GradientSource};
+pub use input::{check_losses, BalanceInput, GradRows, GradientSource, PARALLEL_NORM_MIN_ENTRIES};
 pub use output::Balanced;
 pub use mgda::{GradNormalization, Mgda, MgdaConfig, MgdaUbConfig, MgdaUpdate, MinNormSolverKind};
 pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};

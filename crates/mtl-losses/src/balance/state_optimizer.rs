@@ -73,13 +73,14 @@ impl StateAdam {
         debug_assert_eq!(x.len(), grad.len());
         debug_assert_eq!(x.len(), self.m.len());
         self.t += 1;
-        let k = self.t as i32;
-        let bias1 = 1.0 - self.beta1.powi(k);
-        let bias2 = 1.0 - self.beta2.powi(k);
+        let bias1 = 1.0 - decayed(self.beta1, self.t);
+        let bias2 = 1.0 - decayed(self.beta2, self.t);
         for (((xi, &gi), mi), vi) in x.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
             let g = gi + self.weight_decay * *xi;
             *mi = self.beta1 * *mi + (1.0 - self.beta1) * g;
             *vi = self.beta2 * *vi + (1.0 - self.beta2) * g * g;
+            flush_subnormal(mi);
+            flush_subnormal(vi);
             *xi -= self.lr * (*mi / bias1) / ((*vi / bias2).sqrt() + self.eps);
         }
     }
@@ -89,6 +90,30 @@ impl StateAdam {
         self.m.iter_mut().for_each(|m| *m = 0.0);
         self.v.iter_mut().for_each(|v| *v = 0.0);
         self.t = 0;
+    }
+}
+
+/// Sets a moment that decayed below the normal `f64` range to exactly 0.
+/// With a zero gradient (FAMO with equal loss decreases, a log-variance at its
+/// fixed point) the moments shrink geometrically; once subnormal, every
+/// further step would run through slow subnormal arithmetic for a value that
+/// no longer changes the update.
+fn flush_subnormal(x: &mut f64) {
+    if x.abs() < f64::MIN_POSITIVE {
+        *x = 0.0;
+    }
+}
+
+/// `β^k`, flushed to exactly 0 once it would leave the normal `f64` range:
+/// after ~7000 steps `0.9^k` would otherwise be computed through subnormals,
+/// which are slow on x86, for a bias correction that is already exactly 1.
+fn decayed(beta: f64, k: u64) -> f64 {
+    // e^{−700} ≈ 1e−304 is still a normal double.
+    const SMALLEST_KEPT_LN: f64 = -700.0;
+    if k as f64 * beta.ln() < SMALLEST_KEPT_LN {
+        0.0
+    } else {
+        beta.powi(k as i32)
     }
 }
 
@@ -161,6 +186,32 @@ mod tests {
         let mut x = [1.0];
         adam.step(&mut x, &[0.0]);
         assert!((x[0] - 0.9).abs() < 1e-6, "{x:?}");
+    }
+
+    #[test]
+    fn bias_correction_powers_flush_to_zero_only_below_the_normal_range() {
+        assert_eq!(decayed(0.9, 3), 0.9f64.powi(3));
+        assert_eq!(decayed(0.9, 6000), 0.9f64.powi(6000));
+        assert!(decayed(0.9, 6000) > f64::MIN_POSITIVE);
+        assert_eq!(decayed(0.9, 7000), 0.0);
+        assert_eq!(decayed(0.0, 1), 0.0);
+        assert_eq!(decayed(0.999, 1), 0.999);
+    }
+
+    #[test]
+    fn moments_of_a_vanishing_gradient_reach_exact_zero() {
+        let mut adam = StateAdam::new(1, 0.01);
+        let mut x = [1.0];
+        adam.step(&mut x, &[1.0]);
+        for _ in 0..8000 {
+            adam.step(&mut x, &[0.0]);
+        }
+        assert_eq!(adam.m[0], 0.0);
+        assert!(
+            adam.v[0] >= f64::MIN_POSITIVE,
+            "v decays slower: {}",
+            adam.v[0]
+        );
     }
 
     #[test]
