@@ -115,6 +115,66 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A graph op of the tensor engine refused its inputs.
+    #[error(transparent)]
+    Core(#[from] mtl_core::CoreError),
+    /// A failure in the loss, prediction or evaluation of the named task.
+    #[error("task {task:?}: {source}")]
+    InTask {
+        /// Name of the task.
+        task: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A task option is invalid or does not apply to the task's kind or loss.
+    #[error("option `{option}` = {value} is invalid: {reason}")]
+    TaskOption {
+        /// Name of the option, as written in the configuration.
+        option: &'static str,
+        /// The offending value, formatted.
+        value: String,
+        /// What a valid value looks like.
+        reason: String,
+    },
+    /// A head output or target array has the wrong shape.
+    #[error("{what} has shape {got:?}, expected {expected:?}")]
+    Shape {
+        /// What was checked, e.g. `"head output"`.
+        what: &'static str,
+        /// The expected shape.
+        expected: Vec<usize>,
+        /// The shape that was supplied.
+        got: Vec<usize>,
+    },
+    /// A prediction, target or head output value is NaN, infinite or out of its range.
+    #[error("{what} at index {index} is {value}, expected {expected}")]
+    BadValue {
+        /// What holds the value, e.g. `"scores"`.
+        what: &'static str,
+        /// Flat index of the value.
+        index: usize,
+        /// The offending value.
+        value: f64,
+        /// What a valid value looks like.
+        expected: &'static str,
+    },
+    /// A metric is undefined on its inputs (a single class for ROC-AUC, constant targets for R²).
+    #[error("metric `{metric}` is undefined here: {reason}")]
+    Metric {
+        /// Name of the metric.
+        metric: &'static str,
+        /// Why it cannot be computed.
+        reason: String,
+    },
+    /// The multi-task score Δm% cannot be computed for a task (no baseline, zero baseline).
+    #[error("Δm% for task {task:?}: {reason}")]
+    DeltaM {
+        /// Name of the task.
+        task: String,
+        /// What is wrong with its entry.
+        reason: String,
+    },
 }
 
 /// The result type of `mtl-losses`.

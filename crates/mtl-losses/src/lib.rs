@@ -27,6 +27,9 @@
 
 pub mod balance;
 mod error;
+pub mod loss;
+pub mod metric;
+pub mod task;
 
 pub use balance::{BalanceInput, Balanced, Balancer, BalancerConfig, GradRows, GradientSource};
 pub use error::{Error, Result};
