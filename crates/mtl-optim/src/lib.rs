@@ -53,7 +53,7 @@
 //! parameters and state as they were.
 //!
 //! # Parallelism and determinism
-//! Buffers of at least 2^16 parameters are split across rayon threads at
+//! Buffers of at least 2^17 parameters are split across rayon threads at
 //! positions that depend only on the length. Updates are element-wise and
 //! reductions (the clipping norm) follow a fixed tree, so results are
 //! bit-identical for any number of threads.

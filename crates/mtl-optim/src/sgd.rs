@@ -108,9 +108,19 @@ impl Optimizer for Sgd {
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.core.groups.check_step(params, grads)?;
         let momentum = self.config.momentum as f32;
-        let keep = 1.0 - self.config.dampening as f32;
-        let nesterov = self.config.nesterov;
-        let first = self.core.step == 0;
+        // The branches of the rule become coefficients so that the loop has
+        // none: at t = 1 the buffer is zero and b = 0·0 + 1·g = g exactly;
+        // the direction is 1·g + μ·b (Nesterov) or 0·g + 1·b = b.
+        let (decay, keep) = if self.core.step == 0 {
+            (0.0, 1.0)
+        } else {
+            (momentum, 1.0 - self.config.dampening as f32)
+        };
+        let (from_grad, from_buffer) = if self.config.nesterov {
+            (1.0, momentum)
+        } else {
+            (0.0, 1.0)
+        };
         if momentum != 0.0 {
             ensure_len(
                 &mut self.momentum_buffer,
@@ -135,11 +145,8 @@ impl Optimizer for Sgd {
                 let kernel = |p: &mut [f32], g: &[f32], [b]: [&mut [f32]; 1]| {
                     for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
                         let d = g + wd * *p;
-                        let buf = if first { d } else { momentum * *b + keep * d };
-                        let buf = flush_subnormal(buf);
-                        *b = buf;
-                        let d = if nesterov { d + momentum * buf } else { buf };
-                        *p -= lr * d;
+                        *b = flush_subnormal(decay * *b + keep * d);
+                        *p -= lr * (from_grad * d + from_buffer * *b);
                     }
                 };
                 update(

@@ -249,8 +249,8 @@ fn resume_from_checkpoint_is_bit_identical() {
 
 #[test]
 fn resume_from_checkpoint_is_bit_identical_on_the_parallel_path() {
-    // 2^17 + 5 parameters: both groups exceed the 2^16 threshold.
-    resume_is_bit_identical((1 << 17) + 5, 2, 4);
+    // 2^18 + 5 parameters: both groups exceed the 2^17 parallel threshold.
+    resume_is_bit_identical((1 << 18) + 5, 2, 4);
 }
 
 #[test]
@@ -285,7 +285,8 @@ fn loading_a_foreign_or_ragged_state_is_refused() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    let len = 3 * (1 << 16) + 11;
+    // Above the 2^17 parallel threshold, with an odd tail.
+    let len = 3 * (1 << 17) + 11;
     for cfg in all_configs() {
         let result = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
