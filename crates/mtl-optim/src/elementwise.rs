@@ -15,9 +15,11 @@
 /// Slices shorter than this are processed on the calling thread.
 ///
 /// Measured with `cargo bench -p mtl-benches --bench optim` (group
-/// `optim_threshold`, an Adam step in a 1-thread and a 2-thread pool) on the
-/// 2-core development machine: at 2^16 parameters two threads were slower
-/// than one (127 µs against 108 µs), at 2^17 faster (217 µs against 334 µs).
+/// `optim_threshold`: an Adam step in a 1-thread and in a 2-thread pool) on
+/// the shared 2-core development machine. Two threads lost at 2^16
+/// parameters (127 µs against 108 µs) and won at 2^17 (217 µs against
+/// 334 µs) when the second core was free. They only tied there when it was
+/// busy. Below 2^17 threads never paid.
 pub(crate) const PARALLEL_THRESHOLD: usize = 1 << 17;
 
 /// Leaf size of the recursive split: 16 Ki elements (64 KiB per slice), small
