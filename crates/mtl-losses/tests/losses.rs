@@ -238,7 +238,7 @@ fn dec_gradient_holds_the_target_constant() {
     let alpha = 1.0;
     let task = Task::new(
         spec("groups", TaskKind::Clustering { clusters: 3 }),
-        Loss::Dec(Dec { alpha }),
+        Loss::Dec(Dec),
     )
     .unwrap();
     let (z, mu) = dec_point();
@@ -329,7 +329,7 @@ fn bad_batches_are_errors_naming_the_task() {
     // A loss that does not fit the kind.
     let e = Task::new(
         spec("mpg", TaskKind::Regression { outputs: 1 }),
-        Loss::Dec(Dec::default()),
+        Loss::Dec(Dec),
     )
     .unwrap_err();
     assert!(
@@ -364,4 +364,46 @@ fn predictions_follow_the_kind() {
     assert_eq!(probs.labels(), Some(vec![1, 1, 0]));
     let e = binary.predict(&tensor(&[0.0, 1.0], 1)).unwrap_err();
     assert!(e.to_string().contains("\"b\""), "{e}");
+}
+
+/// Rows of `P` are normalised in `f64` and stored as `f32`: a row sums to 1
+/// within a few `f32` ulps per entry.
+const ROW_SUM_TOL: f64 = 1e-5;
+
+proptest::proptest! {
+    #[test]
+    fn dec_target_rows_are_distributions_and_the_loss_is_non_negative(
+        raw in proptest::collection::vec(0.05f32..1.0, 2 * 3..=8 * 3),
+    ) {
+        let k = 3;
+        let rows = raw.len() / k;
+        let mut q = raw[..rows * k].to_vec();
+        for row in q.chunks_mut(k) {
+            let s: f32 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+        let q = Tensor::from_vec(q, &[rows, k]).unwrap();
+        let p = target_distribution(&q).unwrap();
+        for row in p.data().chunks(k) {
+            let s: f64 = row.iter().map(|&v| v as f64).sum();
+            proptest::prop_assert!((s - 1.0).abs() < ROW_SUM_TOL);
+            proptest::prop_assert!(row.iter().all(|&v| v > 0.0 && v <= 1.0));
+        }
+        let task = Task::with_default_loss(spec("groups", TaskKind::Clustering { clusters: 3 }))
+            .unwrap();
+        let (value, _) = loss_and_grad(&task, &q, &Targets::Unsupervised { reference: None });
+        // KL(P‖Q) ≥ 0 (Gibbs); f32 rounding can leave a tiny negative.
+        proptest::prop_assert!(value as f64 >= -VALUE_TOL);
+    }
+}
+
+#[test]
+fn uniform_assignment_is_its_own_target() {
+    // q_ij = 1/K: f_j = B/K, so p_ij ∝ (1/K²)/(B/K) is uniform again and KL = 0.
+    let q = Tensor::filled(&[4, 2], 0.5);
+    assert_eq!(target_distribution(&q).unwrap(), q);
+    let task =
+        Task::with_default_loss(spec("groups", TaskKind::Clustering { clusters: 2 })).unwrap();
+    let (value, _) = loss_and_grad(&task, &q, &Targets::Unsupervised { reference: None });
+    assert!((value as f64).abs() < VALUE_TOL, "{value}");
 }

@@ -38,34 +38,14 @@ pub const ROW_SUM_TOLERANCE: f64 = 1e-3;
 /// * The mean over the batch (PyTorch's `kl_div(..., reduction="batchmean")`)
 ///   replaces the paper's sum, so the loss does not grow with the batch size.
 ///
-/// Hyperparameter: `α`, the degrees of freedom of the Student-t kernel used by
-/// the head. DEC fixes `α = 1` (a Cauchy kernel) for every data set, since it
-/// cannot be cross-validated without labels; that is the default here.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Dec {
-    /// Degrees of freedom `α > 0` of the Student-t kernel; default 1.
-    pub alpha: f32,
-}
-
-impl Default for Dec {
-    fn default() -> Self {
-        Dec { alpha: 1.0 }
-    }
-}
+/// Hyperparameters: the loss has none of its own. The degrees of freedom `α`
+/// of the Student-t kernel belong to the head that computes `q`
+/// ([`HeadConfig::alpha`](mtl_core::arch::HeadConfig::alpha)); DEC fixes `α = 1` (a Cauchy kernel)
+/// for every data set, since it cannot be cross-validated without labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dec;
 
 impl Dec {
-    /// Checks that `α` is finite and positive.
-    pub fn validate(&self) -> Result<()> {
-        if !(self.alpha.is_finite() && self.alpha > 0.0) {
-            return Err(Error::TaskOption {
-                option: "alpha",
-                value: self.alpha.to_string(),
-                reason: "the Student-t degrees of freedom must be finite and positive".into(),
-            });
-        }
-        Ok(())
-    }
-
     /// The loss of the soft assignment `q` `[B, K]`: KL(P‖Q) with `P` computed
     /// from this batch's `q` and held constant.
     pub fn apply(&self, g: &mut Graph, q: Var) -> Result<Var> {

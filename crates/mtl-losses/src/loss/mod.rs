@@ -51,14 +51,14 @@ impl Loss {
         }
     }
 
-    /// The default loss of a kind: cross-entropy, BCE with logits, MSE, or DEC
-    /// with `α = 1`, each with its default options.
+    /// The default loss of a kind: cross-entropy, BCE with logits, MSE, or DEC,
+    /// each with its default options.
     pub fn default_for(kind: &TaskKind) -> Loss {
         match kind {
             TaskKind::Classification { .. } => Loss::CrossEntropy(CrossEntropy::default()),
             TaskKind::Binary | TaskKind::Multilabel { .. } => Loss::BceWithLogits(BceWithLogits),
             TaskKind::Regression { .. } => Loss::Regression(RegressionLoss::Mse),
-            TaskKind::Clustering { .. } => Loss::Dec(Dec::default()),
+            TaskKind::Clustering { .. } => Loss::Dec(Dec),
         }
     }
 
@@ -69,7 +69,7 @@ impl Loss {
             (Loss::CrossEntropy(ce), TaskKind::Classification { classes }) => ce.validate(*classes),
             (Loss::BceWithLogits(_), TaskKind::Binary | TaskKind::Multilabel { .. }) => Ok(()),
             (Loss::Regression(r), TaskKind::Regression { .. }) => r.validate(),
-            (Loss::Dec(d), TaskKind::Clustering { .. }) => d.validate(),
+            (Loss::Dec(_), TaskKind::Clustering { .. }) => Ok(()),
             (loss, kind) => Err(Error::TaskOption {
                 option: "loss",
                 value: loss.name().into(),

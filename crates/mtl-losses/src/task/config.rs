@@ -41,7 +41,7 @@ pub enum LossName {
     L1,
     /// [`RegressionLoss::Huber`]; option `delta` (default 1).
     Huber,
-    /// [`Dec`]; option `alpha` (default 1).
+    /// [`Dec`]; no options (the Student-t `α` is the head's).
     Dec,
 }
 
@@ -55,7 +55,6 @@ pub enum LossName {
 /// label_smoothing = 0.1     # cross_entropy only (default 0)
 /// class_weights = [...]     # cross_entropy only, one per class (default none)
 /// # delta = 1.0             # huber only (default 1)
-/// # alpha = 1.0             # dec only: Student-t degrees of freedom (default 1)
 /// ```
 ///
 /// Default losses: `cross_entropy` for classification, `bce_with_logits` for
@@ -93,9 +92,6 @@ pub struct TaskConfig {
     /// Threshold of `huber`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f32>,
-    /// Student-t degrees of freedom of `dec`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<f32>,
 }
 
 /// Refuses an option that is set but does not apply.
@@ -167,42 +163,26 @@ impl TaskConfig {
             Some(LossName::Huber) => Loss::Regression(RegressionLoss::Huber {
                 delta: self.delta.unwrap_or(DEFAULT_HUBER_DELTA),
             }),
-            Some(LossName::Dec) => Loss::Dec(Dec::default()),
+            Some(LossName::Dec) => Loss::Dec(Dec),
         };
         let to = format!("loss `{}`", loss.name());
         Ok(match loss {
             Loss::CrossEntropy(_) => {
                 refuse("delta", &self.delta, &to)?;
-                refuse("alpha", &self.alpha, &to)?;
                 Loss::CrossEntropy(CrossEntropy {
                     label_smoothing: self.label_smoothing.unwrap_or(0.0),
                     class_weights: self.class_weights.clone(),
                 })
             }
-            Loss::Regression(RegressionLoss::Huber { .. }) => {
-                self.refuse_all_but_delta(&to)?;
-                loss
-            }
-            Loss::BceWithLogits(_) | Loss::Regression(_) => {
-                self.refuse_all_but_delta(&to)?;
-                refuse("delta", &self.delta, &to)?;
-                loss
-            }
-            Loss::Dec(_) => {
+            other => {
                 refuse("label_smoothing", &self.label_smoothing, &to)?;
                 refuse("class_weights", &self.class_weights, &to)?;
-                refuse("delta", &self.delta, &to)?;
-                Loss::Dec(Dec {
-                    alpha: self.alpha.unwrap_or(Dec::default().alpha),
-                })
+                if !matches!(other, Loss::Regression(RegressionLoss::Huber { .. })) {
+                    refuse("delta", &self.delta, &to)?;
+                }
+                other
             }
         })
-    }
-
-    fn refuse_all_but_delta(&self, to: &str) -> Result<()> {
-        refuse("label_smoothing", &self.label_smoothing, to)?;
-        refuse("class_weights", &self.class_weights, to)?;
-        refuse("alpha", &self.alpha, to)
     }
 }
 
@@ -227,7 +207,6 @@ impl From<Task> for TaskConfig {
             label_smoothing: None,
             class_weights: None,
             delta: None,
-            alpha: None,
         };
         match task.spec.kind {
             TaskKind::Classification { classes } => {
@@ -261,10 +240,7 @@ impl From<Task> for TaskConfig {
                 c.loss = Some(LossName::Huber);
                 c.delta = Some(delta);
             }
-            Loss::Dec(d) => {
-                c.loss = Some(LossName::Dec);
-                c.alpha = Some(d.alpha);
-            }
+            Loss::Dec(_) => c.loss = Some(LossName::Dec),
         }
         c
     }
@@ -281,7 +257,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_kind() {
         let t = parse("name = \"c\"\nkind = \"clustering\"\nclusters = 3").unwrap();
-        assert_eq!(t.loss_choice(), &Loss::Dec(Dec { alpha: 1.0 }));
+        assert_eq!(t.loss_choice(), &Loss::Dec(Dec));
         let t = parse("name = \"r\"\nkind = \"regression\"\noutputs = 2").unwrap();
         assert_eq!(t.loss_choice(), &Loss::Regression(RegressionLoss::Mse));
         let t =
@@ -294,8 +270,14 @@ mod tests {
 
     #[test]
     fn misplaced_and_unknown_keys_are_errors_naming_the_task() {
-        let e = parse("name = \"m\"\nkind = \"regression\"\noutputs = 1\nalpha = 2.0").unwrap_err();
-        assert!(e.contains("\"m\"") && e.contains("alpha"), "{e}");
+        let e = parse("name = \"m\"\nkind = \"regression\"\noutputs = 1\nlabel_smoothing = 0.1")
+            .unwrap_err();
+        assert!(e.contains("\"m\"") && e.contains("label_smoothing"), "{e}");
+        let e = parse("name = \"m\"\nkind = \"regression\"\noutputs = 1\ndelta = 0.5").unwrap_err();
+        assert!(
+            e.contains("\"m\"") && e.contains("delta") && e.contains("mse"),
+            "{e}"
+        );
         let e = parse("name = \"m\"\nkind = \"regression\"\nclasses = 3").unwrap_err();
         assert!(e.contains("\"m\"") && e.contains("classes"), "{e}");
         let e = parse("name = \"m\"\nkind = \"classification\"").unwrap_err();
