@@ -78,6 +78,7 @@ fn every_arch() -> Vec<ArchConfig> {
             self_weight: 0.9,
             head: head(),
         },
+        ArchConfig::Mtan { head: head() },
     ]
 }
 
@@ -132,10 +133,14 @@ fn outputs_have_the_shape_of_each_task_kind() {
             "hps" => Some(vec![7, 4]),
             "mmoe" => Some(vec![7, 3 * 4]),
             "cgc" => Some(vec![7, 2 * 4]),
-            _ => None, // ple with two layers, cross-stitch
+            _ => None, // ple with two layers, cross-stitch, mtan
         };
         assert_eq!(representation, expected, "{}", arch.name());
         assert_eq!(model.has_representation(), expected.is_some());
+        let centroids = model.heads()[4].centroids().unwrap();
+        assert_eq!(ps.view(centroids).unwrap().name, "heads.groups.centroids");
+        assert_eq!(ps.view(centroids).unwrap().shape, vec![5, 5]);
+        assert!(model.heads()[0].centroids().is_none());
     }
 }
 
@@ -324,7 +329,8 @@ fn gradients_match_finite_differences_through_every_architecture() {
             | ArchConfig::Mmoe { head: h, .. }
             | ArchConfig::Cgc { head: h, .. }
             | ArchConfig::Ple { head: h, .. }
-            | ArchConfig::CrossStitch { head: h, .. } => *h = head.clone(),
+            | ArchConfig::CrossStitch { head: h, .. }
+            | ArchConfig::Mtan { head: h } => *h = head.clone(),
         }
         let (model, mut ps) = build(&arch, &encoder, &[4], &tasks, 4);
         let checked = gradient_check(model.as_ref(), &mut ps, &[4], STEP, 6);
@@ -333,7 +339,7 @@ fn gradients_match_finite_differences_through_every_architecture() {
 }
 
 #[test]
-fn gradients_match_finite_differences_through_lenet_columns() {
+fn gradients_match_finite_differences_through_lenet_encoders() {
     let lenet = EncoderConfig::Lenet {
         conv1: 2,
         conv2: 3,
@@ -347,7 +353,8 @@ fn gradients_match_finite_differences_through_lenet_columns() {
         task("b", TaskKind::Regression { outputs: 1 }),
     ];
     // 12 → conv3 → 10 → pool → 5 → conv3 → 3 → pool → 1.
-    for arch in [&every_arch()[0], &every_arch()[4]] {
+    let archs = every_arch();
+    for arch in [&archs[0], &archs[4], &archs[5]] {
         let (model, mut ps) = build(arch, &lenet, &[1, 12, 12], &tasks, 7);
         gradient_check(model.as_ref(), &mut ps, &[1, 12, 12], POOL_STEP, 8);
     }
@@ -413,7 +420,9 @@ fn parameter_counts_and_groups_follow_the_formulas() {
     let heads = (d * 3 + 3) + (d * 2 + 2);
     let dense = |i: usize, o: usize| i * o + o;
     let deeper = dense(d, d);
-    let cases: [(ArchConfig, usize, usize); 5] = [
+    // MTAN: per task, attention on stage 1 (5 → 5) and stage 2 ([4 ; 4] → 4).
+    let attention = dense(5, 5) + dense(2 * d, d);
+    let cases: [(ArchConfig, usize, usize); 6] = [
         (ArchConfig::Hps { head: head() }, encoder_params, heads),
         (
             ArchConfig::Mmoe {
@@ -451,6 +460,11 @@ fn parameter_counts_and_groups_follow_the_formulas() {
             },
             2 * t * t,
             t * encoder_params + heads,
+        ),
+        (
+            ArchConfig::Mtan { head: head() },
+            encoder_params,
+            t * attention + heads,
         ),
     ];
     for (arch, shared, specific) in cases {

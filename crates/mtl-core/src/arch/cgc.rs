@@ -255,6 +255,10 @@ impl MultiTaskModel for Cgc {
         &self.tasks
     }
 
+    fn heads(&self) -> &[Head] {
+        &self.heads
+    }
+
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
         let inputs = vec![x; self.tasks.len()];
         let out = self.layer.forward(g, ps, &inputs, x)?;

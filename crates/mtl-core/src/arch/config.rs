@@ -7,7 +7,7 @@
 //!
 //! ```toml
 //! [model]
-//! arch = "mmoe"          # hps | mmoe | cgc | ple | cross-stitch
+//! arch = "mmoe"          # hps | mmoe | cgc | ple | cross-stitch | mtan
 //! experts = 4
 //!
 //! [model.encoder]
@@ -19,7 +19,7 @@
 //! tower = [64]           # hidden widths between the shared part and the output; default []
 //! ```
 //!
-//! Per architecture: `hps` takes no key; `mmoe` takes `experts`; `cgc` takes
+//! Per architecture: `hps` and `mtan` take no key; `mmoe` takes `experts`; `cgc` takes
 //! `shared_experts` and `task_experts`; `ple` takes those and `layers`;
 //! `cross-stitch` takes `self_weight` (default 0.9).
 
@@ -82,6 +82,14 @@ pub enum ArchConfig {
         #[serde(default)]
         head: HeadConfig,
     },
+    /// A multi-task attention network in the style of Liu, Johns & Davison
+    /// (2019): a shared trunk and a task-specific attention mask after every
+    /// stage.
+    Mtan {
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
 }
 
 fn default_self_weight() -> f32 {
@@ -90,7 +98,7 @@ fn default_self_weight() -> f32 {
 
 impl ArchConfig {
     /// The architecture's name as written in configurations (`hps`, `mmoe`,
-    /// `cgc`, `ple`, `cross-stitch`).
+    /// `cgc`, `ple`, `cross-stitch`, `mtan`).
     pub fn name(&self) -> &'static str {
         match self {
             ArchConfig::Hps { .. } => "hps",
@@ -98,6 +106,7 @@ impl ArchConfig {
             ArchConfig::Cgc { .. } => "cgc",
             ArchConfig::Ple { .. } => "ple",
             ArchConfig::CrossStitch { .. } => "cross-stitch",
+            ArchConfig::Mtan { .. } => "mtan",
         }
     }
 
@@ -108,7 +117,8 @@ impl ArchConfig {
             | ArchConfig::Mmoe { head, .. }
             | ArchConfig::Cgc { head, .. }
             | ArchConfig::Ple { head, .. }
-            | ArchConfig::CrossStitch { head, .. } => head,
+            | ArchConfig::CrossStitch { head, .. }
+            | ArchConfig::Mtan { head } => head,
         }
     }
 
@@ -125,7 +135,7 @@ impl ArchConfig {
             }
         };
         match *self {
-            ArchConfig::Hps { .. } => {}
+            ArchConfig::Hps { .. } | ArchConfig::Mtan { .. } => {}
             ArchConfig::Mmoe { experts, .. } => at_least_one("experts", experts)?,
             ArchConfig::Cgc { shared_experts, .. } => {
                 at_least_one("shared_experts", shared_experts)?

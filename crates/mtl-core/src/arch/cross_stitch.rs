@@ -122,6 +122,10 @@ impl MultiTaskModel for CrossStitch {
         &self.tasks
     }
 
+    fn heads(&self) -> &[Head] {
+        &self.heads
+    }
+
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
         let first = match self.columns.first() {
             Some(column) => column.prepare(g, x)?,

@@ -22,12 +22,20 @@ enum Stage {
     /// `act(max_pool_2(conv(x)))`.
     ConvPool {
         conv: Conv2d,
+        channels: usize,
         pool: MaxPool2d,
         activation: Activation,
     },
 }
 
 impl Stage {
+    fn channels(&self) -> usize {
+        match self {
+            Stage::Dense { linear, .. } => linear.out_features,
+            Stage::ConvPool { channels, .. } => *channels,
+        }
+    }
+
     fn params(&self) -> Vec<ParamId> {
         match self {
             Stage::Dense { linear, norm, .. } => {
@@ -66,6 +74,7 @@ impl Stage {
                 conv,
                 pool,
                 activation,
+                ..
             } => {
                 let h = conv.forward(g, ps, x)?;
                 let h = pool.forward(g, ps, h)?;
@@ -166,6 +175,17 @@ impl Encoder {
     /// The per-example input shape the encoder was built for.
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
+    }
+
+    /// The size of axis 1 of stage `i`'s output: features of a dense stage,
+    /// channels of a convolutional one.
+    pub fn stage_channels(&self, i: usize) -> Option<usize> {
+        self.stages.get(i).map(Stage::channels)
+    }
+
+    /// Whether stage `i` is convolutional (its output is `[B, C, H, W]`).
+    pub fn stage_is_conv(&self, i: usize) -> bool {
+        matches!(self.stages.get(i), Some(Stage::ConvPool { .. }))
     }
 
     /// The parameters of the last stage (weight, bias and normalisation), in
@@ -323,6 +343,7 @@ impl StagePlan {
                     0,
                     rng,
                 )?,
+                channels: *out_channels,
                 pool: MaxPool2d { size: 2, stride: 2 },
                 activation: *activation,
             },

@@ -63,6 +63,10 @@ impl MultiTaskModel for HardSharing {
         &self.tasks
     }
 
+    fn heads(&self) -> &[Head] {
+        &self.heads
+    }
+
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
         let z = self.encoder.forward(g, ps, x)?;
         let outputs = self

@@ -79,6 +79,10 @@ impl MultiTaskModel for Mmoe {
         &self.tasks
     }
 
+    fn heads(&self) -> &[Head] {
+        &self.heads
+    }
+
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
         let outs = self
             .experts

@@ -12,6 +12,7 @@
 //! | `cgc` | [`Cgc`] | `shared_experts.{i}` | `task_experts.{t}.{j}`, `gates.{t}`, `heads.{t}` | shared expert outputs side by side |
 //! | `ple` | [`Ple`] | `layers.{l}.shared_experts.{i}`, `layers.{l}.shared_gate` | `layers.{l}.task_experts.{t}.{j}`, `layers.{l}.gates.{t}`, `heads.{t}` | as CGC with one layer, none with more |
 //! | `cross-stitch` | [`CrossStitch`] | `cross_stitch.{l}` | `columns.{t}`, `heads.{t}` | none |
+//! | `mtan` | [`Mtan`] | `encoder` | `attention.{t}.{l}`, `heads.{t}` | none |
 //!
 //! Experts, columns and the trunk are [`Encoder`]s (an MLP or a LeNet-like
 //! convolutional net); the heads are [`Head`]s, whose output depends on the
@@ -56,6 +57,7 @@ mod hard_sharing;
 mod head;
 mod mmoe;
 mod model;
+mod mtan;
 mod ple;
 
 pub use cgc::{Cgc, ExtractionLayer, ExtractionOutput};
@@ -70,6 +72,7 @@ pub use model::{
     representation_required, GateWeights, MultiTaskModel, MultiTaskOutput,
     ARCHITECTURES_WITH_REPRESENTATION,
 };
+pub use mtan::Mtan;
 pub use ple::Ple;
 
 use rand::Rng;
@@ -162,5 +165,6 @@ pub fn build_model<R: Rng + ?Sized>(
             ps,
             rng,
         )?),
+        ArchConfig::Mtan { .. } => Box::new(Mtan::new(encoder, head, input_shape, tasks, ps, rng)?),
     })
 }

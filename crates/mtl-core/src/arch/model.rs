@@ -1,5 +1,6 @@
 //! [`MultiTaskModel`]: what every architecture offers the training loop.
 
+use super::Head;
 use crate::error::{CoreError, Result};
 use crate::{Graph, ParamId, ParamStore, TaskSpec, Var};
 
@@ -36,11 +37,16 @@ pub struct MultiTaskOutput {
 /// A multi-task network: shared and task-specific parameters in a
 /// [`ParamStore`], one output per task.
 pub trait MultiTaskModel: Send + Sync + std::fmt::Debug {
-    /// The architecture's name: `hps`, `mmoe`, `cgc`, `ple` or `cross-stitch`.
+    /// The architecture's name: `hps`, `mmoe`, `cgc`, `ple`, `cross-stitch`
+    /// or `mtan`.
     fn name(&self) -> &'static str;
 
     /// The tasks, in output order.
     fn tasks(&self) -> &[TaskSpec];
+
+    /// The heads, in task order (a clustering head's centroids can be
+    /// initialised from embeddings through [`Head::centroids`]).
+    fn heads(&self) -> &[Head];
 
     /// Records the forward pass of the batch `x` (`[B, ...]`, the per-example
     /// shape the model was built for, or that flattened).

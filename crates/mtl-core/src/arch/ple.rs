@@ -121,6 +121,10 @@ impl MultiTaskModel for Ple {
         &self.tasks
     }
 
+    fn heads(&self) -> &[Head] {
+        &self.heads
+    }
+
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
         let mut task_inputs = vec![x; self.tasks.len()];
         let mut shared_input = x;
