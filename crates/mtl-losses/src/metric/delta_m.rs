@@ -42,6 +42,10 @@ impl Score {
 /// scored on two metrics counts twice. Errors: the two lists differ in length,
 /// an entry has no baseline, a value is not finite, or a baseline is zero
 /// (the relative change is undefined).
+///
+/// The relative change assumes a positive baseline, which every metric here
+/// has for a model better than chance; R² and ARI can be negative, and a
+/// negative baseline flips the sign of its term.
 pub fn delta_m(scores: &[Score], baselines: &[Score]) -> Result<f64> {
     if scores.len() != baselines.len() {
         return Err(Error::CountMismatch {

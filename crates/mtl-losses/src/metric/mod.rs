@@ -117,7 +117,7 @@ impl Metric {
     }
 
     /// The metrics reported for a kind when none are chosen; the first is the
-    /// kind's headline metric (the one Δm% uses by default).
+    /// kind's headline metric, for one-number summaries such as Δm%.
     pub fn defaults(kind: &TaskKind) -> &'static [Metric] {
         match kind {
             TaskKind::Classification { .. } => &[Metric::Accuracy, Metric::MacroF1],
