@@ -706,3 +706,82 @@ fn same_seed_gives_bit_identical_outputs_with_dropout() {
         assert_eq!(run(), run(), "{}", arch.name());
     }
 }
+
+/// Shared gradients pushed through the representation agree with a full
+/// backward pass up to the f32 rounding of a different summation order.
+const CUT_TOL: f32 = 1e-5;
+
+#[test]
+fn the_representation_separates_shared_from_task_parameters() {
+    let tasks = [
+        task("a", TaskKind::Classification { classes: 3 }),
+        task("b", TaskKind::Regression { outputs: 2 }),
+    ];
+    let single_layer_ple = ArchConfig::Ple {
+        layers: 1,
+        shared_experts: 2,
+        task_experts: 1,
+        head: head(),
+    };
+    let mut archs: Vec<ArchConfig> = every_arch()
+        .into_iter()
+        .filter(|a| matches!(a.name(), "hps" | "mmoe" | "cgc"))
+        .collect();
+    archs.push(single_layer_ple);
+    let mut rng = ChaCha8Rng::seed_from_u64(20);
+    let x = random(&[6, 5], &mut rng);
+    for arch in archs {
+        let (model, mut ps) = build(&arch, &mlp(&[7, 4], Activation::Tanh), &[5], &tasks, 21);
+        let mut g = Graph::new(0);
+        let xv = g.input(x.clone());
+        let out = model.forward(&mut g, &mut ps, xv).unwrap();
+        let z = out.representation.unwrap();
+        let seeds: Vec<(Var, Tensor)> = out
+            .outputs
+            .iter()
+            .map(|&y| (y, random(g.shape(y).unwrap(), &mut rng)))
+            .collect();
+        let shared = ps.group_range(&ParamGroup::Shared).unwrap();
+        let mut full = vec![0.0f32; ps.len()];
+        g.backward_from(&seeds, &[])
+            .unwrap()
+            .accumulate_params(&g, 0..ps.len(), &mut full)
+            .unwrap();
+
+        // Per task: stop at z, keep the task's own gradients and dL_t/dz.
+        let mut staged = vec![0.0f32; ps.len()];
+        let mut direction = Tensor::zeros(g.shape(z).unwrap());
+        for seed in &seeds {
+            let grads = g.backward_from(std::slice::from_ref(seed), &[z]).unwrap();
+            direction.add_assign(grads.get(z).unwrap()).unwrap();
+            let mut own = vec![0.0f32; ps.len()];
+            grads.accumulate_params(&g, 0..ps.len(), &mut own).unwrap();
+            assert!(
+                own[shared.clone()].iter().all(|&v| v == 0.0),
+                "{}: a shared parameter lies above the representation",
+                arch.name()
+            );
+            staged.iter_mut().zip(&own).for_each(|(s, o)| *s += o);
+        }
+        // Then one pass from z reaches every shared parameter and nothing else.
+        let mut trunk = vec![0.0f32; ps.len()];
+        g.backward_from(&[(z, direction)], &[])
+            .unwrap()
+            .accumulate_params(&g, 0..ps.len(), &mut trunk)
+            .unwrap();
+        assert!(
+            trunk[shared.end..].iter().all(|&v| v == 0.0),
+            "{}",
+            arch.name()
+        );
+        staged.iter_mut().zip(&trunk).for_each(|(s, t)| *s += t);
+        for (i, (s, f)) in staged.iter().zip(&full).enumerate() {
+            assert!(
+                (s - f).abs() <= CUT_TOL * (1.0 + f.abs()),
+                "{}: flat {i}: {s} vs {f}",
+                arch.name()
+            );
+        }
+        assert!(full[shared].iter().any(|&v| v != 0.0));
+    }
+}
