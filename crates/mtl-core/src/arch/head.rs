@@ -8,7 +8,8 @@ use crate::nn::{Init, Mlp, Module};
 use crate::{Graph, ParamGroup, ParamId, ParamStore, TaskKind, TaskSpec, Var};
 
 /// A task's head: a tower (`Mlp` of widths `[in, tower…, out]`, the
-/// configured activation between layers, none after the last), and for clustering learnable centroids.
+/// configured activation between layers, none after the last), and for
+/// clustering learnable centroids.
 ///
 /// What the output means, per [`TaskKind`]:
 ///

@@ -28,6 +28,10 @@ use crate::{Graph, ParamId, ParamStore, TaskSpec, Var};
 /// experts of the next layer, not only through the last shared experts, so no
 /// single node separates shared from task-specific parameters. The last shared
 /// layer is the last stage of the last layer's shared experts.
+///
+/// The shared gates mix every task's experts, so with more than one layer a
+/// task's lower experts also receive gradient from the other tasks' losses
+/// (through the shared experts above them), as in the paper.
 #[derive(Debug)]
 pub struct Ple {
     tasks: Vec<TaskSpec>,
