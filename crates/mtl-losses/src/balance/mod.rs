@@ -38,6 +38,7 @@
 //! [`BalancerConfig`]; [`methods`] lists every method with its parameters and
 //! defaults.
 
+mod db_mtl;
 mod dwa;
 mod equal;
 mod famo;
@@ -55,6 +56,7 @@ pub mod solver;
 mod state_optimizer;
 mod uncertainty;
 
+pub use db_mtl::{DbMtl, DbMtlConfig};
 pub use dwa::{Dwa, DwaConfig};
 pub use equal::{EqualConfig, EqualWeighting};
 pub use famo::{Famo, FamoConfig};

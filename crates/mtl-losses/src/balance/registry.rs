@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Balancer, DwaConfig, EqualConfig, FamoConfig, FixedConfig, GradNormConfig, GradientSource,
-    RlwConfig, UncertaintyConfig,
+    Balancer, DbMtlConfig, DwaConfig, EqualConfig, FamoConfig, FixedConfig, GradNormConfig,
+    GradientSource, RlwConfig, UncertaintyConfig,
 };
 use crate::error::{Error, Result};
 
@@ -65,6 +65,8 @@ pub enum BalancerConfig {
     Rlw(RlwConfig),
     /// FAMO (Liu et al. 2023).
     Famo(FamoConfig),
+    /// DB-MTL, log-losses and EMA gradients rescaled to the largest norm (Lin et al. 2023).
+    DbMtl(DbMtlConfig),
 }
 
 impl Default for BalancerConfig {
@@ -84,6 +86,7 @@ impl BalancerConfig {
             BalancerConfig::Dwa(_) => DwaConfig::NAME,
             BalancerConfig::Rlw(_) => RlwConfig::NAME,
             BalancerConfig::Famo(_) => FamoConfig::NAME,
+            BalancerConfig::DbMtl(_) => DbMtlConfig::NAME,
         }
     }
 
@@ -100,6 +103,7 @@ impl BalancerConfig {
             BalancerConfig::Dwa(c) => c.build(num_tasks, seed),
             BalancerConfig::Rlw(c) => c.build(num_tasks, seed),
             BalancerConfig::Famo(c) => c.build(num_tasks, seed),
+            BalancerConfig::DbMtl(c) => c.build(num_tasks, seed),
         }
     }
 
@@ -199,6 +203,7 @@ pub fn methods() -> Vec<MethodInfo> {
         info::<DwaConfig>(),
         info::<RlwConfig>(),
         info::<FamoConfig>(),
+        info::<DbMtlConfig>(),
     ]
 }
 
@@ -242,6 +247,10 @@ mod tests {
         assert_eq!(
             default_keys::<FamoConfig>(),
             documented_keys::<FamoConfig>()
+        );
+        assert_eq!(
+            default_keys::<DbMtlConfig>(),
+            documented_keys::<DbMtlConfig>()
         );
     }
 

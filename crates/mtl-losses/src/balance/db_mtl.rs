@@ -1,0 +1,429 @@
+//! DB-MTL, Dual-Balancing Multi-Task Learning, Lin, Ye, Zhang & Kwok (2023, arXiv 2308.12029).
+//!
+//! Two balancing steps:
+//!
+//! * **Loss scale.** Every task is trained on `log(L_t + ε)` (ε = 10⁻⁸, as in
+//!   LibMTL), so its gradient is `ĝ_t = g_t / (L_t + ε)`: the raw gradient
+//!   rows `g_t` and losses given to [`Balancer::balance`] are transformed here.
+//! * **Gradient magnitude.** An exponential moving average of each task's
+//!   log-loss gradient, `buf_t ← (1 − β_k) ĝ_t + β_k buf_t` with
+//!   `β_k = β / k^σ` at step `k = 1, 2, …` (buffers start at 0, no bias
+//!   correction), is rescaled to the largest norm:
+//!   `α_t = max_j ‖buf_j‖ / ‖buf_t‖`, `d = Σ_t α_t buf_t`. Every task then
+//!   contributes a vector of norm `max_j ‖buf_j‖`. A task whose buffer is
+//!   exactly zero contributes nothing.
+//!
+//! **Scale.** The paper's `d` is a sum over tasks; the returned direction is
+//! `d / T` (mean scale). The returned weights are `1 / (T (L_t + ε))`: head
+//! `t` receives `w_t ∇_{θ_t} L_t = ∇_{θ_t} log(L_t + ε) / T`, the mean of the
+//! log-losses, as LibMTL trains the heads on the unweighted log-losses.
+//!
+//! **Cost.** `O(TP)` per step and a `T × P` buffer (the saved state contains it).
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_parameter, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer,
+    GradRows, GradientSource, MethodConfig,
+};
+use crate::error::{Error, Result};
+
+/// Added to every loss before the logarithm, as in LibMTL.
+const LOG_GUARD: f64 = 1e-8;
+
+/// Configuration of [`DbMtl`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbMtlConfig {
+    /// EMA coefficient `β` of the gradient buffers.
+    pub beta: f64,
+    /// Decay exponent `σ` of the EMA coefficient, `β_k = β / k^σ`.
+    pub beta_sigma: f64,
+}
+
+impl Default for DbMtlConfig {
+    fn default() -> Self {
+        Self {
+            beta: 0.9,
+            beta_sigma: 0.0,
+        }
+    }
+}
+
+impl MethodConfig for DbMtlConfig {
+    const NAME: &'static str = "db-mtl";
+    const SUMMARY: &'static str =
+        "DB-MTL: log-losses plus EMA gradients rescaled to the largest norm (Lin et al. 2023)";
+    const NEEDS: GradientSource = GradientSource::SharedParameters;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[
+        ("beta", "EMA coefficient of the per-task gradient buffers"),
+        (
+            "beta_sigma",
+            "decay exponent of the EMA coefficient, beta_k = beta / k^sigma",
+        ),
+    ];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        Ok(Box::new(DbMtl::new(num_tasks, self)?))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DbMtlState {
+    /// Steps taken (`k` of the last step).
+    step: u64,
+    /// Row-major `T × P` EMA buffers (empty until the first step fixes `P`).
+    buffers: Vec<f32>,
+}
+
+/// DB-MTL; owns the `T × P` EMA buffers of the log-loss gradients.
+#[derive(Debug, Clone)]
+pub struct DbMtl {
+    num_tasks: usize,
+    config: DbMtlConfig,
+    state: DbMtlState,
+}
+
+impl DbMtl {
+    /// DB-MTL for `num_tasks` tasks.
+    ///
+    /// # Errors
+    /// [`Error::NoTasks`], or [`Error::InvalidParameter`] for `beta` outside
+    /// `[0, 1)` or a negative `beta_sigma`.
+    pub fn new(num_tasks: usize, config: &DbMtlConfig) -> Result<Self> {
+        require_tasks(num_tasks)?;
+        let name = DbMtlConfig::NAME;
+        check_parameter(
+            name,
+            "beta",
+            config.beta,
+            (0.0..1.0).contains(&config.beta),
+            "must lie in [0, 1)",
+        )?;
+        check_parameter(
+            name,
+            "beta_sigma",
+            config.beta_sigma,
+            config.beta_sigma >= 0.0,
+            "must be >= 0",
+        )?;
+        Ok(Self {
+            num_tasks,
+            config: config.clone(),
+            state: DbMtlState {
+                step: 0,
+                buffers: Vec::new(),
+            },
+        })
+    }
+
+    /// The EMA buffers as gradient rows (`None` before the first step).
+    pub fn buffers(&self) -> Option<GradRows<'_>> {
+        if self.state.buffers.is_empty() {
+            return None;
+        }
+        let cols = self.state.buffers.len() / self.num_tasks;
+        GradRows::new(&self.state.buffers, self.num_tasks, cols).ok()
+    }
+}
+
+impl Balancer for DbMtl {
+    fn name(&self) -> &'static str {
+        DbMtlConfig::NAME
+    }
+
+    fn num_tasks(&self) -> usize {
+        self.num_tasks
+    }
+
+    fn needs(&self) -> GradientSource {
+        GradientSource::SharedParameters
+    }
+
+    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
+        let t = self.num_tasks;
+        input.validate(t)?;
+        let grads = input.require_grads(self.name(), self.needs())?;
+        let p = grads.cols();
+        if let Some(task) = input
+            .losses
+            .iter()
+            .position(|&l| f64::from(l) + LOG_GUARD <= 0.0)
+        {
+            return Err(Error::LossOutOfDomain {
+                balancer: self.name(),
+                task,
+                value: f64::from(input.losses[task]),
+                bound: -LOG_GUARD,
+            });
+        }
+        if let Some((task, norm)) = grads
+            .row_norms()
+            .into_iter()
+            .enumerate()
+            .find(|(_, n)| !n.is_finite())
+        {
+            return Err(Error::NonFiniteGradient { task, norm });
+        }
+        if self.state.buffers.is_empty() {
+            self.state.buffers = vec![0.0; t * p];
+        } else if self.state.buffers.len() != t * p {
+            return Err(Error::CountMismatch {
+                what: "gradient columns (DB-MTL buffers were sized on the first step)",
+                expected: self.state.buffers.len() / t,
+                got: p,
+            });
+        }
+
+        let k = self.state.step + 1;
+        let beta_k = self.config.beta / (k as f64).powf(self.config.beta_sigma);
+        for ((buf, row), &loss) in self
+            .state
+            .buffers
+            .chunks_exact_mut(p.max(1))
+            .zip(grads.iter())
+            .zip(input.losses)
+        {
+            // buf ← (1 − β_k) g/(L + ε) + β_k buf
+            let new_share = ((1.0 - beta_k) / (f64::from(loss) + LOG_GUARD)) as f32;
+            let keep = beta_k as f32;
+            for (b, &g) in buf.iter_mut().zip(row) {
+                *b = new_share * g + keep * *b;
+            }
+        }
+        self.state.step = k;
+
+        let norms = GradRows::new(&self.state.buffers, t, p)?.row_norms();
+        let max = norms.iter().copied().fold(0.0, f64::max);
+        let mut direction = vec![0.0f32; p];
+        for (buf, &n) in self.state.buffers.chunks_exact(p.max(1)).zip(&norms) {
+            if n > 0.0 {
+                let scale = (max / n / t as f64) as f32;
+                for (d, &b) in direction.iter_mut().zip(buf) {
+                    *d += scale * b;
+                }
+            }
+        }
+        let weights = input
+            .losses
+            .iter()
+            .map(|&l| (1.0 / (t as f64 * (f64::from(l) + LOG_GUARD))) as f32)
+            .collect();
+        Ok(Balanced::Direction { direction, weights })
+    }
+
+    fn state(&self) -> serde_json::Value {
+        to_state(&self.state)
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        let loaded: DbMtlState = parse_state(self.name(), state)?;
+        if loaded.buffers.len() % self.num_tasks != 0 {
+            return Err(Error::State {
+                balancer: self.name(),
+                reason: format!(
+                    "{} buffer values are not {} equal rows",
+                    loaded.buffers.len(),
+                    self.num_tasks
+                ),
+            });
+        }
+        self.state = loaded;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.state = DbMtlState {
+            step: 0,
+            buffers: Vec::new(),
+        };
+    }
+
+    fn learnable(&self) -> Vec<(String, f32)> {
+        self.buffers()
+            .map(|rows| {
+                rows.row_norms()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(t, n)| (format!("buffer_norm[{t}]"), n as f32))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// f32 buffers against 6-decimal ground truths; the 1e-8 log guard and
+    /// f32 rounding of O(1) values stay below 1e-6.
+    const CLOSED_FORM: f32 = 1e-6;
+
+    fn run(config: DbMtlConfig, rows: &[f32], losses: &[f32], steps: usize) -> Vec<Vec<f32>> {
+        let t = losses.len();
+        let grads = GradRows::new(rows, t, rows.len() / t).unwrap();
+        let mut db = DbMtl::new(t, &config).unwrap();
+        (0..steps)
+            .map(|_| {
+                let out = db
+                    .balance(&BalanceInput::from_losses(losses).with_grads(grads))
+                    .unwrap();
+                // Back to LibMTL's sum scale for comparison with the ground truths.
+                out.direction()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d * t as f32)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn assert_close(got: &[f32], want: &[f32]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < CLOSED_FORM, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn db_1_constant_gradients_sigma_zero() {
+        // ĝ = [(1,0),(0,3)] (losses 1 ⇒ ĝ = g), β = 0.9: updates (0.3,0.3),
+        // (0.57,0.57), (0.813,0.813).
+        let d = run(
+            DbMtlConfig::default(),
+            &[1.0, 0.0, 0.0, 3.0],
+            &[1.0, 1.0],
+            3,
+        );
+        assert_close(&d[0], &[0.3, 0.3]);
+        assert_close(&d[1], &[0.57, 0.57]);
+        assert_close(&d[2], &[0.813, 0.813]);
+    }
+
+    #[test]
+    fn db_2_decaying_beta() {
+        // σ = 0.5, β_k = 0.9/√k: (0.3,0.3), (1.281731,…), (2.107161,…).
+        let config = DbMtlConfig {
+            beta: 0.9,
+            beta_sigma: 0.5,
+        };
+        let d = run(config, &[1.0, 0.0, 0.0, 3.0], &[1.0, 1.0], 3);
+        assert_close(&d[0], &[0.3, 0.3]);
+        assert_close(&d[1], &[1.281731, 1.281731]);
+        assert_close(&d[2], &[2.107161, 2.107161]);
+    }
+
+    #[test]
+    fn db_3_log_transform_and_head_weights() {
+        // L = 2, ∇L = (2, 0) ⇒ ĝ = (1, 0); first buffer 0.1·ĝ.
+        let rows = [2.0f32, 0.0];
+        let grads = GradRows::new(&rows, 1, 2).unwrap();
+        let mut db = DbMtl::new(1, &DbMtlConfig::default()).unwrap();
+        let out = db
+            .balance(&BalanceInput::from_losses(&[2.0]).with_grads(grads))
+            .unwrap();
+        assert_close(out.direction().unwrap(), &[0.1, 0.0]);
+        // Heads: 1/(T (L + ε)).
+        assert_close(out.weights(), &[0.5]);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let mut db = DbMtl::new(2, &DbMtlConfig::default()).unwrap();
+        assert!(matches!(
+            db.balance(&BalanceInput::from_losses(&[1.0, 1.0])),
+            Err(Error::MissingGradients { .. })
+        ));
+        let rows = [1.0f32, f32::INFINITY, 0.0, 1.0];
+        let grads = GradRows::new(&rows, 2, 2).unwrap();
+        assert!(matches!(
+            db.balance(&BalanceInput::from_losses(&[1.0, 1.0]).with_grads(grads)),
+            Err(Error::NonFiniteGradient { task: 0, .. })
+        ));
+        let rows = [1.0f32, 0.0, 0.0, 1.0];
+        let grads = GradRows::new(&rows, 2, 2).unwrap();
+        assert!(matches!(
+            db.balance(&BalanceInput::from_losses(&[1.0, -0.5]).with_grads(grads)),
+            Err(Error::LossOutOfDomain { task: 1, .. })
+        ));
+        db.balance(&BalanceInput::from_losses(&[1.0, 1.0]).with_grads(grads))
+            .unwrap();
+        let wider = [0.0f32; 6];
+        let grads = GradRows::new(&wider, 2, 3).unwrap();
+        assert!(matches!(
+            db.balance(&BalanceInput::from_losses(&[1.0, 1.0]).with_grads(grads)),
+            Err(Error::CountMismatch {
+                expected: 2,
+                got: 3,
+                ..
+            })
+        ));
+        assert!(DbMtl::new(
+            2,
+            &DbMtlConfig {
+                beta: 1.0,
+                beta_sigma: 0.0
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn state_round_trip_continues_identically() {
+        let rows = [
+            [0.3f32, -1.0, 2.0, 0.5, 0.1, -0.2],
+            [0.2, -0.8, 1.5, 0.4, 0.3, -0.1],
+        ];
+        let losses = [2.0f32, 0.4];
+        let mut a = DbMtl::new(2, &DbMtlConfig::default()).unwrap();
+        let g0 = GradRows::new(&rows[0], 2, 3).unwrap();
+        a.balance(&BalanceInput::from_losses(&losses).with_grads(g0))
+            .unwrap();
+        let text = serde_json::to_string(&a.state()).unwrap();
+        let mut b = DbMtl::new(2, &DbMtlConfig::default()).unwrap();
+        b.load_state(&serde_json::from_str(&text).unwrap()).unwrap();
+        let g1 = GradRows::new(&rows[1], 2, 3).unwrap();
+        assert_eq!(
+            a.balance(&BalanceInput::from_losses(&losses).with_grads(g1))
+                .unwrap(),
+            b.balance(&BalanceInput::from_losses(&losses).with_grads(g1))
+                .unwrap()
+        );
+        b.reset();
+        assert!(b.buffers().is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn every_task_contributes_the_largest_buffer_norm(
+            rows in proptest::collection::vec(-5.0f32..5.0, 12),
+            losses in proptest::collection::vec(0.1f32..10.0, 3),
+        ) {
+            // T = 3, P = 4, one step: buf_t = 0.1 ĝ_t and T·d = Σ_t max‖buf‖ buf_t/‖buf_t‖.
+            let grads = GradRows::new(&rows, 3, 4).unwrap();
+            let mut db = DbMtl::new(3, &DbMtlConfig::default()).unwrap();
+            let out = db.balance(&BalanceInput::from_losses(&losses).with_grads(grads)).unwrap();
+            let bufs = db.buffers().unwrap();
+            let norms = bufs.row_norms();
+            let max = norms.iter().copied().fold(0.0, f64::max);
+            for (t, row) in bufs.iter().enumerate() {
+                let expected_row: Vec<f64> = rows[t * 4..(t + 1) * 4]
+                    .iter()
+                    .map(|&g| 0.1 * f64::from(g) / (f64::from(losses[t]) + LOG_GUARD))
+                    .collect();
+                for (b, e) in row.iter().zip(&expected_row) {
+                    prop_assert!((f64::from(*b) - e).abs() < 1e-5 * (1.0 + e.abs()));
+                }
+            }
+            for p in 0..4 {
+                let want: f64 = (0..3)
+                    .filter(|&t| norms[t] > 0.0)
+                    .map(|t| max / norms[t] * f64::from(bufs.row(t).unwrap()[p]))
+                    .sum();
+                let got = 3.0 * f64::from(out.direction().unwrap()[p]);
+                prop_assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()));
+            }
+        }
+    }
+}
