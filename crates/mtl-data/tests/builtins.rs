@@ -277,6 +277,7 @@ fn blobs_three_equal_groups() {
         .sum();
     assert!((sx - 70.172_636_28).abs() < SUM_TOL, "{sx}");
     assert_eq!(ds.split().unwrap().test.len(), 24);
+    assert_ne!(ds.split(), datasets::load("blobs", 1).unwrap().split());
 }
 
 #[test]
