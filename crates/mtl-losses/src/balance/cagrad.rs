@@ -18,8 +18,11 @@
 //!   effective weights `(1/T + λ w*_i)/r`. Not scale-invariant.
 //! * **T = 1:** `d = (1 + c) g_1 / r` (`g_1` for `rescale = 2`).
 //! * At a Pareto-stationary point (`0` in the convex hull of the gradients) no
-//!   direction helps every task; the method then returns the mean gradient
-//!   (`λ = 0`), reported by [`Cagrad::last_was_stationary`].
+//!   direction helps every task and the dual's `g_w*/‖g_w*‖` is undefined.
+//!   For `c ≥ 1` the method returns `d = 0` (inside the ball, and optimal:
+//!   `min_i g_i·d = 0`); for `c < 1` it returns the mean gradient `g_0`, the
+//!   centre of the ball. Either case is reported by
+//!   [`Cagrad::last_was_stationary`].
 
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
@@ -115,6 +118,11 @@ impl Cagrad {
         let c = self.config.c;
         let sol = cagrad_dual::solve(gram, c)?;
         self.stationary = sol.stationary;
+        if sol.stationary && c >= 1.0 {
+            // The ball contains d = 0, which attains the optimum
+            // min_i g_i·d = 0 of a Pareto-stationary input.
+            return Ok(vec![0.0; gram.nrows()]);
+        }
         let divisor = match self.config.rescale {
             0 => 1.0,
             1 => 1.0 + c * c,

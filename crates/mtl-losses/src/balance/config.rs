@@ -33,6 +33,11 @@ use super::solver::spectral::{gram_rank_tolerance, SortedEigen};
 use super::{gram, require_tasks, BalanceInput, Balanced, Balancer, GradientSource, MethodConfig};
 use crate::error::Result;
 
+/// Below this `‖v‖²/T` (unit-gradient units, where a single task gives 1)
+/// the equal-projection direction is rounding noise; see
+/// [`ConFig::weights_from_gram`].
+const DEGENERATE: f64 = 1e-12;
+
 /// Configuration of [`ConFig`] (registry name `config`); it has no parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -67,6 +72,8 @@ impl ConFig {
     }
 
     /// The weights from the Gram matrix; see the module documentation.
+    /// Returns zeros when no direction has a positive projection on every
+    /// unit gradient in the least-squares sense (`‖v‖ ≈ 0`).
     pub fn weights_from_gram(&self, gram: &DMatrix<f64>) -> Vec<f64> {
         let t = gram.nrows();
         let norms: Vec<f64> = (0..t).map(|i| gram[(i, i)].max(0.0).sqrt()).collect();
@@ -75,6 +82,12 @@ impl ConFig {
         let eig = SortedEigen::new(&cosine);
         let ones = DVector::from_fn(t, |i, _| if norms[i] > 0.0 { 1.0 } else { 0.0 });
         let y = eig.pinv_solve(eig.rank(gram_rank_tolerance(t)), &ones);
+        // ‖v‖² in unit-gradient terms. When the unit gradients cancel
+        // (1 ∉ range C, e.g. g and −g) the solve returns rounding noise whose
+        // direction means nothing: no conflict-free direction exists.
+        if y.dot(&(&cosine * &y)) <= DEGENERATE * t as f64 {
+            return vec![0.0; t];
+        }
         let wv = DVector::from_fn(t, |i, _| y[i] * inv(i));
         let g_wv = gram * &wv;
         let v_norm2 = wv.dot(&g_wv);

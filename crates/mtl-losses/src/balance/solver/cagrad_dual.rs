@@ -126,7 +126,7 @@ pub fn solve(gram: &DMatrix<f64>, c: f64) -> Result<CagradSolution> {
         let (w, q) = inner(s, &best.0)?;
         let f = q / (s * s) - 1.0;
         best = (w, q);
-        if f.abs() <= ROOT_TOL || hi - lo <= ROOT_TOL * hi {
+        if f.abs() <= ROOT_TOL || hi - lo <= ROOT_TOL * lo {
             break;
         }
         if f > 0.0 {
