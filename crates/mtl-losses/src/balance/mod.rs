@@ -38,15 +38,22 @@
 //! [`BalancerConfig`]; [`methods`] lists every method with its parameters and
 //! defaults.
 
+mod aligned_mtl;
+mod cagrad;
+mod config;
 mod db_mtl;
 mod dwa;
 mod equal;
 mod famo;
-pub mod gram;
 mod fixed;
+mod graddrop;
 mod gradnorm;
+mod gradvac;
+pub mod gram;
+mod imtl;
 mod input;
 mod mgda;
+mod nash_mtl;
 mod output;
 mod pcgrad;
 mod registry;
@@ -55,22 +62,31 @@ mod rng_state;
 pub mod solver;
 mod state_optimizer;
 mod uncertainty;
+mod upgrad;
 
+pub use aligned_mtl::{AlignedMtl, AlignedMtlConfig, AlignedPreference, AlignedScale};
+pub use cagrad::{Cagrad, CagradConfig};
+pub use config::{ConFig, ConFigConfig};
 pub use db_mtl::{DbMtl, DbMtlConfig};
 pub use dwa::{Dwa, DwaConfig};
 pub use equal::{EqualConfig, EqualWeighting};
 pub use famo::{Famo, FamoConfig};
 pub use fixed::{FixedConfig, FixedWeights};
+pub use graddrop::{GradDrop, GradDropConfig};
 pub use gradnorm::{GradNorm, GradNormConfig};
+pub use gradvac::{GradVac, GradVacConfig};
+pub use imtl::{imtl_g_weights, Imtl, ImtlConfig, ImtlMode, NegativeSumPolicy};
 pub use input::{check_losses, BalanceInput, GradRows, GradientSource, PARALLEL_NORM_MIN_ENTRIES};
-pub use output::Balanced;
 pub use mgda::{GradNormalization, Mgda, MgdaConfig, MgdaUbConfig, MgdaUpdate, MinNormSolverKind};
+pub use nash_mtl::{NashMtl, NashMtlConfig};
+pub use output::Balanced;
 pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};
-pub use rng_state::RngState;
 pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
 pub use rlw::{RandomLossWeighting, RlwConfig};
+pub use rng_state::RngState;
 pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};
 pub use uncertainty::{Uncertainty, UncertaintyConfig, UncertaintyForm};
+pub use upgrad::{UpGrad, UpGradConfig};
 
 use crate::error::{Error, Result};
 

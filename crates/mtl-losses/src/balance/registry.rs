@@ -18,8 +18,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Balancer, DbMtlConfig, DwaConfig, EqualConfig, FamoConfig, FixedConfig, GradNormConfig,
-    GradientSource, RlwConfig, UncertaintyConfig,
+    AlignedMtlConfig, Balancer, CagradConfig, ConFigConfig, DbMtlConfig, DwaConfig, EqualConfig,
+    FamoConfig, FixedConfig, GradDropConfig, GradNormConfig, GradVacConfig, GradientSource,
+    ImtlConfig, MgdaConfig, MgdaUbConfig, NashMtlConfig, PcGradConfig, RlwConfig,
+    UncertaintyConfig, UpGradConfig,
 };
 use crate::error::{Error, Result};
 
@@ -67,6 +69,28 @@ pub enum BalancerConfig {
     Famo(FamoConfig),
     /// DB-MTL, log-losses and EMA gradients rescaled to the largest norm (Lin et al. 2023).
     DbMtl(DbMtlConfig),
+    /// MGDA, min-norm point of the convex hull (Sener & Koltun 2018).
+    Mgda(MgdaConfig),
+    /// MGDA-UB, MGDA on shared-representation gradients (Sener & Koltun 2018).
+    MgdaUb(MgdaUbConfig),
+    /// PCGrad, gradient surgery (Yu et al. 2020).
+    Pcgrad(PcGradConfig),
+    /// GradDrop, gradient sign dropout (Chen et al. 2020).
+    Graddrop(GradDropConfig),
+    /// GradVac, gradient vaccine (Wang et al. 2021).
+    Gradvac(GradVacConfig),
+    /// CAGrad, conflict-averse gradient descent (Liu et al. 2021).
+    Cagrad(CagradConfig),
+    /// IMTL, impartial multi-task learning (Liu et al. 2021).
+    Imtl(ImtlConfig),
+    /// Nash-MTL, bargaining solution (Navon et al. 2022).
+    NashMtl(NashMtlConfig),
+    /// Aligned-MTL, independent component alignment (Senushkin et al. 2023).
+    AlignedMtl(AlignedMtlConfig),
+    /// UPGrad, projection onto the dual cone (Quinton & Rey 2024).
+    Upgrad(UpGradConfig),
+    /// ConFIG, conflict-free inverse gradients (Liu et al. 2024).
+    Config(ConFigConfig),
 }
 
 impl Default for BalancerConfig {
@@ -87,6 +111,17 @@ impl BalancerConfig {
             BalancerConfig::Rlw(_) => RlwConfig::NAME,
             BalancerConfig::Famo(_) => FamoConfig::NAME,
             BalancerConfig::DbMtl(_) => DbMtlConfig::NAME,
+            BalancerConfig::Mgda(_) => MgdaConfig::NAME,
+            BalancerConfig::MgdaUb(_) => MgdaUbConfig::NAME,
+            BalancerConfig::Pcgrad(_) => PcGradConfig::NAME,
+            BalancerConfig::Graddrop(_) => GradDropConfig::NAME,
+            BalancerConfig::Gradvac(_) => GradVacConfig::NAME,
+            BalancerConfig::Cagrad(_) => CagradConfig::NAME,
+            BalancerConfig::Imtl(_) => ImtlConfig::NAME,
+            BalancerConfig::NashMtl(_) => NashMtlConfig::NAME,
+            BalancerConfig::AlignedMtl(_) => AlignedMtlConfig::NAME,
+            BalancerConfig::Upgrad(_) => UpGradConfig::NAME,
+            BalancerConfig::Config(_) => ConFigConfig::NAME,
         }
     }
 
@@ -104,6 +139,17 @@ impl BalancerConfig {
             BalancerConfig::Rlw(c) => c.build(num_tasks, seed),
             BalancerConfig::Famo(c) => c.build(num_tasks, seed),
             BalancerConfig::DbMtl(c) => c.build(num_tasks, seed),
+            BalancerConfig::Mgda(c) => c.build(num_tasks, seed),
+            BalancerConfig::MgdaUb(c) => c.build(num_tasks, seed),
+            BalancerConfig::Pcgrad(c) => c.build(num_tasks, seed),
+            BalancerConfig::Graddrop(c) => c.build(num_tasks, seed),
+            BalancerConfig::Gradvac(c) => c.build(num_tasks, seed),
+            BalancerConfig::Cagrad(c) => c.build(num_tasks, seed),
+            BalancerConfig::Imtl(c) => c.build(num_tasks, seed),
+            BalancerConfig::NashMtl(c) => c.build(num_tasks, seed),
+            BalancerConfig::AlignedMtl(c) => c.build(num_tasks, seed),
+            BalancerConfig::Upgrad(c) => c.build(num_tasks, seed),
+            BalancerConfig::Config(c) => c.build(num_tasks, seed),
         }
     }
 
@@ -204,6 +250,17 @@ pub fn methods() -> Vec<MethodInfo> {
         info::<RlwConfig>(),
         info::<FamoConfig>(),
         info::<DbMtlConfig>(),
+        info::<MgdaConfig>(),
+        info::<MgdaUbConfig>(),
+        info::<PcGradConfig>(),
+        info::<GradDropConfig>(),
+        info::<GradVacConfig>(),
+        info::<CagradConfig>(),
+        info::<ImtlConfig>(),
+        info::<NashMtlConfig>(),
+        info::<AlignedMtlConfig>(),
+        info::<UpGradConfig>(),
+        info::<ConFigConfig>(),
     ]
 }
 
