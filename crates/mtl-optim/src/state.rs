@@ -17,7 +17,10 @@ use crate::error::{OptimError, Result};
 /// from the configuration.
 ///
 /// Buffers are serialised as f64 numbers, each the exact value of its f32, so
-/// a round trip through a text format (JSON, TOML) reproduces every bit.
+/// a round trip through a text format (JSON, TOML) reproduces every bit even
+/// if the parser is off by an f64 ulp. The f64 learning rate needs a
+/// correctly rounding parser to come back bit for bit: the workspace enables
+/// serde_json's `float_roundtrip` feature for that.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerState {

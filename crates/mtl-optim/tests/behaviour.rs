@@ -378,3 +378,30 @@ proptest! {
         prop_assert!(prev < start || start == 0.0, "loss {} did not fall below {}", prev, start);
     }
 }
+
+proptest! {
+    #[test]
+    fn state_survives_json_bit_for_bit(
+        bits_in in prop::collection::vec(any::<u32>(), 1..200),
+        step in 1u64..1_000_000,
+        lr in 0.0f64..1.0,
+    ) {
+        // Any finite f32, subnormals and −0 included.
+        let values: Vec<f32> = bits_in
+            .into_iter()
+            .map(f32::from_bits)
+            .filter(|x| x.is_finite())
+            .collect();
+        let state = OptimizerState {
+            optimizer: "adam".to_owned(),
+            step,
+            lr,
+            buffers: [("exp_avg".to_owned(), values.clone())].into_iter().collect(),
+        };
+        let back: OptimizerState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        prop_assert_eq!(bits(&back.buffers["exp_avg"]), bits(&values));
+        prop_assert_eq!(back.lr.to_bits(), lr.to_bits());
+        prop_assert_eq!(back.step, step);
+    }
+}

@@ -76,3 +76,31 @@ fn clip_config_parses_and_applies() {
     let err = toml::from_str::<Run>(r#"clip = { name = "norm", max = 1.0 }"#).unwrap_err();
     assert!(err.to_string().contains("max"), "{err}");
 }
+
+proptest::proptest! {
+    #[test]
+    fn clipped_norm_is_at_most_the_limit_and_direction_is_kept(
+        g in proptest::collection::vec(-1e3f32..1e3, 1..300),
+        max_norm in 1e-3f32..100.0,
+    ) {
+        // After clipping ‖g'‖ = min(‖g‖, max_norm·‖g‖/(‖g‖ + 1e-6)) up to f32
+        // rounding of the scale and of each product: 1e-6 relative covers it.
+        const SCALE_ROUNDING: f32 = 1e-6;
+        let mut clipped = g.clone();
+        let before = clip_grad_norm(&mut clipped, max_norm).unwrap();
+        let after = global_norm(&clipped).unwrap();
+        proptest::prop_assert!(after <= max_norm.max(before) * (1.0 + SCALE_ROUNDING));
+        // The documented scale max_norm/(‖g‖ + 1e-6), applied when below 1.
+        let scale = f64::from(max_norm) / (f64::from(before) + 1e-6);
+        if scale >= 1.0 {
+            proptest::prop_assert_eq!(&clipped, &g);
+        } else {
+            // Same direction: every entry times the one scale, rounded once
+            // to f32.
+            let scale = scale as f32;
+            for (c, x) in clipped.iter().zip(&g) {
+                proptest::prop_assert_eq!(*c, *x * scale);
+            }
+        }
+    }
+}
