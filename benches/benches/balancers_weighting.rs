@@ -1,9 +1,9 @@
 //! Per-step cost of the loss-weighting balancers of `mtl-losses`.
 //!
 //! Loss-only methods (equal, fixed, uncertainty, DWA, RLW, FAMO) never see the
-//! gradient rows, so their cost depends on `T` only; GradNorm reads one
-//! `T × P` matrix of last-shared-layer gradient rows per step and is measured
-//! for `T ∈ {2, 8, 32}` and `P ∈ {1e4, 1e6}`. One iteration is one training
+//! gradient rows, so their cost depends on `T` only; GradNorm (last-shared-layer
+//! rows) and DB-MTL (shared-parameter rows) read one `T × P` matrix per step
+//! and are measured for `T ∈ {2, 8, 32}` and `P ∈ {1e4, 1e6}`. One iteration is one training
 //! step of the balancer: `balance` (plus `observe_after_step` for FAMO and an
 //! `end_epoch` every step for DWA, its worst case).
 
@@ -57,32 +57,34 @@ fn loss_only(c: &mut Criterion) {
     group.finish();
 }
 
-fn gradnorm(c: &mut Criterion) {
-    let mut group = c.benchmark_group("balancer_step_gradnorm");
-    group.sample_size(10);
-    for &p in &PARAMS {
-        for &t in &TASKS {
-            let mut rng = ChaCha8Rng::seed_from_u64(2);
-            let rows: Vec<f32> = (0..t * p).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-            let grads = GradRows::new(&rows, t, p).unwrap();
-            let l = losses(t, &mut rng);
-            let mut balancer = "gradnorm"
-                .parse::<BalancerConfig>()
-                .unwrap()
-                .build(t, 7)
-                .unwrap();
-            group.throughput(Throughput::Bytes((t * p * 4) as u64));
-            group.bench_with_input(BenchmarkId::new(format!("T{t}"), p), &p, |b, _| {
-                b.iter(|| {
-                    balancer
-                        .balance(&BalanceInput::from_losses(&l).with_grads(black_box(grads)))
-                        .unwrap()
-                })
-            });
+fn with_gradient_rows(c: &mut Criterion) {
+    for method in ["gradnorm", "db-mtl"] {
+        let mut group = c.benchmark_group(format!("balancer_step_{method}"));
+        group.sample_size(10);
+        for &p in &PARAMS {
+            for &t in &TASKS {
+                let mut rng = ChaCha8Rng::seed_from_u64(2);
+                let rows: Vec<f32> = (0..t * p).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let grads = GradRows::new(&rows, t, p).unwrap();
+                let l = losses(t, &mut rng);
+                let mut balancer = method
+                    .parse::<BalancerConfig>()
+                    .unwrap()
+                    .build(t, 7)
+                    .unwrap();
+                group.throughput(Throughput::Bytes((t * p * 4) as u64));
+                group.bench_with_input(BenchmarkId::new(format!("T{t}"), p), &p, |b, _| {
+                    b.iter(|| {
+                        balancer
+                            .balance(&BalanceInput::from_losses(&l).with_grads(black_box(grads)))
+                            .unwrap()
+                    })
+                });
+            }
         }
+        group.finish();
     }
-    group.finish();
 }
 
-criterion_group!(benches, loss_only, gradnorm);
+criterion_group!(benches, loss_only, with_gradient_rows);
 criterion_main!(benches);

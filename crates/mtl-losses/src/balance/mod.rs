@@ -67,7 +67,7 @@ mod upgrad;
 pub use aligned_mtl::{AlignedMtl, AlignedMtlConfig, AlignedPreference, AlignedScale};
 pub use cagrad::{Cagrad, CagradConfig};
 pub use config::{ConFig, ConFigConfig};
-pub use db_mtl::{DbMtl, DbMtlConfig};
+pub use db_mtl::{DbMtl, DbMtlConfig, PARALLEL_EMA_MIN_ENTRIES};
 pub use dwa::{Dwa, DwaConfig};
 pub use equal::{EqualConfig, EqualWeighting};
 pub use famo::{Famo, FamoConfig};
