@@ -4,14 +4,14 @@
 //! Run with `cargo run --release --example two_moons -p mtl-core`.
 
 use mtl_core::nn::{Mlp, Module};
-use mtl_core::{Graph, ParamGroup, ParamStore, Tensor};
+use mtl_core::{Graph, ParamGroup, ParamStore};
 use mtl_optim::{AdamConfig, OptimizerConfig, ParamGroup as Group};
 use rand::{Rng, SeedableRng};
 
 #[path = "../tests/support/two_moons.rs"]
 mod support;
-use support::two_moons;
 use rand_chacha::ChaCha8Rng;
+use support::two_moons;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
@@ -38,7 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let logits = mlp.forward(&mut g, &mut ps, xb)?;
             let loss = g.cross_entropy(logits, &yb, None, 0.0)?;
             grads.fill(0.0);
-            g.backward(&[(loss, 1.0)])?.accumulate_params(&g, 0..ps.len(), &mut grads)?;
+            g.backward(&[(loss, 1.0)])?
+                .accumulate_params(&g, 0..ps.len(), &mut grads)?;
             opt.step(ps.flat_mut(), &grads)?;
         }
         g.reset();

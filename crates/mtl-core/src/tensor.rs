@@ -96,7 +96,7 @@ impl Tensor {
         high: f32,
         rng: &mut R,
     ) -> Result<Self> {
-        if !(low < high) {
+        if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) {
             return Err(CoreError::InvalidArgument {
                 what: "rand_uniform bounds".into(),
                 reason: format!("low {low} must be below high {high}"),

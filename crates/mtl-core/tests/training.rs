@@ -53,7 +53,10 @@ fn train(
             let logits = model.forward(&mut g, ps, xb).unwrap();
             let loss = g.cross_entropy(logits, &yb, None, 0.0).unwrap();
             grads.fill(0.0);
-            g.backward(&[(loss, 1.0)]).unwrap().accumulate_params(&g, 0..ps.len(), &mut grads).unwrap();
+            g.backward(&[(loss, 1.0)])
+                .unwrap()
+                .accumulate_params(&g, 0..ps.len(), &mut grads)
+                .unwrap();
             opt.step(ps.flat_mut(), &grads).unwrap();
         }
     }
@@ -74,7 +77,9 @@ fn mlp_learns_two_moons() {
     let (x, y) = two_moons(1000, 0.15, &mut rng);
     let (xt, yt) = two_moons(500, 0.15, &mut rng);
     let mut ps = ParamStore::new();
-    let mlp = Mlp::builder(&[2, 32, 32, 2]).build(&mut ps, "mlp", ParamGroup::Shared, &mut rng).unwrap();
+    let mlp = Mlp::builder(&[2, 32, 32, 2])
+        .build(&mut ps, "mlp", ParamGroup::Shared, &mut rng)
+        .unwrap();
     train(&mlp, &mut ps, &x, &y, 30, 100, 0.01, 1);
     let acc = accuracy(&mlp, &mut ps, &xt, &yt);
     eprintln!("two-moons test accuracy {acc:.4}");
@@ -120,7 +125,12 @@ fn convnet_learns_the_bundled_digits() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let order = shuffled(y.len(), &mut rng);
     let (train_idx, test_idx) = order.split_at(1437);
-    let pick = |idx: &[usize]| (x.gather_rows(idx).unwrap(), idx.iter().map(|&i| y[i]).collect::<Vec<_>>());
+    let pick = |idx: &[usize]| {
+        (
+            x.gather_rows(idx).unwrap(),
+            idx.iter().map(|&i| y[i]).collect::<Vec<_>>(),
+        )
+    };
     let (xtr, ytr) = pick(train_idx);
     let (xte, yte) = pick(test_idx);
     let mut ps = ParamStore::new();
@@ -145,11 +155,16 @@ fn same_seed_gives_bit_identical_parameters() {
         ps.flat().to_vec()
     };
     let (a, b) = (run(), run());
-    assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
     // Different seeds differ, so the comparison above is not vacuous.
     let mut rng = ChaCha8Rng::seed_from_u64(10);
     let mut ps = ParamStore::new();
-    Mlp::builder(&[2, 64, 64, 2]).build(&mut ps, "mlp", ParamGroup::Shared, &mut rng).unwrap();
+    Mlp::builder(&[2, 64, 64, 2])
+        .build(&mut ps, "mlp", ParamGroup::Shared, &mut rng)
+        .unwrap();
     assert_ne!(ps.flat(), &a[..]);
 }
 
@@ -158,7 +173,10 @@ fn conv_training_is_identical_with_one_and_two_threads() {
     // Convolution backward splits images into fixed chunks, so the weight
     // gradient's summation order does not depend on the thread count.
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let (x, y) = digits();
             let idx: Vec<usize> = (0..200).collect();

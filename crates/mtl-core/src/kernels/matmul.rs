@@ -1,14 +1,13 @@
-//! Matrix products through the `gemm` crate.
+//! Matrix products through `matrixmultiply` (nalgebra's GEMM), with its
+//! `threading` feature so large products use every core.
 //!
-//! `gemm` was chosen over nalgebra's `matrixmultiply` by measurement (see
-//! `benches/README.md`): it has AVX-512 kernels and splits work over rayon.
-//! Transposed operands are read through swapped strides, so nothing is copied.
-
-/// Multiply-add count above which a product runs on the rayon pool.
-///
-/// A 64 x 64 x 64 product (2.6e5 flops) runs in a few microseconds on one core;
-/// splitting smaller products costs more in synchronisation than it saves.
-pub const PARALLEL_GEMM_FLOPS: usize = 1 << 18;
+//! The backend was chosen by measurement (`benches/benches/core.rs`, figures in
+//! `benches/README.md`): on this project's AVX-512 machine with 2 threads,
+//! `matrixmultiply` reached about 1.5x the GFLOP/s of the `gemm` crate at
+//! n = 1024, whose AVX-512 kernels need a nightly compiler. Transposed operands
+//! are read through swapped strides, so nothing is copied. The threads split
+//! the output into blocks and never the inner dimension, so every element is
+//! summed in the same order whatever the thread count.
 
 /// `c = op(a) · op(b)` (or `c += op(a) · op(b)` when `accumulate`), with
 /// `op(a)` of shape `m x k` and `op(b)` of shape `k x n`, all row-major.
@@ -53,34 +52,25 @@ pub fn gemm(
     } else {
         (n as isize, 1)
     };
-    let parallelism = if m * n * k >= PARALLEL_GEMM_FLOPS && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
+    let beta = if accumulate { 1.0 } else { 0.0 };
     // SAFETY: the asserts above guarantee every index the strides reach lies in
     // the slices; `c` is borrowed mutably and does not alias `a` or `b`.
     unsafe {
-        gemm::gemm(
+        matrixmultiply::sgemm(
             m,
-            n,
             k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            if accumulate { 1.0 } else { 0.0 },
+            n,
             1.0,
-            false,
-            false,
-            false,
-            parallelism,
+            a.as_ptr(),
+            a_rs,
+            a_cs,
+            b.as_ptr(),
+            b_rs,
+            b_cs,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
         );
     }
 }
@@ -107,7 +97,7 @@ mod tests {
 
     #[test]
     fn all_transpose_combinations_match_the_naive_product() {
-        // Sizes above the parallel threshold and odd, to hit edge kernels.
+        // Odd sizes, large enough to be split over threads, to hit edge kernels.
         for &(m, k, n) in &[(3, 5, 7), (67, 129, 65)] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)

@@ -9,6 +9,6 @@ mod pool;
 mod softmax;
 
 pub use conv::{col2im, im2col, ConvGeometry};
-pub use matmul::{gemm, PARALLEL_GEMM_FLOPS};
+pub use matmul::gemm;
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
 pub use softmax::{log_softmax_rows, softmax_rows};

@@ -1,0 +1,86 @@
+//! `mtl-core` kernels: f32 matrix products (`mtl-core`'s kernel, backed by
+//! nalgebra's `matrixmultiply` with its threading feature, beside the `gemm`
+//! crate, so the choice of backend stays a measured one) and one forward + backward pass of
+//! an MLP 784-256-256-10 at batch 256.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mtl_benches::matmul_flops;
+use mtl_core::nn::{Mlp, Module};
+use mtl_core::{kernels, Graph, ParamGroup, ParamStore, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn matmul(c: &mut Criterion) {
+    let mut group = c.benchmark_group("matmul_f32");
+    group.sample_size(10);
+    for n in [256usize, 512, 1024, 2048] {
+        let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+        let a = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng).unwrap();
+        let b = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng).unwrap();
+        let mut out = vec![0.0f32; n * n];
+        group.throughput(Throughput::Elements(matmul_flops(n, n, n)));
+        group.bench_with_input(BenchmarkId::new("mtl_core", n), &n, |bench, &n| {
+            bench.iter(|| kernels::gemm(n, n, n, a.data(), false, b.data(), false, &mut out, false))
+        });
+        group.bench_with_input(BenchmarkId::new("gemm_crate", n), &n, |bench, &n| {
+            bench.iter(|| unsafe {
+                // SAFETY: all three buffers hold n·n floats in row-major order.
+                gemm::gemm(
+                    n,
+                    n,
+                    n,
+                    out.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.data().as_ptr(),
+                    1,
+                    n as isize,
+                    b.data().as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+fn mlp_step(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ps = ParamStore::new();
+    let mlp = Mlp::builder(&[784, 256, 256, 10])
+        .build(&mut ps, "mlp", ParamGroup::Shared, &mut rng)
+        .unwrap();
+    let x = Tensor::randn(&[256, 784], 0.0, 1.0, &mut rng).unwrap();
+    let y: Vec<usize> = (0..256).map(|i| i % 10).collect();
+    let mut grads = vec![0.0f32; ps.len()];
+    let mut g = Graph::new(0);
+    let mut group = c.benchmark_group("mlp_784_256_256_10");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("forward_backward_b256", |bench| {
+        bench.iter(|| {
+            g.reset();
+            let xv = g.input(x.clone());
+            let logits = mlp.forward(&mut g, &mut ps, xv).unwrap();
+            let loss = g.cross_entropy(logits, &y, None, 0.0).unwrap();
+            grads.fill(0.0);
+            let n = ps.len();
+            g.backward(&[(loss, 1.0)])
+                .unwrap()
+                .accumulate_params(&g, 0..n, &mut grads)
+                .unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, matmul, mlp_step);
+criterion_main!(benches);
