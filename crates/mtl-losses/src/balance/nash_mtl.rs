@@ -23,6 +23,9 @@
 //!   returns zero weights (no update), keeps its warm start, and reports
 //!   `stationary = 1` in [`Balancer::learnable`], instead of the reference
 //!   code's silent fallback to the previous `α`.
+//! * Near such points Newton may stall above its tolerance; the best `α` is
+//!   used and its residual `max_i |α_i(Gα)_i − 1|` is reported as `residual`
+//!   in [`Balancer::learnable`].
 
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -84,6 +87,9 @@ struct NashState {
     steps: u64,
     /// Whether the last solve found the inputs Pareto-stationary.
     stationary: bool,
+    /// `max_i |α_i (Gα)_i − 1|` of the last solve.
+    #[serde(default)]
+    residual: f64,
 }
 
 /// Nash-MTL; see the module documentation.
@@ -143,7 +149,10 @@ impl NashMtl {
             .as_ref()
             .map(|a| DVector::from_column_slice(a));
         match nash_bargaining::solve(gram, warm.as_ref())? {
-            NashOutcome::Solved { alpha, .. } => {
+            NashOutcome::Solved {
+                alpha, residual, ..
+            } => {
+                self.state.residual = residual;
                 let alpha: Vec<f64> = alpha.iter().copied().collect();
                 self.state.alpha = Some(alpha.clone());
                 self.state.stationary = false;
@@ -235,6 +244,7 @@ impl Balancer for NashMtl {
             "stationary".into(),
             if self.state.stationary { 1.0 } else { 0.0 },
         ));
+        out.push(("residual".into(), self.state.residual as f32));
         out
     }
 }
