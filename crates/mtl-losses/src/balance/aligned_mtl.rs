@@ -124,9 +124,9 @@ impl AlignedMtl {
             AlignedScale::Rmse => kept.iter().sum::<f64>() / r as f64,
         };
         let mut b = DMatrix::zeros(t, t);
-        for k in 0..r {
+        for (k, lambda) in kept.iter().enumerate() {
             let v = eig.vectors.column(k);
-            b += (v * v.transpose()) * (lambda_s / kept[k]).sqrt();
+            b += (v * v.transpose()) * (lambda_s / lambda).sqrt();
         }
         b
     }

@@ -196,7 +196,7 @@ impl GradVac {
     /// Column ranges of the groups for rows of `cols` columns.
     fn ranges(&self, cols: usize) -> Result<Vec<std::ops::Range<usize>>> {
         if self.config.group_sizes.is_empty() {
-            return Ok(vec![0..cols]);
+            return Ok(std::iter::once(0..cols).collect());
         }
         let total: usize = self.config.group_sizes.iter().sum();
         if total != cols {
