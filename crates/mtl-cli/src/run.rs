@@ -1,0 +1,327 @@
+//! A whole training run: epochs of steps, evaluation, early stopping,
+//! checkpoints, reports, and resume.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mtl_data::{DataLoader, LoaderConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, TrainingState};
+use crate::config::RunConfig;
+use crate::data::{prepare, Prepared};
+use crate::error::{io, CliError, Result};
+use crate::report::{self, EpochRecord};
+use crate::trainer::{Evaluation, Trainer};
+
+/// File name of the configuration inside a run directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Directory of the best checkpoint inside a run directory.
+pub const BEST_DIR: &str = "best";
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The run directory.
+    pub out: PathBuf,
+    /// Continue from the newest good checkpoint in `out`.
+    pub resume: bool,
+    /// Print nothing.
+    pub quiet: bool,
+    /// Stop (as if interrupted) after this many epochs in total.
+    pub stop_after: Option<usize>,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Epochs completed.
+    pub epochs: usize,
+    /// The epoch whose parameters were kept.
+    pub best_epoch: usize,
+    /// Scores of the kept parameters on the test rows.
+    pub test: Evaluation,
+    /// Task names in order.
+    pub tasks: Vec<String>,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+fn selection_score(trainer: &Trainer, eval: &Evaluation) -> Result<(f64, bool)> {
+    let name = trainer
+        .config
+        .train
+        .early_stopping
+        .as_ref()
+        .map_or("loss", |e| e.metric.as_str());
+    eval.score(name).ok_or_else(|| CliError::Config {
+        path: "[train] early_stopping.metric".into(),
+        message: format!(
+            "{name:?} is not a validation score; use \"loss\" or one of: {}",
+            eval.metrics
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+fn state_of(
+    trainer: &Trainer,
+    epoch: usize,
+    best: Option<(f64, usize)>,
+    stale: usize,
+    history: &[EpochRecord],
+) -> TrainingState {
+    TrainingState {
+        epoch,
+        step: trainer.step,
+        config: trainer.config.clone(),
+        optimizer: trainer.optimizer.state(),
+        scheduler: trainer.scheduler.clone(),
+        balancer: trainer.balancer.state(),
+        best,
+        stale_epochs: stale,
+        history: history.to_vec(),
+        buffers: Vec::new(),
+        params_crc32: 0,
+    }
+}
+
+/// Builds the trainer and restores the newest good checkpoint of `out` when
+/// resuming. Damaged checkpoints are reported and skipped.
+fn restore(trainer: &mut Trainer, opts: &RunOptions) -> Result<Option<TrainingState>> {
+    if !opts.resume {
+        return Ok(None);
+    }
+    let mut errors = Vec::new();
+    for dir in checkpoint::list(&opts.out)? {
+        match checkpoint::load(&dir, &mut trainer.ps) {
+            Ok(state) => {
+                if state.config != trainer.config {
+                    return Err(CliError::Checkpoint {
+                        path: dir,
+                        message: format!(
+                            "was written with another configuration than {}",
+                            opts.out.join(CONFIG_FILE).display()
+                        ),
+                    });
+                }
+                trainer.optimizer.load_state(state.optimizer.clone())?;
+                trainer.scheduler = state.scheduler.clone();
+                trainer.balancer.load_state(&state.balancer)?;
+                trainer.step = state.step;
+                for e in &errors {
+                    if !opts.quiet {
+                        eprintln!("warning: skipped damaged checkpoint: {e}");
+                    }
+                }
+                return Ok(Some(state));
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(CliError::Checkpoint {
+        path: opts.out.clone(),
+        message: if errors.is_empty() {
+            "no checkpoint to resume from".into()
+        } else {
+            format!("no loadable checkpoint: {}", errors.join("; "))
+        },
+    })
+}
+
+/// Trains `config` into `opts.out` and returns the test scores of the best epoch.
+pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
+    let Prepared {
+        dataset,
+        split,
+        tasks,
+        target_index,
+    } = prepare(&config)?;
+    let task_names: Vec<String> = tasks.iter().map(|t| t.name().to_string()).collect();
+    let mut trainer = Trainer::new(config.clone(), dataset.feature_shape(), tasks, target_index)?;
+    fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    let config_path = opts.out.join(CONFIG_FILE);
+    let restored = restore(&mut trainer, opts)?;
+    if restored.is_none() {
+        let text = toml::to_string(&config).map_err(|e| CliError::Config {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+        fs::write(&config_path, text).map_err(io(&config_path))?;
+    }
+    let (start, mut best, mut stale, mut history) = match restored {
+        Some(s) => (s.epoch, s.best, s.stale_epochs, s.history),
+        None => (0, None, 0, Vec::new()),
+    };
+    let loader = DataLoader::new(
+        &dataset,
+        &split.train,
+        LoaderConfig {
+            batch_size: config.train.batch_size,
+            shuffle: true,
+            drop_last: false,
+            seed: config.seed,
+        },
+    )?;
+    let end = opts
+        .stop_after
+        .map_or(config.train.epochs, |s| s.min(config.train.epochs));
+    let t_count = task_names.len();
+    let mut stopped_early = false;
+    for epoch in start..end {
+        if stopped_early {
+            break;
+        }
+        let started = Instant::now();
+        let lr = trainer.scheduler.lr();
+        trainer.optimizer.set_lr(lr)?;
+        let mut loss_sum = vec![0.0f64; t_count];
+        let mut weight_sum = vec![0.0f64; t_count];
+        let mut steps = 0usize;
+        let mut first = None;
+        for batch in loader.epoch(epoch as u64) {
+            let batch = batch?;
+            let log = trainer.train_step(&batch, epoch as u64)?;
+            for t in 0..t_count {
+                loss_sum[t] += log.losses[t] as f64;
+                weight_sum[t] += log.weights[t] as f64;
+            }
+            steps += 1;
+            if first.is_none() {
+                first = Some(batch);
+            }
+        }
+        let mean = |s: &[f64]| {
+            s.iter()
+                .map(|v| (v / steps.max(1) as f64) as f32)
+                .collect::<Vec<f32>>()
+        };
+        let train_loss = mean(&loss_sum);
+        trainer.balancer.end_epoch(&train_loss)?;
+        let cosines = match &first {
+            Some(b) => trainer.task_cosines(b)?,
+            None => vec![0.0; t_count * t_count],
+        };
+        let validation = trainer.evaluate(&dataset, &split.validation)?;
+        let (score, higher) = selection_score(&trainer, &validation)?;
+        let mean_val_loss = validation.score("loss").map_or(0.0, |s| s.0);
+        trainer.scheduler.step(Some(mean_val_loss))?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            step: trainer.step,
+            lr,
+            train_loss,
+            weights: mean(&weight_sum),
+            validation,
+            cosines,
+            learnable: trainer.balancer.learnable(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let improved = match best {
+            None => true,
+            Some((b, _)) => {
+                if higher {
+                    score > b
+                } else {
+                    score < b
+                }
+            }
+        };
+        if improved {
+            best = Some((score, epoch + 1));
+            stale = 0;
+        } else {
+            stale += 1;
+        }
+        if !opts.quiet {
+            let metrics: Vec<String> = record
+                .validation
+                .metrics
+                .iter()
+                .map(|(n, v)| format!("{n} {v:.4}"))
+                .collect();
+            println!(
+                "epoch {:>3}  train loss {}  val {}  ({:.1}s)",
+                epoch + 1,
+                record
+                    .train_loss
+                    .iter()
+                    .map(|l| format!("{l:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                metrics.join("  "),
+                record.seconds
+            );
+        }
+        history.push(record);
+        if improved {
+            checkpoint::save(
+                &opts.out.join(BEST_DIR),
+                &trainer.ps,
+                state_of(&trainer, epoch + 1, best, stale, &history),
+            )?;
+        }
+        checkpoint::save(
+            &checkpoint::dir_for(&opts.out, epoch + 1),
+            &trainer.ps,
+            state_of(&trainer, epoch + 1, best, stale, &history),
+        )?;
+        checkpoint::prune(&opts.out)?;
+        report::write_csv(&opts.out.join("metrics.csv"), &task_names, &history)?;
+        report::write_plots(&opts.out, &task_names, &history)?;
+        if let Some(es) = &config.train.early_stopping {
+            if stale >= es.patience {
+                stopped_early = true;
+                if !opts.quiet {
+                    println!(
+                        "early stopping: no improvement of {} for {} epochs",
+                        es.metric, es.patience
+                    );
+                }
+            }
+        }
+    }
+    let best_dir = opts.out.join(BEST_DIR);
+    if best_dir.exists() {
+        checkpoint::load(&best_dir, &mut trainer.ps)?;
+    }
+    let test = trainer.evaluate(&dataset, &split.test)?;
+    let summary = RunSummary {
+        epochs: history.len(),
+        best_epoch: best.map_or(0, |b| b.1),
+        test,
+        tasks: task_names,
+        run_dir: opts.out.clone(),
+    };
+    let path = opts.out.join("summary.json");
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| CliError::Checkpoint {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    fs::write(&path, json).map_err(io(&path))?;
+    Ok(summary)
+}
+
+/// Reads the configuration saved in a run directory.
+pub fn run_config(run_dir: &Path) -> Result<RunConfig> {
+    RunConfig::load(&run_dir.join(CONFIG_FILE))
+}
+
+/// Rebuilds a run's model with its best parameters.
+pub fn load_best(run_dir: &Path) -> Result<(Trainer, Prepared)> {
+    let config = run_config(run_dir)?;
+    let prepared = prepare(&config)?;
+    let mut trainer = Trainer::new(
+        config,
+        prepared.dataset.feature_shape(),
+        prepared.tasks.clone(),
+        prepared.target_index.clone(),
+    )?;
+    let dir = run_dir.join(BEST_DIR);
+    checkpoint::load(&dir, &mut trainer.ps)?;
+    Ok((trainer, prepared))
+}
