@@ -30,9 +30,11 @@ use super::GradRows;
 use crate::error::{Error, Result};
 
 /// Below this many Jacobian entries (`T·P`) both kernels run on the calling
-/// thread. Measured with `benches/benches/balancers_gradient.rs`: at `T·P = 2¹⁸`
-/// one Gram pass costs ~0.1 ms, the point where rayon's fork/join overhead
-/// (a few µs per chunk) is no longer visible.
+/// thread. At `2¹⁸` values (1 MiB of rows) one single-threaded pass takes
+/// ~0.1 ms on the benchmark machine (`read_pass` in
+/// `benches/benches/balancers_gradient.rs` runs at ~5 GB/s), the same order
+/// as rayon's fork/join overhead for a handful of chunks; the threshold is a
+/// round number in that range, not a tuned optimum.
 pub const PARALLEL_MIN_VALUES: usize = 1 << 18;
 
 /// Number of `f32` values of `J` (all rows together) in one cache block:
