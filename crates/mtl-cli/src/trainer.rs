@@ -173,6 +173,19 @@ impl Trainer {
         let mut vars = Vec::with_capacity(self.tasks.len());
         let mut values = Vec::with_capacity(self.tasks.len());
         for (t, task) in self.tasks.iter().enumerate() {
+            if let Some(v) = self
+                .graph
+                .value(out.outputs[t])?
+                .data()
+                .iter()
+                .find(|v| !v.is_finite())
+            {
+                return Err(CliError::Diverged {
+                    step: self.step,
+                    what: format!("the output of task {:?}", task.name()),
+                    value: *v,
+                });
+            }
             let targets = &batch.targets[self.target_index[t]];
             let l = task.loss(&mut self.graph, out.outputs[t], targets)?;
             let v = self.graph.value(l)?.item()?;
