@@ -234,7 +234,7 @@ pub fn list(run_dir: &Path) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|e| std::cmp::Reverse(e.0));
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 

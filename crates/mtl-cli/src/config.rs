@@ -140,14 +140,15 @@ impl Default for TrainConfig {
 }
 
 /// The job `mtl train` runs without a configuration file: hard parameter
-/// sharing with a LeNet-like encoder on the bundled MultiMNIST, both digit
-/// tasks, equal weighting, Adam.
+/// sharing with a LeNet-like encoder on 12 000 training images of the bundled
+/// MultiMNIST, both digit tasks, equal weighting, Adam, 8 epochs (about five
+/// seconds an epoch on two cores).
 pub const DEFAULT_CONFIG: &str = r#"
 seed = 0
 
 [data]
 builtin = "multimnist"
-limit = 6000
+limit = 12000
 
 [model]
 arch = "hps"
@@ -165,9 +166,9 @@ kind = "classification"
 classes = 10
 
 [train]
-epochs = 5
+epochs = 8
 batch_size = 64
-optimizer = { name = "adam", lr = 1e-3 }
+optimizer = { name = "adam", lr = 2e-3 }
 balancer = { name = "equal" }
 "#;
 
@@ -272,7 +273,7 @@ mod tests {
     fn the_default_job_parses() {
         let c = RunConfig::default_job();
         assert_eq!(c.tasks.len(), 2);
-        assert_eq!(c.train.epochs, 5);
+        assert_eq!(c.train.epochs, 8);
     }
 
     #[test]

@@ -426,8 +426,15 @@ impl Trainer {
             let o = g.input(outputs[t].clone());
             let l = task.loss(&mut g, o, &targets)?;
             losses.push(g.value(l)?.item()?);
-            for mv in evaluate(task, &outputs[t], &targets, Metric::defaults(task.kind()))? {
-                metrics.push((format!("{}.{}", task.name(), mv.metric.name()), mv.value));
+            // The loss above has checked targets and outputs, so a metric that
+            // fails now is undefined on this split (R² of a constant target,
+            // ROC-AUC with one class): it is left out rather than ending the run.
+            for &m in Metric::defaults(task.kind()) {
+                if let Ok(values) = evaluate(task, &outputs[t], &targets, &[m]) {
+                    for mv in values {
+                        metrics.push((format!("{}.{}", task.name(), mv.metric.name()), mv.value));
+                    }
+                }
             }
         }
         Ok(Evaluation { losses, metrics })
