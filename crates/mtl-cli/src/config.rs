@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn zero_sizes_and_bad_rates_are_refused() {
         for (from, to, key) in [
-            ("epochs = 5", "epochs = 0", "epochs"),
+            ("epochs = 8", "epochs = 0", "epochs"),
             ("batch_size = 64", "batch_size = 0", "batch_size"),
             ("lr = 1e-3", "lr = -1.0", "lr"),
         ] {
