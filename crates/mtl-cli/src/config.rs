@@ -297,7 +297,7 @@ mod tests {
         for (from, to, key) in [
             ("epochs = 8", "epochs = 0", "epochs"),
             ("batch_size = 64", "batch_size = 0", "batch_size"),
-            ("lr = 1e-3", "lr = -1.0", "lr"),
+            ("lr = 2e-3", "lr = -1.0", "lr"),
         ] {
             let err = RunConfig::parse(&DEFAULT_CONFIG.replace(from, to), Path::new("r.toml"))
                 .unwrap_err()

@@ -1,8 +1,9 @@
 //! The `mtl` command: train, evaluate, predict, compare balancers, and look at
 //! the built-in data sets and balancers.
 //!
-//! Exit status: 0 on success, 2 on any error (bad configuration or data,
-//! damaged checkpoint, divergence), with a one-line message naming the culprit.
+//! Exit status: 0 on success, 2 for a bad command line, configuration, data
+//! file or checkpoint, 1 for a failure during training (divergence), each with
+//! a one-line message naming the culprit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,15 @@ enum Command {
         /// Override the number of epochs.
         #[arg(long)]
         epochs: Option<usize>,
+        /// Override the seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Worker threads (results are bit-identical for the same seed and count).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print nothing but errors.
+        #[arg(long)]
+        quiet: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -130,7 +140,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mtl: error: {e}");
-            ExitCode::from(2)
+            match e {
+                CliError::Diverged { .. } | CliError::Plot { .. } => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
         }
     }
 }
@@ -142,8 +155,20 @@ fn run(command: Command) -> Result<(), CliError> {
             out,
             resume,
             epochs,
+            seed,
+            threads,
+            quiet,
             json,
         } => {
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .map_err(|e| CliError::Config {
+                        path: "--threads".into(),
+                        message: e.to_string(),
+                    })?;
+            }
             let (mut cfg, out, resume) = match (resume, config) {
                 (Some(dir), _) => (mtl_cli::run::run_config(&dir)?, dir, true),
                 (None, Some(path)) => {
@@ -166,10 +191,14 @@ fn run(command: Command) -> Result<(), CliError> {
             if let Some(e) = epochs {
                 cfg.train.epochs = e;
             }
+            if let Some(s) = seed {
+                cfg.seed = s;
+            }
+            cfg.validate(std::path::Path::new("command line"))?;
             let opts = RunOptions {
                 out,
                 resume,
-                quiet: json,
+                quiet: json || quiet,
                 stop_after: None,
             };
             let summary = fit(cfg, &opts)?;

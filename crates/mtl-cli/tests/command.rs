@@ -57,3 +57,25 @@ fn resume_of_a_missing_run_is_a_clear_error() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/run"), "{err}");
 }
+
+#[test]
+fn divergence_during_training_exits_with_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge_lr.toml");
+    std::fs::write(
+        &path,
+        "[data]\nbuiltin = \"digits\"\n[model]\narch = \"hps\"\n[model.encoder]\nname = \"mlp\"\nhidden = [16]\n[train]\nepochs = 2\noptimizer = { name = \"sgd\", lr = 1e30 }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let (code, _, err) = mtl(&[
+        "train",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("step") && err.contains("diverged"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
