@@ -1,15 +1,12 @@
 //! Adagrad (Duchi, Hazan & Singer, 2011).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::{check_non_negative, check_positive};
-use crate::elementwise::update;
 use crate::error::Result;
 use crate::group::ParamGroup;
-use crate::optimizer::{Core, Optimizer};
-use crate::state::{ensure_len, OptimizerState};
+use crate::optimizer::{core_accessors, Core, Optimizer};
+use crate::state::OptimizerState;
 
 /// Hyperparameters of [`Adagrad`]; defaults are PyTorch's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,7 +78,7 @@ impl Adagrad {
     pub fn new(config: AdagradConfig, groups: Vec<ParamGroup>) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            core: Core::new(config.lr, groups)?,
+            core: Core::new(config.lr, config.weight_decay, groups)?,
             config,
             sum: Vec::new(),
         })
@@ -99,70 +96,32 @@ impl Optimizer for Adagrad {
     }
 
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        self.core.groups.check_step(params, grads)?;
-        let len = params.len();
         let init = self.config.initial_accumulator_value as f32;
-        ensure_len(&mut self.sum, SUM, len, init)?;
         let eps = self.config.eps as f32;
         let decay = 1.0 + self.core.step as f64 * self.config.lr_decay;
-        let sum_all = &mut self.sum;
-        self.core.groups.for_each(len, |group| {
-            let clr = (self.core.lr * group.lr_scale / decay) as f32;
-            let wd = group.weight_decay.unwrap_or(self.config.weight_decay) as f32;
-            let r = group.range.clone();
-            let kernel = |p: &mut [f32], g: &[f32], [s]: [&mut [f32]; 1]| {
+        let buffers = [(SUM, &mut self.sum)];
+        self.core.step(params, grads, buffers, init, |group| {
+            let clr = (group.lr / decay) as f32;
+            let wd = group.weight_decay as f32;
+            move |p: &mut [f32], g: &[f32], [s]: [&mut [f32]; 1]| {
                 for ((p, &g), s) in p.iter_mut().zip(g).zip(s.iter_mut()) {
                     let g = g + wd * *p;
                     *s += g * g;
                     let std = s.sqrt() + eps;
                     *p -= clr * g / std;
                 }
-            };
-            update(
-                &mut params[r.clone()],
-                &grads[r.clone()],
-                [&mut sum_all[r]],
-                &kernel,
-            );
-        });
-        self.core.step += 1;
-        Ok(())
+            }
+        })
     }
 
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr(lr)
-    }
-
-    fn groups(&self) -> &[ParamGroup] {
-        self.core.groups.as_slice()
-    }
-
-    fn steps_taken(&self) -> u64 {
-        self.core.step
-    }
+    core_accessors!();
 
     fn state(&self) -> OptimizerState {
-        let mut buffers = BTreeMap::new();
-        if self.core.step > 0 {
-            buffers.insert(SUM.to_owned(), self.sum.clone());
-        }
-        OptimizerState {
-            optimizer: self.name().to_owned(),
-            step: self.core.step,
-            lr: self.core.lr,
-            buffers,
-        }
+        self.core.save(self.name(), &[(SUM, &self.sum)])
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        let (step, lr, [sum]) = state.into_parts(self.name(), [SUM])?;
-        self.core.step = step;
-        self.core.lr = lr;
-        self.sum = sum;
-        Ok(())
+        let name = self.name();
+        self.core.load(state, name, &mut [(SUM, &mut self.sum)])
     }
 }

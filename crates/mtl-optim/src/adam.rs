@@ -1,17 +1,15 @@
 //! Adam (Kingma & Ba, 2015) with the AMSGrad variant (Reddi et al., 2018),
 //! and the update kernel shared with AdamW.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::adamw::AdamWConfig;
-use crate::config::{check_beta, check_non_negative, check_positive};
-use crate::elementwise::{flush_subnormal, update};
+use crate::config::check_adam_family;
+use crate::elementwise::flush_subnormal;
 use crate::error::Result;
 use crate::group::ParamGroup;
-use crate::optimizer::{Core, Optimizer};
-use crate::state::{ensure_len, OptimizerState};
+use crate::optimizer::{core_accessors, Core, GroupStep, Optimizer};
+use crate::state::OptimizerState;
 
 /// Hyperparameters of Adam; defaults are PyTorch's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,11 +43,7 @@ impl AdamConfig {
     /// Checks every value: `lr > 0`, `0 <= β < 1`, `eps > 0`,
     /// `weight_decay >= 0` (all finite).
     pub fn validate(&self) -> Result<()> {
-        check_positive("lr", self.lr)?;
-        check_beta("betas.0", self.betas.0)?;
-        check_beta("betas.1", self.betas.1)?;
-        check_positive("eps", self.eps)?;
-        check_non_negative("weight_decay", self.weight_decay)
+        check_adam_family(self.lr, self.betas, self.eps, self.weight_decay)
     }
 
     /// Validates and builds the optimizer over `groups`.
@@ -127,7 +121,7 @@ impl Adam {
     fn with_decay(config: AdamConfig, decay: Decay, groups: Vec<ParamGroup>) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            core: Core::new(config.lr, groups)?,
+            core: Core::new(config.lr, config.weight_decay, groups)?,
             config,
             decay,
             exp_avg: Vec::new(),
@@ -156,13 +150,6 @@ impl Optimizer for Adam {
     }
 
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        self.core.groups.check_step(params, grads)?;
-        let len = params.len();
-        ensure_len(&mut self.exp_avg, EXP_AVG, len, 0.0)?;
-        ensure_len(&mut self.exp_avg_sq, EXP_AVG_SQ, len, 0.0)?;
-        if self.config.amsgrad {
-            ensure_len(&mut self.max_exp_avg_sq, MAX_EXP_AVG_SQ, len, 0.0)?;
-        }
         let t = (self.core.step + 1) as i32;
         let (beta1, beta2) = self.config.betas;
         let bias_correction1 = 1.0 - beta1.powi(t);
@@ -170,24 +157,22 @@ impl Optimizer for Adam {
         let (b1, b2) = (beta1 as f32, beta2 as f32);
         let (one_minus_b1, one_minus_b2) = ((1.0 - beta1) as f32, (1.0 - beta2) as f32);
         let eps = self.config.eps as f32;
-        let (m_all, v_all, vmax_all) = (
-            &mut self.exp_avg,
-            &mut self.exp_avg_sq,
-            &mut self.max_exp_avg_sq,
-        );
-        self.core.groups.for_each(len, |group| {
-            let lr = self.core.lr * group.lr_scale;
-            let wd = group.weight_decay.unwrap_or(self.config.weight_decay);
-            let (l2, shrink) = match self.decay {
-                Decay::Coupled => (wd as f32, 1.0f32),
-                Decay::Decoupled => (0.0, (1.0 - lr * wd) as f32),
+        let decay = self.decay;
+        // The group's L2 factor, parameter shrink factor and step size.
+        let coefficients = |group: GroupStep| {
+            let (l2, shrink) = match decay {
+                Decay::Coupled => (group.weight_decay as f32, 1.0f32),
+                Decay::Decoupled => (0.0, (1.0 - group.lr * group.weight_decay) as f32),
             };
-            let step_size = (lr / bias_correction1) as f32;
-            let r = group.range.clone();
-            let (p, g) = (&mut params[r.clone()], &grads[r.clone()]);
-            let (m, v) = (&mut m_all[r.clone()], &mut v_all[r.clone()]);
-            if self.config.amsgrad {
-                let kernel = |p: &mut [f32], g: &[f32], [m, v, vmax]: [&mut [f32]; 3]| {
+            (l2, shrink, (group.lr / bias_correction1) as f32)
+        };
+        let m = (EXP_AVG, &mut self.exp_avg);
+        let v = (EXP_AVG_SQ, &mut self.exp_avg_sq);
+        if self.config.amsgrad {
+            let vmax = (MAX_EXP_AVG_SQ, &mut self.max_exp_avg_sq);
+            self.core.step(params, grads, [m, v, vmax], 0.0, |group| {
+                let (l2, shrink, step_size) = coefficients(group);
+                move |p: &mut [f32], g: &[f32], [m, v, vmax]: [&mut [f32]; 3]| {
                     for ((((p, &g), m), v), vmax) in p
                         .iter_mut()
                         .zip(g)
@@ -203,10 +188,12 @@ impl Optimizer for Adam {
                         let denom = vmax.sqrt() / bias_correction2_sqrt + eps;
                         *p = theta - step_size * *m / denom;
                     }
-                };
-                update(p, g, [m, v, &mut vmax_all[r]], &kernel);
-            } else {
-                let kernel = |p: &mut [f32], g: &[f32], [m, v]: [&mut [f32]; 2]| {
+                }
+            })
+        } else {
+            self.core.step(params, grads, [m, v], 0.0, |group| {
+                let (l2, shrink, step_size) = coefficients(group);
+                move |p: &mut [f32], g: &[f32], [m, v]: [&mut [f32]; 2]| {
                     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
                     {
                         let g = g + l2 * *p;
@@ -216,62 +203,30 @@ impl Optimizer for Adam {
                         let denom = v.sqrt() / bias_correction2_sqrt + eps;
                         *p = theta - step_size * *m / denom;
                     }
-                };
-                update(p, g, [m, v], &kernel);
-            }
-        });
-        self.core.step += 1;
-        Ok(())
+                }
+            })
+        }
     }
 
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr(lr)
-    }
-
-    fn groups(&self) -> &[ParamGroup] {
-        self.core.groups.as_slice()
-    }
-
-    fn steps_taken(&self) -> u64 {
-        self.core.step
-    }
+    core_accessors!();
 
     fn state(&self) -> OptimizerState {
-        let mut buffers = BTreeMap::new();
-        if self.core.step > 0 {
-            buffers.insert(EXP_AVG.to_owned(), self.exp_avg.clone());
-            buffers.insert(EXP_AVG_SQ.to_owned(), self.exp_avg_sq.clone());
-            if self.config.amsgrad {
-                buffers.insert(MAX_EXP_AVG_SQ.to_owned(), self.max_exp_avg_sq.clone());
-            }
+        let mut buffers = vec![(EXP_AVG, &self.exp_avg), (EXP_AVG_SQ, &self.exp_avg_sq)];
+        if self.config.amsgrad {
+            buffers.push((MAX_EXP_AVG_SQ, &self.max_exp_avg_sq));
         }
-        OptimizerState {
-            optimizer: self.name().to_owned(),
-            step: self.core.step,
-            lr: self.core.lr,
-            buffers,
-        }
+        self.core.save(self.name(), &buffers)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
         let name = self.name();
-        let (step, lr, m, v, vmax) = if self.config.amsgrad {
-            let (step, lr, [m, v, vmax]) =
-                state.into_parts(name, [EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ])?;
-            (step, lr, m, v, vmax)
-        } else {
-            let (step, lr, [m, v]) = state.into_parts(name, [EXP_AVG, EXP_AVG_SQ])?;
-            (step, lr, m, v, Vec::new())
-        };
-        self.core.step = step;
-        self.core.lr = lr;
-        self.exp_avg = m;
-        self.exp_avg_sq = v;
-        self.max_exp_avg_sq = vmax;
-        Ok(())
+        let mut buffers = vec![
+            (EXP_AVG, &mut self.exp_avg),
+            (EXP_AVG_SQ, &mut self.exp_avg_sq),
+        ];
+        if self.config.amsgrad {
+            buffers.push((MAX_EXP_AVG_SQ, &mut self.max_exp_avg_sq));
+        }
+        self.core.load(state, name, &mut buffers)
     }
 }

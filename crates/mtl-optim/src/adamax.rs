@@ -1,15 +1,13 @@
 //! Adamax, the infinity-norm variant of Adam (Kingma & Ba, 2015, section 7).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::config::{check_beta, check_non_negative, check_positive};
-use crate::elementwise::{flush_subnormal, update};
+use crate::config::check_adam_family;
+use crate::elementwise::flush_subnormal;
 use crate::error::Result;
 use crate::group::ParamGroup;
-use crate::optimizer::{Core, Optimizer};
-use crate::state::{ensure_len, OptimizerState};
+use crate::optimizer::{core_accessors, Core, Optimizer};
+use crate::state::OptimizerState;
 
 /// Hyperparameters of [`Adamax`]; defaults are PyTorch's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,11 +38,7 @@ impl AdamaxConfig {
     /// Checks every value: `lr > 0`, `0 <= β < 1`, `eps > 0`,
     /// `weight_decay >= 0` (all finite).
     pub fn validate(&self) -> Result<()> {
-        check_positive("lr", self.lr)?;
-        check_beta("betas.0", self.betas.0)?;
-        check_beta("betas.1", self.betas.1)?;
-        check_positive("eps", self.eps)?;
-        check_non_negative("weight_decay", self.weight_decay)
+        check_adam_family(self.lr, self.betas, self.eps, self.weight_decay)
     }
 
     /// Validates and builds the optimizer over `groups`.
@@ -82,7 +76,7 @@ impl Adamax {
     pub fn new(config: AdamaxConfig, groups: Vec<ParamGroup>) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            core: Core::new(config.lr, groups)?,
+            core: Core::new(config.lr, config.weight_decay, groups)?,
             config,
             exp_avg: Vec::new(),
             exp_inf: Vec::new(),
@@ -101,76 +95,37 @@ impl Optimizer for Adamax {
     }
 
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        self.core.groups.check_step(params, grads)?;
-        let len = params.len();
-        ensure_len(&mut self.exp_avg, EXP_AVG, len, 0.0)?;
-        ensure_len(&mut self.exp_inf, EXP_INF, len, 0.0)?;
         let t = (self.core.step + 1) as i32;
         let (beta1, beta2) = self.config.betas;
         let bias_correction = 1.0 - beta1.powi(t);
         let (b1, b2) = (beta1 as f32, beta2 as f32);
         let one_minus_b1 = (1.0 - beta1) as f32;
         let eps = self.config.eps as f32;
-        let (m_all, u_all) = (&mut self.exp_avg, &mut self.exp_inf);
-        self.core.groups.for_each(len, |group| {
-            let clr = (self.core.lr * group.lr_scale / bias_correction) as f32;
-            let wd = group.weight_decay.unwrap_or(self.config.weight_decay) as f32;
-            let r = group.range.clone();
-            let kernel = |p: &mut [f32], g: &[f32], [m, u]: [&mut [f32]; 2]| {
+        let buffers = [(EXP_AVG, &mut self.exp_avg), (EXP_INF, &mut self.exp_inf)];
+        self.core.step(params, grads, buffers, 0.0, |group| {
+            let clr = (group.lr / bias_correction) as f32;
+            let wd = group.weight_decay as f32;
+            move |p: &mut [f32], g: &[f32], [m, u]: [&mut [f32]; 2]| {
                 for (((p, &g), m), u) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(u.iter_mut()) {
                     let g = g + wd * *p;
                     *m = flush_subnormal(b1 * *m + one_minus_b1 * g);
                     *u = (b2 * *u).max(g.abs() + eps);
                     *p -= clr * *m / *u;
                 }
-            };
-            update(
-                &mut params[r.clone()],
-                &grads[r.clone()],
-                [&mut m_all[r.clone()], &mut u_all[r]],
-                &kernel,
-            );
-        });
-        self.core.step += 1;
-        Ok(())
+            }
+        })
     }
 
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr(lr)
-    }
-
-    fn groups(&self) -> &[ParamGroup] {
-        self.core.groups.as_slice()
-    }
-
-    fn steps_taken(&self) -> u64 {
-        self.core.step
-    }
+    core_accessors!();
 
     fn state(&self) -> OptimizerState {
-        let mut buffers = BTreeMap::new();
-        if self.core.step > 0 {
-            buffers.insert(EXP_AVG.to_owned(), self.exp_avg.clone());
-            buffers.insert(EXP_INF.to_owned(), self.exp_inf.clone());
-        }
-        OptimizerState {
-            optimizer: self.name().to_owned(),
-            step: self.core.step,
-            lr: self.core.lr,
-            buffers,
-        }
+        let buffers = [(EXP_AVG, &self.exp_avg), (EXP_INF, &self.exp_inf)];
+        self.core.save(self.name(), &buffers)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        let (step, lr, [m, u]) = state.into_parts(self.name(), [EXP_AVG, EXP_INF])?;
-        self.core.step = step;
-        self.core.lr = lr;
-        self.exp_avg = m;
-        self.exp_inf = u;
-        Ok(())
+        let name = self.name();
+        let mut buffers = [(EXP_AVG, &mut self.exp_avg), (EXP_INF, &mut self.exp_inf)];
+        self.core.load(state, name, &mut buffers)
     }
 }

@@ -147,6 +147,22 @@ pub(crate) fn check_beta(key: &'static str, value: f64) -> Result<()> {
     }
 }
 
+/// The hyperparameters of the Adam family (Adam, AdamW, Adamax), checked in
+/// this order: `lr > 0`, both decay rates in `[0, 1)` (keys `betas.0` and
+/// `betas.1`), `eps > 0`, `weight_decay >= 0`.
+pub(crate) fn check_adam_family(
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    check_positive("lr", lr)?;
+    check_beta("betas.0", betas.0)?;
+    check_beta("betas.1", betas.1)?;
+    check_positive("eps", eps)?;
+    check_non_negative("weight_decay", weight_decay)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

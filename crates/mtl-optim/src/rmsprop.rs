@@ -1,15 +1,13 @@
 //! RMSprop (Hinton, 2012, lecture 6e; centered form from Graves, 2013).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::{check_beta, check_non_negative, check_positive};
-use crate::elementwise::{flush_subnormal, update};
+use crate::elementwise::flush_subnormal;
 use crate::error::Result;
 use crate::group::ParamGroup;
-use crate::optimizer::{Core, Optimizer};
-use crate::state::{ensure_len, OptimizerState};
+use crate::optimizer::{core_accessors, Core, GroupStep, Optimizer};
+use crate::state::OptimizerState;
 
 /// Hyperparameters of [`RmsProp`]; defaults are PyTorch's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,7 +90,7 @@ impl RmsProp {
     pub fn new(config: RmsPropConfig, groups: Vec<ParamGroup>) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            core: Core::new(config.lr, groups)?,
+            core: Core::new(config.lr, config.weight_decay, groups)?,
             config,
             square_avg: Vec::new(),
             grad_avg: Vec::new(),
@@ -104,18 +102,6 @@ impl RmsProp {
     pub fn config(&self) -> &RmsPropConfig {
         &self.config
     }
-
-    /// Names of the buffers this configuration keeps, in a fixed order.
-    fn buffer_names(&self) -> Vec<&'static str> {
-        let mut names = vec![SQUARE_AVG];
-        if self.config.centered {
-            names.push(GRAD_AVG);
-        }
-        if self.config.momentum > 0.0 {
-            names.push(MOMENTUM_BUFFER);
-        }
-        names
-    }
 }
 
 impl Optimizer for RmsProp {
@@ -124,158 +110,100 @@ impl Optimizer for RmsProp {
     }
 
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        self.core.groups.check_step(params, grads)?;
-        let len = params.len();
-        let centered = self.config.centered;
-        let with_momentum = self.config.momentum > 0.0;
-        ensure_len(&mut self.square_avg, SQUARE_AVG, len, 0.0)?;
-        if centered {
-            ensure_len(&mut self.grad_avg, GRAD_AVG, len, 0.0)?;
-        }
-        if with_momentum {
-            ensure_len(&mut self.momentum_buffer, MOMENTUM_BUFFER, len, 0.0)?;
-        }
         let alpha = self.config.alpha as f32;
         let one_minus_alpha = (1.0 - self.config.alpha) as f32;
         let eps = self.config.eps as f32;
         let mu = self.config.momentum as f32;
-        let (sq_all, ga_all, mb_all) = (
-            &mut self.square_avg,
-            &mut self.grad_avg,
-            &mut self.momentum_buffer,
-        );
-        self.core.groups.for_each(len, |group| {
-            let lr = (self.core.lr * group.lr_scale) as f32;
-            let wd = group.weight_decay.unwrap_or(self.config.weight_decay) as f32;
-            let r = group.range.clone();
-            let (p, g) = (&mut params[r.clone()], &grads[r.clone()]);
-            let sq = &mut sq_all[r.clone()];
-            // The four variants differ in which buffers they carry; each
-            // kernel is the formula above restricted to its options.
-            match (centered, with_momentum) {
-                (false, false) => {
-                    let kernel = |p: &mut [f32], g: &[f32], [sq]: [&mut [f32]; 1]| {
-                        for ((p, &g), sq) in p.iter_mut().zip(g).zip(sq.iter_mut()) {
-                            let g = g + wd * *p;
-                            *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
-                            let avg = sq.sqrt() + eps;
-                            *p -= lr * g / avg;
-                        }
-                    };
-                    update(p, g, [sq], &kernel);
+        let rates = |group: GroupStep| (group.lr as f32, group.weight_decay as f32);
+        let sq = (SQUARE_AVG, &mut self.square_avg);
+        let ga = (GRAD_AVG, &mut self.grad_avg);
+        let mb = (MOMENTUM_BUFFER, &mut self.momentum_buffer);
+        // The four variants differ in which buffers they carry; each kernel is
+        // the formula above restricted to its options.
+        match (self.config.centered, self.config.momentum > 0.0) {
+            (false, false) => self.core.step(params, grads, [sq], 0.0, |group| {
+                let (lr, wd) = rates(group);
+                move |p: &mut [f32], g: &[f32], [sq]: [&mut [f32]; 1]| {
+                    for ((p, &g), sq) in p.iter_mut().zip(g).zip(sq.iter_mut()) {
+                        let g = g + wd * *p;
+                        *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
+                        let avg = sq.sqrt() + eps;
+                        *p -= lr * g / avg;
+                    }
                 }
-                (true, false) => {
-                    let kernel = |p: &mut [f32], g: &[f32], [sq, ga]: [&mut [f32]; 2]| {
-                        for (((p, &g), sq), ga) in
-                            p.iter_mut().zip(g).zip(sq.iter_mut()).zip(ga.iter_mut())
-                        {
-                            let g = g + wd * *p;
-                            *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
-                            *ga = flush_subnormal(alpha * *ga + one_minus_alpha * g);
-                            let avg = (*sq - *ga * *ga).sqrt() + eps;
-                            *p -= lr * g / avg;
-                        }
-                    };
-                    update(p, g, [sq, &mut ga_all[r]], &kernel);
+            }),
+            (true, false) => self.core.step(params, grads, [sq, ga], 0.0, |group| {
+                let (lr, wd) = rates(group);
+                move |p: &mut [f32], g: &[f32], [sq, ga]: [&mut [f32]; 2]| {
+                    for (((p, &g), sq), ga) in
+                        p.iter_mut().zip(g).zip(sq.iter_mut()).zip(ga.iter_mut())
+                    {
+                        let g = g + wd * *p;
+                        *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
+                        *ga = flush_subnormal(alpha * *ga + one_minus_alpha * g);
+                        let avg = (*sq - *ga * *ga).sqrt() + eps;
+                        *p -= lr * g / avg;
+                    }
                 }
-                (false, true) => {
-                    let kernel = |p: &mut [f32], g: &[f32], [sq, b]: [&mut [f32]; 2]| {
-                        for (((p, &g), sq), b) in
-                            p.iter_mut().zip(g).zip(sq.iter_mut()).zip(b.iter_mut())
-                        {
-                            let g = g + wd * *p;
-                            *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
-                            let avg = sq.sqrt() + eps;
-                            *b = flush_subnormal(mu * *b + g / avg);
-                            *p -= lr * *b;
-                        }
-                    };
-                    update(p, g, [sq, &mut mb_all[r]], &kernel);
+            }),
+            (false, true) => self.core.step(params, grads, [sq, mb], 0.0, |group| {
+                let (lr, wd) = rates(group);
+                move |p: &mut [f32], g: &[f32], [sq, b]: [&mut [f32]; 2]| {
+                    for (((p, &g), sq), b) in
+                        p.iter_mut().zip(g).zip(sq.iter_mut()).zip(b.iter_mut())
+                    {
+                        let g = g + wd * *p;
+                        *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
+                        let avg = sq.sqrt() + eps;
+                        *b = flush_subnormal(mu * *b + g / avg);
+                        *p -= lr * *b;
+                    }
                 }
-                (true, true) => {
-                    let kernel = |p: &mut [f32], g: &[f32], [sq, ga, b]: [&mut [f32]; 3]| {
-                        for ((((p, &g), sq), ga), b) in p
-                            .iter_mut()
-                            .zip(g)
-                            .zip(sq.iter_mut())
-                            .zip(ga.iter_mut())
-                            .zip(b.iter_mut())
-                        {
-                            let g = g + wd * *p;
-                            *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
-                            *ga = flush_subnormal(alpha * *ga + one_minus_alpha * g);
-                            let avg = (*sq - *ga * *ga).sqrt() + eps;
-                            *b = flush_subnormal(mu * *b + g / avg);
-                            *p -= lr * *b;
-                        }
-                    };
-                    update(p, g, [sq, &mut ga_all[r.clone()], &mut mb_all[r]], &kernel);
+            }),
+            (true, true) => self.core.step(params, grads, [sq, ga, mb], 0.0, |group| {
+                let (lr, wd) = rates(group);
+                move |p: &mut [f32], g: &[f32], [sq, ga, b]: [&mut [f32]; 3]| {
+                    for ((((p, &g), sq), ga), b) in p
+                        .iter_mut()
+                        .zip(g)
+                        .zip(sq.iter_mut())
+                        .zip(ga.iter_mut())
+                        .zip(b.iter_mut())
+                    {
+                        let g = g + wd * *p;
+                        *sq = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
+                        *ga = flush_subnormal(alpha * *ga + one_minus_alpha * g);
+                        let avg = (*sq - *ga * *ga).sqrt() + eps;
+                        *b = flush_subnormal(mu * *b + g / avg);
+                        *p -= lr * *b;
+                    }
                 }
-            }
-        });
-        self.core.step += 1;
-        Ok(())
+            }),
+        }
     }
 
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr(lr)
-    }
-
-    fn groups(&self) -> &[ParamGroup] {
-        self.core.groups.as_slice()
-    }
-
-    fn steps_taken(&self) -> u64 {
-        self.core.step
-    }
+    core_accessors!();
 
     fn state(&self) -> OptimizerState {
-        let mut buffers = BTreeMap::new();
-        if self.core.step > 0 {
-            for name in self.buffer_names() {
-                let buf = match name {
-                    SQUARE_AVG => &self.square_avg,
-                    GRAD_AVG => &self.grad_avg,
-                    _ => &self.momentum_buffer,
-                };
-                buffers.insert(name.to_owned(), buf.clone());
-            }
+        let mut buffers = vec![(SQUARE_AVG, &self.square_avg)];
+        if self.config.centered {
+            buffers.push((GRAD_AVG, &self.grad_avg));
         }
-        OptimizerState {
-            optimizer: self.name().to_owned(),
-            step: self.core.step,
-            lr: self.core.lr,
-            buffers,
+        if self.config.momentum > 0.0 {
+            buffers.push((MOMENTUM_BUFFER, &self.momentum_buffer));
         }
+        self.core.save(self.name(), &buffers)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        let [sq, ga, mb] = [SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER];
-        let (step, lr, [square_avg, grad_avg, momentum_buffer]) =
-            match (self.config.centered, self.config.momentum > 0.0) {
-                (false, false) => {
-                    let (s, l, [a]) = state.into_parts(self.name(), [sq])?;
-                    (s, l, [a, Vec::new(), Vec::new()])
-                }
-                (true, false) => {
-                    let (s, l, [a, b]) = state.into_parts(self.name(), [sq, ga])?;
-                    (s, l, [a, b, Vec::new()])
-                }
-                (false, true) => {
-                    let (s, l, [a, c]) = state.into_parts(self.name(), [sq, mb])?;
-                    (s, l, [a, Vec::new(), c])
-                }
-                (true, true) => state.into_parts(self.name(), [sq, ga, mb])?,
-            };
-        self.core.step = step;
-        self.core.lr = lr;
-        self.square_avg = square_avg;
-        self.grad_avg = grad_avg;
-        self.momentum_buffer = momentum_buffer;
-        Ok(())
+        let name = self.name();
+        let mut buffers = vec![(SQUARE_AVG, &mut self.square_avg)];
+        if self.config.centered {
+            buffers.push((GRAD_AVG, &mut self.grad_avg));
+        }
+        if self.config.momentum > 0.0 {
+            buffers.push((MOMENTUM_BUFFER, &mut self.momentum_buffer));
+        }
+        self.core.load(state, name, &mut buffers)
     }
 }

@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{check_non_negative, check_positive};
-use crate::elementwise::{flush_subnormal, update};
+use crate::elementwise::flush_subnormal;
 use crate::error::{OptimError, Result};
 use crate::group::ParamGroup;
-use crate::optimizer::{Core, Optimizer};
-use crate::state::{ensure_len, OptimizerState};
+use crate::optimizer::{core_accessors, Core, GroupStep, Optimizer};
+use crate::state::OptimizerState;
 
 /// Hyperparameters of [`Sgd`]; defaults are PyTorch's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ impl Sgd {
     pub fn new(config: SgdConfig, groups: Vec<ParamGroup>) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            core: Core::new(config.lr, groups)?,
+            core: Core::new(config.lr, config.weight_decay, groups)?,
             config,
             momentum_buffer: Vec::new(),
         })
@@ -106,8 +106,19 @@ impl Optimizer for Sgd {
     }
 
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        self.core.groups.check_step(params, grads)?;
+        let rates = |group: GroupStep| (group.lr as f32, group.weight_decay as f32);
         let momentum = self.config.momentum as f32;
+        if momentum == 0.0 {
+            return self.core.step(params, grads, [], 0.0, |group| {
+                let (lr, wd) = rates(group);
+                move |p: &mut [f32], g: &[f32], []: [&mut [f32]; 0]| {
+                    for (p, &g) in p.iter_mut().zip(g) {
+                        let d = g + wd * *p;
+                        *p -= lr * d;
+                    }
+                }
+            });
+        }
         // The branches of the rule become coefficients so that the loop has
         // none: at t = 1 the buffer is zero and b = 0·0 + 1·g = g exactly;
         // the direction is 1·g + μ·b (Nesterov) or 0·g + 1·b = b.
@@ -121,87 +132,39 @@ impl Optimizer for Sgd {
         } else {
             (0.0, 1.0)
         };
-        if momentum != 0.0 {
-            ensure_len(
-                &mut self.momentum_buffer,
-                MOMENTUM_BUFFER,
-                params.len(),
-                0.0,
-            )?;
-        }
-        let buffer = &mut self.momentum_buffer;
-        self.core.groups.for_each(params.len(), |group| {
-            let lr = (self.core.lr * group.lr_scale) as f32;
-            let wd = group.weight_decay.unwrap_or(self.config.weight_decay) as f32;
-            let r = group.range.clone();
-            if momentum == 0.0 {
-                update(&mut params[r.clone()], &grads[r], [], &|p, g, []| {
-                    for (p, &g) in p.iter_mut().zip(g) {
-                        let d = g + wd * *p;
-                        *p -= lr * d;
-                    }
-                });
-            } else {
-                let kernel = |p: &mut [f32], g: &[f32], [b]: [&mut [f32]; 1]| {
-                    for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
-                        let d = g + wd * *p;
-                        *b = flush_subnormal(decay * *b + keep * d);
-                        *p -= lr * (from_grad * d + from_buffer * *b);
-                    }
-                };
-                update(
-                    &mut params[r.clone()],
-                    &grads[r.clone()],
-                    [&mut buffer[r]],
-                    &kernel,
-                );
+        let buffers = [(MOMENTUM_BUFFER, &mut self.momentum_buffer)];
+        self.core.step(params, grads, buffers, 0.0, |group| {
+            let (lr, wd) = rates(group);
+            move |p: &mut [f32], g: &[f32], [b]: [&mut [f32]; 1]| {
+                for ((p, &g), b) in p.iter_mut().zip(g).zip(b.iter_mut()) {
+                    let d = g + wd * *p;
+                    *b = flush_subnormal(decay * *b + keep * d);
+                    *p -= lr * (from_grad * d + from_buffer * *b);
+                }
             }
-        });
-        self.core.step += 1;
-        Ok(())
+        })
     }
 
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr(lr)
-    }
-
-    fn groups(&self) -> &[ParamGroup] {
-        self.core.groups.as_slice()
-    }
-
-    fn steps_taken(&self) -> u64 {
-        self.core.step
-    }
+    core_accessors!();
 
     fn state(&self) -> OptimizerState {
-        let mut buffers = std::collections::BTreeMap::new();
-        if self.config.momentum != 0.0 && !self.momentum_buffer.is_empty() {
-            buffers.insert(MOMENTUM_BUFFER.to_owned(), self.momentum_buffer.clone());
-        }
-        OptimizerState {
-            optimizer: self.name().to_owned(),
-            step: self.core.step,
-            lr: self.core.lr,
-            buffers,
-        }
+        // Without momentum, or before a step, there is no buffer to save.
+        let buffers: &[_] = if self.config.momentum != 0.0 && !self.momentum_buffer.is_empty() {
+            &[(MOMENTUM_BUFFER, &self.momentum_buffer)]
+        } else {
+            &[]
+        };
+        self.core.save(self.name(), buffers)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        let (step, lr, momentum_buffer) = if self.config.momentum != 0.0 {
-            let (step, lr, [b]) = state.into_parts(self.name(), [MOMENTUM_BUFFER])?;
-            (step, lr, b)
+        let name = self.name();
+        if self.config.momentum != 0.0 {
+            let mut buffers = [(MOMENTUM_BUFFER, &mut self.momentum_buffer)];
+            self.core.load(state, name, &mut buffers)
         } else {
-            let (step, lr, []) = state.into_parts(self.name(), [])?;
-            (step, lr, Vec::new())
-        };
-        self.core.step = step;
-        self.core.lr = lr;
-        self.momentum_buffer = momentum_buffer;
-        Ok(())
+            self.core.load(state, name, &mut [])
+        }
     }
 }
 

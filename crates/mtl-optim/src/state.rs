@@ -65,11 +65,11 @@ impl OptimizerState {
     /// Checks that the state was written by `optimizer` with exactly the
     /// buffers `names`, all of one length, and returns them in the order of
     /// `names` together with the step and learning rate.
-    pub(crate) fn into_parts<const N: usize>(
+    pub(crate) fn into_parts(
         self,
         optimizer: &str,
-        names: [&str; N],
-    ) -> Result<(u64, f64, [Vec<f32>; N])> {
+        names: &[&str],
+    ) -> Result<(u64, f64, Vec<Vec<f32>>)> {
         if self.optimizer != optimizer {
             return Err(OptimError::StateMismatch {
                 reason: format!(
@@ -86,8 +86,10 @@ impl OptimizerState {
             });
         }
         let mut buffers = self.buffers;
-        let parts: [Vec<f32>; N] =
-            std::array::from_fn(|i| buffers.remove(names[i]).unwrap_or_default());
+        let parts: Vec<Vec<f32>> = names
+            .iter()
+            .map(|&name| buffers.remove(name).unwrap_or_default())
+            .collect();
         if let Some(extra) = buffers.keys().next() {
             return Err(OptimError::StateMismatch {
                 reason: format!("unexpected buffer `{extra}` for `{optimizer}`"),
@@ -168,23 +170,24 @@ mod tests {
     fn rejects_wrong_optimizer_extra_buffer_and_ragged_lengths() {
         let s = state(&[("exp_avg", vec![0.0; 3]), ("exp_avg_sq", vec![0.0; 3])]);
         assert!(matches!(
-            s.clone().into_parts("sgd", ["momentum_buffer"]),
+            s.clone().into_parts("sgd", &["momentum_buffer"]),
             Err(OptimError::StateMismatch { .. })
         ));
         assert!(matches!(
-            s.clone().into_parts("adam", ["exp_avg"]),
+            s.clone().into_parts("adam", &["exp_avg"]),
             Err(OptimError::StateMismatch { .. })
         ));
         let ragged = state(&[("exp_avg", vec![0.0; 3]), ("exp_avg_sq", vec![0.0; 2])]);
         assert_eq!(
-            ragged.into_parts("adam", ["exp_avg", "exp_avg_sq"]),
+            ragged.into_parts("adam", &["exp_avg", "exp_avg_sq"]),
             Err(OptimError::StateLengthMismatch {
                 buffer: "exp_avg_sq".to_owned(),
                 expected: 3,
                 found: 2
             })
         );
-        let (step, lr, [m, v]) = s.into_parts("adam", ["exp_avg", "exp_avg_sq"]).unwrap();
+        let (step, lr, parts) = s.into_parts("adam", &["exp_avg", "exp_avg_sq"]).unwrap();
+        let [m, v] = <[Vec<f32>; 2]>::try_from(parts).unwrap();
         assert_eq!((step, lr, m.len(), v.len()), (3, 1e-3, 3, 3));
     }
 }
