@@ -207,7 +207,7 @@ fn run(command: Command) -> Result<(), CliError> {
                     "{}",
                     serde_json::to_string_pretty(&summary).unwrap_or_default()
                 );
-            } else {
+            } else if !quiet {
                 println!(
                     "best epoch {} of {}; test scores:",
                     summary.best_epoch, summary.epochs
