@@ -287,24 +287,32 @@ impl Trainer {
                     shared.clone()
                 };
                 let p = range.len();
-                let mut rows = vec![0.0f32; t_count * p];
-                let mut shared_rows = vec![0.0f32; t_count * shared.len()];
-                for (t, gr) in per.iter().enumerate() {
-                    gr.accumulate_params(
-                        &self.graph,
-                        shared.clone(),
-                        &mut shared_rows[t * shared.len()..(t + 1) * shared.len()],
-                    )?;
-                    self.check_row(t, &shared_rows[t * shared.len()..(t + 1) * shared.len()])?;
-                    let off = range.start - shared.start;
-                    rows[t * p..(t + 1) * p].copy_from_slice(
-                        &shared_rows[t * shared.len() + off..t * shared.len() + off + p],
-                    );
+                let width = shared.len();
+                let mut shared_rows = vec![0.0f32; t_count * width];
+                for (t, (gr, row)) in per
+                    .iter()
+                    .zip(shared_rows.chunks_mut(width.max(1)))
+                    .enumerate()
+                {
+                    gr.accumulate_params(&self.graph, shared.clone(), row)?;
+                    self.check_row(t, row)?;
                 }
-                let gr = GradRows::new(&rows, t_count, p)?;
+                // The last shared layer is a sub-range of every shared row: copy
+                // it out only when the balancer asks for less than all of them.
+                let last_layer: Vec<f32>;
+                let gr = if range == shared {
+                    GradRows::new(&shared_rows, t_count, width)?
+                } else {
+                    let off = range.start - shared.start;
+                    last_layer = shared_rows
+                        .chunks(width.max(1))
+                        .flat_map(|row| row[off..off + p].iter().copied())
+                        .collect();
+                    GradRows::new(&last_layer, t_count, p)?
+                };
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
-                let full = GradRows::new(&shared_rows, t_count, shared.len())?;
+                let full = GradRows::new(&shared_rows, t_count, width)?;
                 let direction = match (source, balanced.direction()) {
                     (GradientSource::SharedParameters, Some(d)) => d.to_vec(),
                     // Weights (or a direction over the last layer only): the
@@ -344,16 +352,15 @@ impl Trainer {
 
     /// Adds `w_t ∇L_t` for every parameter outside the shared group.
     fn add_heads(&self, per: &[Gradients], w: &[f32], grads: &mut [f32]) -> Result<()> {
-        let n = self.ps.len();
-        let shared = self.shared_range();
-        let mut own = vec![0.0f32; n];
-        for (t, gr) in per.iter().enumerate() {
+        // Shared parameters come first in the store, so every other parameter
+        // lies in one range after them.
+        let heads = self.shared_range().end..self.ps.len();
+        let mut own = vec![0.0f32; heads.len()];
+        for (gr, &wt) in per.iter().zip(w) {
             own.fill(0.0);
-            gr.accumulate_params(&self.graph, 0..n, &mut own)?;
-            for (i, (g, o)) in grads.iter_mut().zip(&own).enumerate() {
-                if !shared.contains(&i) {
-                    *g += w[t] * o;
-                }
+            gr.accumulate_params(&self.graph, heads.clone(), &mut own)?;
+            for (g, o) in grads[heads.clone()].iter_mut().zip(&own) {
+                *g += wt * o;
             }
         }
         Ok(())
