@@ -121,6 +121,19 @@ pub fn read_csv_from<R: Read>(
     let names: Option<Vec<String>> = schema
         .header
         .then(|| record.iter().map(str::to_string).collect());
+    if let Some(names) = &names {
+        for (j, n) in names.iter().enumerate() {
+            if let Some(i) = names[..j].iter().position(|m| m == n) {
+                return Err(table_err(
+                    Some(1),
+                    format!(
+                        "column name {} appears twice in the header (columns {i} and {j})",
+                        shown(n)
+                    ),
+                ));
+            }
+        }
+    }
     let first_data_read = !schema.header;
     let layout = Layout::resolve(schema, names.as_deref(), width, &record, source)?;
 
@@ -177,7 +190,35 @@ pub fn read_csv_from<R: Read>(
         };
         return Err(table_err(None, reason.into()));
     }
-    state.finish(layout, schema, name, rows, dropped_lines)
+    state.finish(layout, schema, source, name, rows, dropped_lines)
+}
+
+/// Longest field text quoted whole in an error message.
+const SHOWN_MAX: usize = 40;
+
+/// `text` quoted for an error message, cut short (with its length) when it
+/// is long, so that a huge field does not flood the message.
+fn shown(text: &str) -> String {
+    if text.len() <= SHOWN_MAX {
+        return format!("{text:?}");
+    }
+    let mut end = SHOWN_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &text[..end], text.len())
+}
+
+/// `text` unquoted, cut short like [`shown`] when it is long.
+fn cut(text: &str) -> String {
+    if text.len() <= SHOWN_MAX {
+        return text.to_string();
+    }
+    let mut end = SHOWN_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
 }
 
 fn is_missing(text: &str, tokens: &[String]) -> bool {
@@ -247,7 +288,7 @@ impl Layout {
                     names.iter().position(|h| h == n).ok_or_else(|| {
                         missing(format!(
                             "column {n:?} is not in the header ({})",
-                            names.join(", ")
+                            names.iter().map(|h| cut(h)).collect::<Vec<_>>().join(", ")
                         ))
                     })
                 }
@@ -316,7 +357,7 @@ impl Layout {
 
     fn column_label(&self, col: usize) -> String {
         match &self.names {
-            Some(names) => format!("{col} ({:?})", names[col]),
+            Some(names) => format!("{col} ({})", shown(&names[col])),
             None => col.to_string(),
         }
     }
@@ -387,11 +428,14 @@ fn parse_number(cell: &Cell) -> std::result::Result<f32, CellError> {
     let v: f32 = cell.text.parse().map_err(|_| {
         (
             cell.col,
-            format!("cannot parse {:?} as a number", cell.text),
+            format!("cannot parse {} as a number", shown(cell.text)),
         )
     })?;
     if !v.is_finite() {
-        return Err((cell.col, format!("value {:?} is not finite", cell.text)));
+        return Err((
+            cell.col,
+            format!("value {} is not finite", shown(cell.text)),
+        ));
     }
     Ok(v)
 }
@@ -493,7 +537,7 @@ impl Accumulator {
                         let i = cats.iter().position(|k| k == c.text).ok_or_else(|| {
                             (
                                 c.col,
-                                format!("category {:?} is not one of {cats:?}", c.text),
+                                format!("category {} is not one of {cats:?}", shown(c.text)),
                             )
                         })?;
                         index.push(i as f32);
@@ -518,7 +562,7 @@ impl Accumulator {
                         if *binary && v != 0.0 && v != 1.0 {
                             return Err((
                                 c.col,
-                                format!("binary value {:?} is not 0 or 1", c.text),
+                                format!("binary value {} is not 0 or 1", shown(c.text)),
                             ));
                         }
                         values.push(v);
@@ -531,7 +575,7 @@ impl Accumulator {
                         let i = labels.iter().position(|l| l == c.text).ok_or_else(|| {
                             (
                                 c.col,
-                                format!("class label {:?} is not one of {labels:?}", c.text),
+                                format!("class label {} is not one of {labels:?}", shown(c.text)),
                             )
                         })?;
                         values.push(i);
@@ -549,7 +593,10 @@ impl Accumulator {
                             .ok_or_else(|| {
                                 (
                                     c.col,
-                                    format!("class {:?} is not an integer in 0..{classes}", c.text),
+                                    format!(
+                                        "class {} is not an integer in 0..{classes}",
+                                        shown(c.text)
+                                    ),
                                 )
                             })?;
                         values.push(i);
@@ -565,6 +612,7 @@ impl Accumulator {
         self,
         layout: Layout,
         schema: &CsvSchema,
+        source: &str,
         name: &str,
         rows: usize,
         dropped_lines: Vec<u64>,
@@ -666,10 +714,18 @@ impl Accumulator {
                 (TaskColumn::Classification { .. }, TaskStore::Discover(text)) => {
                     let labels = sorted_categories(text.iter().map(String::as_str));
                     if labels.len() < 2 {
-                        return Err(DataError::invalid(
-                            format!("task {name:?}"),
-                            format!("the label column holds a single class {labels:?}"),
-                        ));
+                        return Err(DataError::Table {
+                            source_name: source.to_string(),
+                            line: None,
+                            reason: format!(
+                                "task {name:?}: the label column holds a single class [{}]",
+                                labels
+                                    .iter()
+                                    .map(|l| shown(l))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        });
                     }
                     let values = text
                         .iter()

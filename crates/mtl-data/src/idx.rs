@@ -71,11 +71,14 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Array> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
     let body = &bytes[dims_end..];
-    if body.len() != count * width {
+    let expected = count
+        .checked_mul(width)
+        .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
+    if body.len() != expected {
         return Err(err(format!(
             "data length {} bytes does not match shape {shape:?} of {width}-byte elements ({} bytes)",
             body.len(),
-            count * width
+            expected
         )));
     }
     let data = match dtype {

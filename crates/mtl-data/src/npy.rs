@@ -91,11 +91,14 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Array> {
             )))
         }
     };
-    if body.len() != count * width {
+    let expected = count
+        .checked_mul(width)
+        .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
+    if body.len() != expected {
         return Err(err(format!(
             "data length {} bytes does not match shape {shape:?} of dtype {descr} ({} bytes)",
             body.len(),
-            count * width
+            expected
         )));
     }
     let data = match descr {

@@ -118,6 +118,10 @@ impl Standardizer {
                 ),
             ));
         }
+        if width == 0 {
+            // No feature columns (a file read for its targets only).
+            return Ok(());
+        }
         for row in features.data_mut().chunks_exact_mut(width) {
             for (j, v) in row.iter_mut().enumerate() {
                 if v.is_nan() {
