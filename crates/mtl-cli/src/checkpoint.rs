@@ -103,7 +103,8 @@ pub fn params_to_safetensors(ps: &ParamStore) -> Result<Vec<u8>> {
 }
 
 /// Loads safetensors bytes into `ps`: every parameter must be present with
-/// its shape; extra tensors are refused.
+/// its shape; extra tensors are refused. Everything is checked before any
+/// value is copied, so `ps` is left unchanged on error.
 pub fn load_params(bytes: &[u8], ps: &mut ParamStore, path: &Path) -> Result<()> {
     let bad = |message: String| CliError::Checkpoint {
         path: path.to_path_buf(),
@@ -118,11 +119,15 @@ pub fn load_params(bytes: &[u8], ps: &mut ParamStore, path: &Path) -> Result<()>
         )));
     }
     let views = ps.views().to_vec();
-    for v in views {
+    let mut found = Vec::with_capacity(views.len());
+    for v in &views {
         let t = st
             .tensor(&v.name)
             .map_err(|_| bad(format!("tensor {:?} is missing", v.name)))?;
-        if t.dtype() != Dtype::F32 || t.shape() != v.shape.as_slice() {
+        if t.dtype() != Dtype::F32
+            || t.shape() != v.shape.as_slice()
+            || t.data().len() != v.len() * 4
+        {
             return Err(bad(format!(
                 "tensor {:?} is {:?} {:?}, the model expects F32 {:?}",
                 v.name,
@@ -131,6 +136,9 @@ pub fn load_params(bytes: &[u8], ps: &mut ParamStore, path: &Path) -> Result<()>
                 v.shape
             )));
         }
+        found.push(t);
+    }
+    for (v, t) in views.iter().zip(found) {
         let dst = &mut ps.flat_mut()[v.range()];
         for (d, c) in dst.iter_mut().zip(t.data().chunks_exact(4)) {
             *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -185,42 +193,70 @@ pub fn save(dir: &Path, ps: &ParamStore, mut state: TrainingState) -> Result<()>
 }
 
 /// Reads and verifies a checkpoint directory, loading its parameters and
-/// buffers into `ps`.
+/// buffers into `ps`. A damaged or mismatched checkpoint is refused with an
+/// error naming the file, and `ps` is left unchanged.
 pub fn load(dir: &Path, ps: &mut ParamStore) -> Result<TrainingState> {
-    let bad = |path: PathBuf, message: String| CliError::Checkpoint { path, message };
     let state_path = dir.join(STATE_FILE);
     let text = fs::read(&state_path).map_err(io(&state_path))?;
-    let sealed: Sealed =
-        serde_json::from_slice(&text).map_err(|e| bad(state_path.clone(), e.to_string()))?;
-    let body =
-        serde_json::to_vec(&sealed.state).map_err(|e| bad(state_path.clone(), e.to_string()))?;
-    if crc32fast::hash(&body) != sealed.crc32 {
-        return Err(bad(
-            state_path,
-            "checksum mismatch: the state is damaged".into(),
-        ));
-    }
+    let state = unseal(&text, &state_path)?;
     let params_path = dir.join(PARAMS_FILE);
     let params = fs::read(&params_path).map_err(io(&params_path))?;
-    if crc32fast::hash(&params) != sealed.state.params_crc32 {
-        return Err(bad(
-            params_path,
-            "checksum mismatch: the parameters are damaged".into(),
-        ));
+    restore_into(state, &params, ps, dir)
+}
+
+/// [`load`] from the bytes of `state.json` and `params.safetensors`; `dir`
+/// names the checkpoint in errors.
+pub fn load_bytes(
+    state: &[u8],
+    params: &[u8],
+    ps: &mut ParamStore,
+    dir: &Path,
+) -> Result<TrainingState> {
+    let state = unseal(state, &dir.join(STATE_FILE))?;
+    restore_into(state, params, ps, dir)
+}
+
+/// Parses `state.json` and verifies its checksum.
+fn unseal(text: &[u8], state_path: &Path) -> Result<TrainingState> {
+    let bad = |message: String| CliError::Checkpoint {
+        path: state_path.to_path_buf(),
+        message,
+    };
+    let sealed: Sealed = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
+    let body = serde_json::to_vec(&sealed.state).map_err(|e| bad(e.to_string()))?;
+    if crc32fast::hash(&body) != sealed.crc32 {
+        return Err(bad("checksum mismatch: the state is damaged".into()));
     }
-    load_params(&params, ps, &params_path)?;
-    if sealed.state.buffers.len() != ps.buffers_flat().len() {
-        return Err(bad(
-            state_path,
-            format!(
+    Ok(sealed.state)
+}
+
+/// Verifies the parameters against the state and loads both into `ps`.
+fn restore_into(
+    state: TrainingState,
+    params: &[u8],
+    ps: &mut ParamStore,
+    dir: &Path,
+) -> Result<TrainingState> {
+    let params_path = dir.join(PARAMS_FILE);
+    if crc32fast::hash(params) != state.params_crc32 {
+        return Err(CliError::Checkpoint {
+            path: params_path,
+            message: "checksum mismatch: the parameters are damaged".into(),
+        });
+    }
+    if state.buffers.len() != ps.buffers_flat().len() {
+        return Err(CliError::Checkpoint {
+            path: dir.join(STATE_FILE),
+            message: format!(
                 "holds {} buffer values, the model has {}",
-                sealed.state.buffers.len(),
+                state.buffers.len(),
                 ps.buffers_flat().len()
             ),
-        ));
+        });
     }
-    ps.buffers_flat_mut().copy_from_slice(&sealed.state.buffers);
-    Ok(sealed.state)
+    load_params(params, ps, &params_path)?;
+    ps.buffers_flat_mut().copy_from_slice(&state.buffers);
+    Ok(state)
 }
 
 /// The checkpoint directories of a run, newest first.
@@ -243,10 +279,29 @@ pub fn dir_for(run_dir: &Path, epoch: usize) -> PathBuf {
     run_dir.join(format!("ckpt-{epoch:05}"))
 }
 
-/// Removes all but the newest [`KEEP`] checkpoints.
+/// Removes all but the newest [`KEEP`] checkpoints. Each is first renamed
+/// out of the listing (to `.ckpt-<epoch>.del`) and then deleted, so a crash
+/// in the middle never leaves a half-deleted checkpoint among the listed
+/// ones; leftovers of such a crash are deleted on the next call.
 pub fn prune(run_dir: &Path) -> Result<()> {
     for old in list(run_dir)?.into_iter().skip(KEEP) {
-        fs::remove_dir_all(&old).map_err(io(&old))?;
+        let name = old
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let doomed = run_dir.join(format!(".{name}.del"));
+        if doomed.exists() {
+            fs::remove_dir_all(&doomed).map_err(io(&doomed))?;
+        }
+        fs::rename(&old, &doomed).map_err(io(&old))?;
+    }
+    if let Ok(entries) = fs::read_dir(run_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".ckpt-") && name.ends_with(".del") {
+                let path = e.path();
+                fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
     }
     Ok(())
 }
