@@ -1,7 +1,9 @@
 //! Turns the `[data]` and `[[tasks]]` tables into a data set, its split and
 //! the tasks to train.
 
-use mtl_data::{datasets, read_csv, Dataset, Split, SplitConfig};
+use std::collections::BTreeMap;
+
+use mtl_data::{datasets, read_csv, CsvSchema, Dataset, Split, SplitConfig, TaskColumn};
 use mtl_losses::task::Task;
 
 use crate::config::RunConfig;
@@ -22,10 +24,18 @@ pub struct Prepared {
     pub tasks: Vec<Task>,
     /// For each task, the index of its targets in the data set.
     pub target_index: Vec<usize>,
+    /// For CSV data: the resolved schema without its tasks, to read new
+    /// files for prediction exactly as the training file was read.
+    pub schema: Option<CsvSchema>,
+    /// For CSV data: the label of each class index of each classification
+    /// task, by task name.
+    pub class_labels: BTreeMap<String, Vec<String>>,
 }
 
 /// Loads the data set of `config` and matches its tasks.
 pub fn prepare(config: &RunConfig) -> Result<Prepared> {
+    let mut resolved = None;
+    let mut class_labels = BTreeMap::new();
     let (dataset, mut split) = match (&config.data.builtin, &config.data.csv, &config.data.schema) {
         (Some(name), _, _) => {
             let ds = datasets::load(name, config.seed)?;
@@ -44,6 +54,17 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
                 .clone()
                 .unwrap_or_default()
                 .split(&table.dataset)?;
+            resolved = Some(table.schema.features_only());
+            for column in &table.schema.tasks {
+                if let TaskColumn::Classification {
+                    name,
+                    labels: Some(labels),
+                    ..
+                } = column
+                {
+                    class_labels.insert(name.clone(), labels.clone());
+                }
+            }
             let ds = table.fit_transform(&split.train)?;
             (ds, split)
         }
@@ -104,7 +125,10 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     if tasks.is_empty() {
         return Err(CliError::Config {
             path: "[[tasks]]".into(),
-            message: "no task to train".into(),
+            message: format!(
+                "no task to train: data set {:?} has none (a CSV file's tasks are listed in [data.schema])",
+                dataset.name()
+            ),
         });
     }
     Ok(Prepared {
@@ -112,5 +136,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         split,
         tasks,
         target_index,
+        schema: resolved,
+        class_labels,
     })
 }

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mtl_cli::{fit, CliError, RunConfig, RunOptions};
-use mtl_losses::task::Prediction;
 
 #[derive(Parser)]
 #[command(
@@ -62,29 +61,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a run's predictions on its test rows as CSV.
+    /// Write a run's predictions as CSV: on a new .csv or .npy file (read
+    /// with the run's saved preprocessing), or on the run's test rows.
     Predict {
         /// The run directory.
         run: PathBuf,
+        /// Examples to predict (.csv or .npy); default: the run's test rows.
+        #[arg(long)]
+        input: Option<PathBuf>,
         /// Output CSV file (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
     },
     /// Train the same configuration with several balancers and compare them.
     Compare {
-        /// Run configuration (TOML).
-        config: PathBuf,
-        /// Balancer names, comma separated; the first is the baseline of Δm%.
+        /// Run configuration (TOML; default: the default job).
+        config: Option<PathBuf>,
+        /// Balancer names, comma separated, or `all`.
         #[arg(
             long,
             value_delimiter = ',',
             default_value = "equal,uncertainty,gradnorm,mgda,pcgrad"
         )]
         balancers: Vec<String>,
-        /// Directory of the runs (default: runs/compare).
+        /// Also train a single-task model per task and report Δm% against them.
+        #[arg(long)]
+        baselines: bool,
+        /// Override the number of epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Directory of the runs and the table (default: runs/compare).
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
-        /// Print the table as JSON.
+        /// Print one JSON object per balancer, in an array.
         #[arg(long)]
         json: bool,
     },
@@ -118,23 +127,19 @@ enum DatasetAction {
     },
 }
 
-/// Row `i` of a prediction as one CSV cell (several values joined by `;`).
-fn prediction_cell(p: &Prediction, i: usize) -> String {
-    let row = |t: &mtl_core::Tensor| {
-        let w = t.shape().get(1).copied().unwrap_or(1);
-        t.data()[i * w..(i + 1) * w]
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join(";")
-    };
-    match p {
-        Prediction::Classes(c) | Prediction::Clusters(c) => c[i].to_string(),
-        Prediction::Probabilities(t) | Prediction::Values(t) => row(t),
+/// Lets a closed pipe end the process quietly, as it does other command-line
+/// tools (`mtl predict RUN | head`), instead of failing a write.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,7 +210,7 @@ fn run(command: Command) -> Result<(), CliError> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&summary).unwrap_or_default()
+                    serde_json::to_string_pretty(&summary.to_json(None)).unwrap_or_default()
                 );
             } else if !quiet {
                 println!(
@@ -244,42 +249,61 @@ fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Predict { run, output } => {
-            let (mut trainer, prepared) = mtl_cli::run::load_best(&run)?;
-            let outputs = trainer.predict(&prepared.dataset, &prepared.split.test)?;
-            let mut text = String::from("row");
-            for t in &trainer.tasks {
-                text.push_str(&format!(",{}", t.name()));
-            }
-            text.push('\n');
-            let preds = trainer
-                .tasks
-                .iter()
-                .zip(&outputs)
-                .map(|(t, o)| t.predict(o))
-                .collect::<Result<Vec<_>, _>>()?;
-            for (i, row) in prepared.split.test.iter().enumerate() {
-                text.push_str(&row.to_string());
-                for p in &preds {
-                    text.push(',');
-                    text.push_str(&prediction_cell(p, i));
-                }
-                text.push('\n');
-            }
-            match output {
+        Command::Predict { run, input, output } => {
+            let text = match input {
                 Some(path) => {
-                    std::fs::write(&path, text).map_err(|source| CliError::Io { path, source })?
+                    let (mut trainer, pre) = mtl_cli::predict::load_model(&run)?;
+                    let x = pre.read_input(&path)?;
+                    let outputs = trainer.predict_features(&x)?;
+                    let ids: Vec<usize> = (0..x.shape()[0]).collect();
+                    mtl_cli::predict::to_csv(&trainer.tasks, &outputs, &ids, &pre.class_labels)?
                 }
-                None => print!("{text}"),
-            }
-            Ok(())
+                None => {
+                    let (mut trainer, prepared) = mtl_cli::run::load_best(&run)?;
+                    let rows = &prepared.split.test;
+                    let outputs = trainer.predict(&prepared.dataset, rows)?;
+                    mtl_cli::predict::to_csv(
+                        &trainer.tasks,
+                        &outputs,
+                        rows,
+                        &prepared.class_labels,
+                    )?
+                }
+            };
+            mtl_cli::predict::write_output(output, &text)
         }
         Command::Compare {
             config,
             balancers,
+            baselines,
+            epochs,
             out,
             json,
-        } => mtl_cli::compare::compare(&config, &balancers, &out, json),
+        } => {
+            let mut base = match config {
+                Some(path) => RunConfig::load(&path)?,
+                None => RunConfig::default_job(),
+            };
+            if let Some(e) = epochs {
+                base.train.epochs = e;
+            }
+            base.validate(std::path::Path::new("command line"))?;
+            let opts = mtl_cli::compare::CompareOptions {
+                balancers,
+                out: out.clone(),
+                baselines,
+            };
+            let rows = mtl_cli::compare::compare(&base, &opts, !json)?;
+            mtl_cli::compare::write(&out, &rows)?;
+            if json {
+                let all: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+                println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+            } else {
+                print!("{}", mtl_cli::compare::to_text(&rows));
+                println!("table and charts: {}", out.display());
+            }
+            Ok(())
+        }
         Command::Datasets { action } => match action {
             DatasetAction::List => {
                 for info in mtl_data::datasets::list() {

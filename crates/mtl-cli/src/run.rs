@@ -12,6 +12,8 @@ use crate::checkpoint::{self, TrainingState};
 use crate::config::RunConfig;
 use crate::data::{prepare, Prepared};
 use crate::error::{io, CliError, Result};
+use crate::predict::Preprocessing;
+use crate::progress::Progress;
 use crate::report::{self, EpochRecord};
 use crate::trainer::{Evaluation, Trainer};
 
@@ -36,8 +38,12 @@ pub struct RunOptions {
 /// What a finished run reports.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunSummary {
+    /// The balancer's name.
+    pub balancer: String,
     /// Epochs completed.
     pub epochs: usize,
+    /// Wall-clock seconds of all training epochs (resumed runs included).
+    pub train_seconds: f64,
     /// The epoch whose parameters were kept.
     pub best_epoch: usize,
     /// Scores of the kept parameters on the test rows.
@@ -46,6 +52,58 @@ pub struct RunSummary {
     pub tasks: Vec<String>,
     /// The run directory.
     pub run_dir: PathBuf,
+}
+
+impl RunSummary {
+    /// Mean wall-clock seconds of a training epoch.
+    pub fn seconds_per_epoch(&self) -> f64 {
+        self.train_seconds / self.epochs.max(1) as f64
+    }
+
+    /// The test metrics grouped by task: `{task: {metric: value}}`, tasks in
+    /// training order.
+    pub fn metrics_by_task(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut tasks = serde_json::Map::new();
+        for name in &self.tasks {
+            tasks.insert(name.clone(), serde_json::Value::Object(Default::default()));
+        }
+        for (full, value) in &self.test.metrics {
+            let Some((task, metric)) = full.rsplit_once('.') else {
+                continue;
+            };
+            if let Some(serde_json::Value::Object(m)) = tasks.get_mut(task) {
+                m.insert(metric.to_string(), serde_json::json!(value));
+            }
+        }
+        tasks
+    }
+
+    /// The object `--json` prints: `{"tasks": {task: {metric: value}},
+    /// "balancer", "epochs", "train_seconds", "seconds_per_epoch"}` and
+    /// `"delta_m"` when single-task baselines exist.
+    pub fn to_json(&self, delta_m: Option<f64>) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        out.insert("tasks".into(), self.metrics_by_task().into());
+        out.insert("balancer".into(), self.balancer.clone().into());
+        out.insert("epochs".into(), self.epochs.into());
+        out.insert("best_epoch".into(), self.best_epoch.into());
+        out.insert(
+            "train_seconds".into(),
+            serde_json::json!(self.train_seconds),
+        );
+        out.insert(
+            "seconds_per_epoch".into(),
+            serde_json::json!(self.seconds_per_epoch()),
+        );
+        if let Some(dm) = delta_m {
+            out.insert("delta_m".into(), serde_json::json!(dm));
+        }
+        out.insert(
+            "run_dir".into(),
+            self.run_dir.to_string_lossy().into_owned().into(),
+        );
+        serde_json::Value::Object(out)
+    }
 }
 
 fn selection_score(trainer: &Trainer, eval: &Evaluation) -> Result<(f64, bool)> {
@@ -135,15 +193,18 @@ fn restore(trainer: &mut Trainer, opts: &RunOptions) -> Result<Option<TrainingSt
 
 /// Trains `config` into `opts.out` and returns the test scores of the best epoch.
 pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
+    let prepared = prepare(&config)?;
+    fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    Preprocessing::of(&prepared).save(&opts.out)?;
     let Prepared {
         dataset,
         split,
         tasks,
         target_index,
-    } = prepare(&config)?;
+        ..
+    } = prepared;
     let task_names: Vec<String> = tasks.iter().map(|t| t.name().to_string()).collect();
     let mut trainer = Trainer::new(config.clone(), dataset.feature_shape(), tasks, target_index)?;
-    fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let config_path = opts.out.join(CONFIG_FILE);
     let restored = restore(&mut trainer, opts)?;
     if restored.is_none() {
@@ -171,6 +232,7 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         .stop_after
         .map_or(config.train.epochs, |s| s.min(config.train.epochs));
     let t_count = task_names.len();
+    let mut progress = Progress::new(opts.quiet);
     let mut stopped_early = false;
     for epoch in start..end {
         if stopped_early {
@@ -183,6 +245,7 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         let mut weight_sum = vec![0.0f64; t_count];
         let mut steps = 0usize;
         let mut first = None;
+        progress.start_epoch(epoch + 1, end, loader.batches_per_epoch());
         for batch in loader.epoch(epoch as u64) {
             let batch = batch?;
             let log = trainer.train_step(&batch, epoch as u64)?;
@@ -191,6 +254,7 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
                 weight_sum[t] += log.weights[t] as f64;
             }
             steps += 1;
+            progress.step(&task_names, &loss_sum, steps);
             if first.is_none() {
                 first = Some(batch);
             }
@@ -237,26 +301,7 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         } else {
             stale += 1;
         }
-        if !opts.quiet {
-            let metrics: Vec<String> = record
-                .validation
-                .metrics
-                .iter()
-                .map(|(n, v)| format!("{n} {v:.4}"))
-                .collect();
-            println!(
-                "epoch {:>3}  train loss {}  val {}  ({:.1}s)",
-                epoch + 1,
-                record
-                    .train_loss
-                    .iter()
-                    .map(|l| format!("{l:.4}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                metrics.join("  "),
-                record.seconds
-            );
-        }
+        progress.finish_epoch(&epoch_line(&task_names, &record));
         history.push(record);
         if improved {
             checkpoint::save(
@@ -276,12 +321,10 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         if let Some(es) = &config.train.early_stopping {
             if stale >= es.patience {
                 stopped_early = true;
-                if !opts.quiet {
-                    println!(
-                        "early stopping: no improvement of {} for {} epochs",
-                        es.metric, es.patience
-                    );
-                }
+                progress.line(&format!(
+                    "early stopping: no improvement of {} for {} epochs",
+                    es.metric, es.patience
+                ));
             }
         }
     }
@@ -291,7 +334,9 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     }
     let test = trainer.evaluate(&dataset, &split.test)?;
     let summary = RunSummary {
+        balancer: trainer.balancer.name().to_string(),
         epochs: history.len(),
+        train_seconds: history.iter().map(|r| r.seconds).sum(),
         best_epoch: best.map_or(0, |b| b.1),
         test,
         tasks: task_names,
@@ -304,6 +349,28 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     })?;
     fs::write(&path, json).map_err(io(&path))?;
     Ok(summary)
+}
+
+/// The plain line printed after an epoch: training losses and validation scores.
+fn epoch_line(tasks: &[String], record: &EpochRecord) -> String {
+    let losses: Vec<String> = tasks
+        .iter()
+        .zip(&record.train_loss)
+        .map(|(t, l)| format!("{t} {l:.4}"))
+        .collect();
+    let metrics: Vec<String> = record
+        .validation
+        .metrics
+        .iter()
+        .map(|(n, v)| format!("{n} {v:.4}"))
+        .collect();
+    format!(
+        "epoch {:>3}  train loss {}  val {}  ({:.1}s)",
+        record.epoch,
+        losses.join(" "),
+        metrics.join("  "),
+        record.seconds
+    )
 }
 
 /// Reads the configuration saved in a run directory.

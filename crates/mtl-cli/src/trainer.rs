@@ -366,48 +366,100 @@ impl Trainer {
         Ok(())
     }
 
-    /// The cosine similarity of every pair of tasks' shared-parameter
-    /// gradients on `batch` (row-major `T x T`), without changing anything.
-    pub fn task_cosines(&mut self, batch: &Batch) -> Result<Vec<f32>> {
-        let (loss_vars, _, _) = self.forward_losses(batch)?;
+    /// The loss of every task on `batch` and every task's gradient with
+    /// respect to the shared parameters (one row of `shared_len()` values per
+    /// task), without changing anything.
+    pub fn shared_task_gradients(&mut self, batch: &Batch) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+        let (loss_vars, losses, _) = self.forward_losses(batch)?;
         let shared = self.shared_range();
         let per = self.per_task(&loss_vars, &[])?;
-        let t_count = per.len();
-        let mut rows = vec![vec![0.0f32; shared.len()]; t_count];
+        let mut rows = vec![vec![0.0f32; shared.len()]; per.len()];
         for (row, gr) in rows.iter_mut().zip(&per) {
             gr.accumulate_params(&self.graph, shared.clone(), row)?;
         }
-        let norms: Vec<f64> = rows
-            .iter()
-            .map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt())
-            .collect();
-        let mut out = vec![0.0f32; t_count * t_count];
-        for i in 0..t_count {
-            for j in 0..t_count {
-                let dot: f64 = rows[i]
-                    .iter()
-                    .zip(&rows[j])
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum();
-                let denom = norms[i] * norms[j];
-                out[i * t_count + j] = if denom > 0.0 {
-                    (dot / denom) as f32
-                } else {
-                    0.0
-                };
-            }
-        }
-        Ok(out)
+        Ok((losses, rows))
     }
 
+    /// The number of shared parameters (the width of a task-gradient row).
+    pub fn shared_len(&self) -> usize {
+        self.shared_range().len()
+    }
+
+    /// The task losses on `batch` after moving the shared parameters to
+    /// `θ_s - lr * direction` (task-specific parameters unchanged), or `None`
+    /// when a loss or output there is not finite. The shared parameters and
+    /// the non-trainable buffers are copied back exactly afterwards, so
+    /// training continues bit-identically; the dropout mask is the one of the
+    /// current step, as in [`Trainer::shared_task_gradients`].
+    pub fn lookahead_losses(
+        &mut self,
+        batch: &Batch,
+        direction: &[f32],
+        lr: f32,
+    ) -> Result<Option<Vec<f32>>> {
+        let shared = self.shared_range();
+        if direction.len() != shared.len() {
+            return Err(CliError::Core(mtl_core::CoreError::ShapeMismatch {
+                op: "look-ahead step",
+                lhs: vec![shared.len()],
+                rhs: vec![direction.len()],
+            }));
+        }
+        let saved = self.ps.flat()[shared.clone()].to_vec();
+        let buffers = self.ps.buffers_flat().to_vec();
+        for (p, &g) in self.ps.flat_mut()[shared.clone()].iter_mut().zip(direction) {
+            *p -= lr * g;
+        }
+        let result = self.forward_losses(batch);
+        self.ps.flat_mut()[shared].copy_from_slice(&saved);
+        self.ps.buffers_flat_mut().copy_from_slice(&buffers);
+        match result {
+            Ok((_, losses, _)) => Ok(Some(losses)),
+            Err(CliError::Diverged { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The cosine similarity of every pair of tasks' shared-parameter
+    /// gradients on `batch` (row-major `T x T`), without changing anything.
+    pub fn task_cosines(&mut self, batch: &Batch) -> Result<Vec<f32>> {
+        let (_, rows) = self.shared_task_gradients(batch)?;
+        Ok(cosine_matrix(&rows))
+    }
     /// Outputs of every task on `rows` of `ds`, in evaluation mode.
     pub fn predict(&mut self, ds: &Dataset, rows: &[usize]) -> Result<Vec<Tensor>> {
+        self.predict_chunks(rows.len(), |start, end| Ok(ds.gather(&rows[start..end])?.x))
+    }
+
+    /// Outputs of every task on the examples of `features` (`[n, ...]`, in
+    /// the layout and scale the model was trained on), in evaluation mode.
+    pub fn predict_features(&mut self, features: &Tensor) -> Result<Vec<Tensor>> {
+        let n = features.shape().first().copied().unwrap_or(0);
+        let width = features.len() / n.max(1);
+        let shape = features.shape().to_vec();
+        self.predict_chunks(n, |start, end| {
+            let mut s = shape.clone();
+            s[0] = end - start;
+            Ok(Tensor::from_vec(
+                features.data()[start * width..end * width].to_vec(),
+                &s,
+            )?)
+        })
+    }
+
+    /// Runs the model on `n` examples, [`EVAL_CHUNK`] at a time; `chunk(a, b)`
+    /// gives the features of examples `a..b`.
+    fn predict_chunks(
+        &mut self,
+        n: usize,
+        chunk: impl Fn(usize, usize) -> Result<Tensor>,
+    ) -> Result<Vec<Tensor>> {
         let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); self.tasks.len()];
-        for chunk in rows.chunks(EVAL_CHUNK) {
-            let batch = ds.gather(chunk)?;
+        for start in (0..n).step_by(EVAL_CHUNK) {
+            let x = chunk(start, (start + EVAL_CHUNK).min(n))?;
             self.graph.reset();
             self.graph.set_training(false);
-            let x = self.graph.input(batch.x);
+            let x = self.graph.input(x);
             let out = self.model.forward(&mut self.graph, &mut self.ps, x)?;
             for (o, v) in outputs.iter_mut().zip(&out.outputs) {
                 o.extend_from_slice(self.graph.value(*v)?.data());
@@ -417,7 +469,7 @@ impl Trainer {
         outputs
             .into_iter()
             .zip(&self.tasks)
-            .map(|(o, t)| Ok(Tensor::from_vec(o, &[rows.len(), t.output_width()])?))
+            .map(|(o, t)| Ok(Tensor::from_vec(o, &[n, t.output_width()])?))
             .collect()
     }
 
@@ -446,4 +498,31 @@ impl Trainer {
         }
         Ok(Evaluation { losses, metrics })
     }
+}
+
+/// The cosine similarity of every pair of `rows` (row-major `T x T`, in
+/// double precision, 0 where a row is all zeros).
+pub fn cosine_matrix(rows: &[Vec<f32>]) -> Vec<f32> {
+    let t_count = rows.len();
+    let norms: Vec<f64> = rows
+        .iter()
+        .map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt())
+        .collect();
+    let mut out = vec![0.0f32; t_count * t_count];
+    for i in 0..t_count {
+        for j in 0..t_count {
+            let dot: f64 = rows[i]
+                .iter()
+                .zip(&rows[j])
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum();
+            let denom = norms[i] * norms[j];
+            out[i * t_count + j] = if denom > 0.0 {
+                (dot / denom) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+    out
 }

@@ -21,7 +21,7 @@ pub enum KindName {
     Binary,
     /// Needs `labels`.
     Multilabel,
-    /// Needs `outputs`.
+    /// Takes `outputs` (default 1).
     Regression,
     /// Needs `clusters`.
     Clustering,
@@ -74,7 +74,7 @@ pub struct TaskConfig {
     /// Number of labels (multilabel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<usize>,
-    /// Number of outputs (regression).
+    /// Number of outputs (regression; default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<usize>,
     /// Number of clusters (clustering).
@@ -134,7 +134,9 @@ impl TaskConfig {
         let kind_name = format!("{:?} task", self.kind).to_lowercase();
         let mut size = 0;
         for (option, value) in sizes {
-            if Some(option) == wanted {
+            if option == "outputs" && wanted == Some(option) && value.is_none() {
+                size = 1;
+            } else if Some(option) == wanted {
                 size = value.ok_or_else(|| Error::TaskOption {
                     option,
                     value: "nothing".into(),
