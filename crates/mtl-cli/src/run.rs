@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use mtl_data::{DataLoader, LoaderConfig};
+use mtl_losses::metric::Metric;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, TrainingState};
@@ -126,6 +127,30 @@ fn selection_score(trainer: &Trainer, eval: &Evaluation) -> Result<(f64, bool)> 
     })
 }
 
+/// Refuses, before any training, an early-stopping metric that no task scores.
+fn check_selection_metric(trainer: &Trainer) -> Result<()> {
+    let Some(es) = &trainer.config.train.early_stopping else {
+        return Ok(());
+    };
+    let mut names = vec!["loss".to_string()];
+    for task in &trainer.tasks {
+        for m in Metric::defaults(task.kind()) {
+            names.push(format!("{}.{}", task.name(), m.name()));
+        }
+    }
+    if names.contains(&es.metric) {
+        return Ok(());
+    }
+    Err(CliError::Config {
+        path: "[train] early_stopping.metric".into(),
+        message: format!(
+            "{:?} is not a validation score; use one of: {}",
+            es.metric,
+            names.join(", ")
+        ),
+    })
+}
+
 fn state_of(
     trainer: &Trainer,
     epoch: usize,
@@ -205,6 +230,8 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     } = prepared;
     let task_names: Vec<String> = tasks.iter().map(|t| t.name().to_string()).collect();
     let mut trainer = Trainer::new(config.clone(), dataset.feature_shape(), tasks, target_index)?;
+    check_selection_metric(&trainer)?;
+    trainer.init_regression_bias(&dataset, &split.train)?;
     let config_path = opts.out.join(CONFIG_FILE);
     let restored = restore(&mut trainer, opts)?;
     if restored.is_none() {

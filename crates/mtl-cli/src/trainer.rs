@@ -426,6 +426,55 @@ impl Trainer {
         let (_, rows) = self.shared_task_gradients(batch)?;
         Ok(cosine_matrix(&rows))
     }
+    /// Starts each regression head at the mean of its training targets (the
+    /// bias of the head's last layer), so training begins from the best
+    /// constant prediction whatever the targets' scale: weights in pounds or
+    /// prices in thousands need no rescaling by the user.
+    pub fn init_regression_bias(&mut self, ds: &Dataset, rows: &[usize]) -> Result<()> {
+        for (t, task) in self.tasks.iter().enumerate() {
+            let mtl_core::TaskKind::Regression { outputs } = *task.kind() else {
+                continue;
+            };
+            let Targets::Values(values) = ds.targets()[self.target_index[t]].gather(rows)? else {
+                continue;
+            };
+            let prefix = format!("heads.{}.", task.name());
+            let last_bias = self
+                .ps
+                .views()
+                .iter()
+                .filter_map(|v| {
+                    let layer = v.name.strip_prefix(&prefix)?.strip_suffix(".bias")?;
+                    Some((layer.parse::<usize>().ok()?, v.name.clone(), v.len()))
+                })
+                .max_by_key(|(layer, _, _)| *layer);
+            let Some((_, name, len)) = last_bias else {
+                continue;
+            };
+            if len != outputs {
+                continue;
+            }
+            let mut sum = vec![0.0f64; outputs];
+            let mut count = vec![0usize; outputs];
+            for row in values.data().chunks(outputs) {
+                for (j, &v) in row.iter().enumerate() {
+                    if v.is_finite() {
+                        sum[j] += v as f64;
+                        count[j] += 1;
+                    }
+                }
+            }
+            if let Some(id) = self.ps.find(&name) {
+                for ((b, s), c) in self.ps.values_mut(id)?.iter_mut().zip(&sum).zip(&count) {
+                    if *c > 0 {
+                        *b = (s / *c as f64) as f32;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Outputs of every task on `rows` of `ds`, in evaluation mode.
     pub fn predict(&mut self, ds: &Dataset, rows: &[usize]) -> Result<Vec<Tensor>> {
         self.predict_chunks(rows.len(), |start, end| Ok(ds.gather(&rows[start..end])?.x))

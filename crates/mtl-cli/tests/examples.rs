@@ -1,13 +1,16 @@
-//! Every configuration in the workspace's `examples/` folder parses and
-//! validates, and the short ones train.
+//! Every configuration in the workspace's `examples/` folder parses,
+//! validates, trains, and reaches the quality its header states.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use mtl_cli::{fit, RunConfig, RunOptions};
+use mtl_cli::{fit, RunConfig, RunOptions, RunSummary};
 
-fn examples() -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let mut out: Vec<_> = std::fs::read_dir(dir)
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(examples_dir())
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -17,36 +20,113 @@ fn examples() -> Vec<std::path::PathBuf> {
     out
 }
 
+fn metric(summary: &RunSummary, name: &str) -> f64 {
+    summary
+        .test
+        .metrics
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no test metric {name}: {:?}", summary.test.metrics))
+        .1
+}
+
+/// Trains `examples/<file>` (with `edit` applied) and checks each
+/// `(metric, bound, higher_is_better)`; the bounds are those stated in the
+/// file's header.
+fn check(file: &str, edit: impl FnOnce(&mut RunConfig), bounds: &[(&str, f64, bool)]) {
+    let path = examples_dir().join(file);
+    let header = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        header.contains("Stated quality"),
+        "{file} states no quality"
+    );
+    let mut config = RunConfig::load(&path).unwrap();
+    edit(&mut config);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        out: dir.path().to_path_buf(),
+        resume: false,
+        quiet: true,
+        stop_after: None,
+    };
+    let summary = fit(config, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for &(name, bound, higher) in bounds {
+        let v = metric(&summary, name);
+        eprintln!("{file}: {name} = {v:.4} (bound {bound})");
+        if higher {
+            assert!(v >= bound, "{file}: {name} = {v} < {bound}");
+        } else {
+            assert!(v <= bound, "{file}: {name} = {v} > {bound}");
+        }
+    }
+}
+
 #[test]
 fn every_example_configuration_is_valid() {
     let all = examples();
-    assert!(all.len() >= 4, "found {all:?}");
+    assert!(all.len() >= 6, "found {all:?}");
     for path in all {
         RunConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
 
 #[test]
-fn the_tabular_examples_train_for_an_epoch() {
-    for name in ["autompg.toml", "digits.toml", "gradnorm_toy.toml"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples")
-            .join(name);
-        let mut config = RunConfig::load(&path).unwrap();
-        config.train.epochs = 1;
-        let dir = tempfile::tempdir().unwrap();
-        let opts = RunOptions {
-            out: dir.path().to_path_buf(),
-            resume: false,
-            quiet: true,
-            stop_after: None,
-        };
-        let summary = fit(config, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(summary.epochs, 1);
-        assert!(
-            summary.test.losses.iter().all(|l| l.is_finite()),
-            "{name}: {:?}",
-            summary.test.losses
-        );
-    }
+fn autompg_reaches_its_stated_quality() {
+    check(
+        "autompg.toml",
+        |_| {},
+        &[("mpg.mae", 3.0, false), ("origin.accuracy", 0.70, true)],
+    );
+}
+
+#[test]
+fn the_csv_example_reaches_its_stated_quality() {
+    check(
+        "cars.toml",
+        |_| {},
+        &[("mpg.mae", 3.0, false), ("origin.accuracy", 0.70, true)],
+    );
+}
+
+#[test]
+fn digits_with_clustering_reach_their_stated_quality() {
+    check(
+        "digits.toml",
+        |_| {},
+        &[("digit.accuracy", 0.95, true), ("groups.nmi", 0.40, true)],
+    );
+}
+
+#[test]
+fn the_gradnorm_toy_reaches_its_stated_quality() {
+    check(
+        "gradnorm_toy.toml",
+        |_| {},
+        &[("task_0.rmse", 0.8, false), ("task_1.rmse", 65.0, false)],
+    );
+}
+
+#[test]
+fn linnerud_reaches_its_stated_quality() {
+    check(
+        "linnerud.toml",
+        |_| {},
+        &[
+            ("weight.mae", 30.0, false),
+            ("waist.mae", 3.0, false),
+            ("pulse.mae", 6.0, false),
+        ],
+    );
+}
+
+#[test]
+fn multimnist_reaches_its_stated_quality_in_three_short_epochs() {
+    check(
+        "multimnist.toml",
+        |c| {
+            c.data.limit = Some(6000);
+            c.train.epochs = 3;
+        },
+        &[("left.accuracy", 0.50, true)],
+    );
 }

@@ -193,3 +193,51 @@ balancer = { name = "mgda-ub" }
         "{msg}"
     );
 }
+
+#[test]
+fn regression_heads_start_at_the_mean_of_their_training_targets() {
+    let text = r#"
+[data]
+builtin = "linnerud"
+[model]
+arch = "hps"
+[model.encoder]
+name = "mlp"
+hidden = [8]
+"#;
+    let config = RunConfig::parse(text, Path::new("linnerud.toml")).unwrap();
+    let prepared = mtl_cli::data::prepare(&config).unwrap();
+    let mut trainer = mtl_cli::Trainer::new(
+        config,
+        prepared.dataset.feature_shape(),
+        prepared.tasks.clone(),
+        prepared.target_index.clone(),
+    )
+    .unwrap();
+    trainer
+        .init_regression_bias(&prepared.dataset, &prepared.split.train)
+        .unwrap();
+    for (t, task) in prepared.tasks.iter().enumerate() {
+        let mtl_core::Targets::Values(values) =
+            &prepared.dataset.targets()[prepared.target_index[t]]
+        else {
+            panic!("linnerud's tasks are regressions");
+        };
+        let train = &prepared.split.train;
+        let mean = train.iter().map(|&i| values.data()[i] as f64).sum::<f64>() / train.len() as f64;
+        let id = trainer
+            .ps
+            .find(&format!("heads.{}.0.bias", task.name()))
+            .unwrap();
+        let bias = trainer.ps.values(id).unwrap()[0] as f64;
+        assert!(
+            (bias - mean).abs() < 1e-3 * mean.abs().max(1.0),
+            "{}: bias {bias}, training mean {mean}",
+            task.name()
+        );
+        assert!(
+            mean.abs() > 30.0,
+            "the targets are raw, not standardised: {mean}"
+        );
+    }
+}
