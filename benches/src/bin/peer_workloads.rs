@@ -291,6 +291,8 @@ fn run(args: &Args) -> Result<String, Error> {
 }
 
 fn main() -> ExitCode {
+    // The same process set-up as the `mtl` binary.
+    mtl_cli::allocator::keep_large_blocks();
     let result = parse_args().and_then(|a| run(&a));
     match result {
         Ok(line) => {

@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;

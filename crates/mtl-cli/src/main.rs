@@ -140,6 +140,7 @@ fn default_sigpipe() {
 
 fn main() -> ExitCode {
     default_sigpipe();
+    mtl_cli::allocator::keep_large_blocks();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
