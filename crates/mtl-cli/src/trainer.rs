@@ -229,7 +229,6 @@ impl Trainer {
     /// One optimisation step on `batch` (of epoch `epoch`).
     pub fn train_step(&mut self, batch: &Batch, epoch: u64) -> Result<StepLog> {
         let (loss_vars, losses, rep) = self.forward_losses(batch)?;
-        let n = self.ps.len();
         let shared = self.shared_range();
         let t_count = self.tasks.len();
         let input = BalanceInput {
@@ -244,11 +243,25 @@ impl Trainer {
             GradientSource::None => {
                 let balanced = self.balancer.balance(&input)?;
                 let w = balanced.weights().to_vec();
-                let seeds: Vec<(Var, f32)> =
-                    loss_vars.iter().copied().zip(w.iter().copied()).collect();
-                self.graph
-                    .backward(&seeds)?
-                    .accumulate_params(&self.graph, 0..n, &mut grads)?;
+                self.weighted_backward(&loss_vars, &w, &mut grads)?;
+                w
+            }
+            GradientSource::LastSharedLayer => {
+                // Per-task passes stop where the last shared layer reads its
+                // input: they cover that layer and the heads, not the trunk.
+                let range = self.last_shared_range()?;
+                let stop = self.graph.boundary_of(range.clone());
+                let per = self.per_task(&loss_vars, &stop)?;
+                let p = range.len();
+                let mut rows = vec![0.0f32; t_count * p];
+                for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(p.max(1))).enumerate() {
+                    gr.accumulate_params(&self.graph, range.clone(), row)?;
+                    self.check_row(t, row)?;
+                }
+                let gr = GradRows::new(&rows, t_count, p)?;
+                let balanced = self.balancer.balance(&input.with_grads(gr))?;
+                let w = balanced.weights().to_vec();
+                self.weighted_backward(&loss_vars, &w, &mut grads)?;
                 w
             }
             GradientSource::Representation => {
@@ -279,46 +292,18 @@ impl Trainer {
                 self.add_heads(&per, &w, &mut grads)?;
                 w
             }
-            source @ (GradientSource::SharedParameters | GradientSource::LastSharedLayer) => {
+            GradientSource::SharedParameters => {
                 let per = self.per_task(&loss_vars, &[])?;
-                let range = if source == GradientSource::LastSharedLayer {
-                    self.last_shared_range()?
-                } else {
-                    shared.clone()
-                };
-                let p = range.len();
                 let width = shared.len();
-                let mut shared_rows = vec![0.0f32; t_count * width];
-                for (t, (gr, row)) in per
-                    .iter()
-                    .zip(shared_rows.chunks_mut(width.max(1)))
-                    .enumerate()
-                {
+                let mut rows = vec![0.0f32; t_count * width];
+                for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(width.max(1))).enumerate() {
                     gr.accumulate_params(&self.graph, shared.clone(), row)?;
                     self.check_row(t, row)?;
                 }
-                // The last shared layer is a sub-range of every shared row: copy
-                // it out only when the balancer asks for less than all of them.
-                let last_layer: Vec<f32>;
-                let gr = if range == shared {
-                    GradRows::new(&shared_rows, t_count, width)?
-                } else {
-                    let off = range.start - shared.start;
-                    last_layer = shared_rows
-                        .chunks(width.max(1))
-                        .flat_map(|row| row[off..off + p].iter().copied())
-                        .collect();
-                    GradRows::new(&last_layer, t_count, p)?
-                };
+                let gr = GradRows::new(&rows, t_count, width)?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
-                let full = GradRows::new(&shared_rows, t_count, width)?;
-                let direction = match (source, balanced.direction()) {
-                    (GradientSource::SharedParameters, Some(d)) => d.to_vec(),
-                    // Weights (or a direction over the last layer only): the
-                    // shared gradient is Σ_t w_t g_t over every shared parameter.
-                    _ => mtl_losses::Balanced::Weights(w.clone()).shared_direction(&full)?,
-                };
+                let direction = balanced.shared_direction(&gr)?;
                 grads[shared.clone()].copy_from_slice(&direction);
                 self.add_heads(&per, &w, &mut grads)?;
                 w
@@ -348,6 +333,16 @@ impl Trainer {
         }
         self.step += 1;
         Ok(StepLog { losses, weights })
+    }
+
+    /// Writes the gradient of `Σ_t w_t L_t` with respect to every parameter
+    /// into `grads` (one backward pass).
+    fn weighted_backward(&self, losses: &[Var], w: &[f32], grads: &mut [f32]) -> Result<()> {
+        let seeds: Vec<(Var, f32)> = losses.iter().copied().zip(w.iter().copied()).collect();
+        self.graph
+            .backward(&seeds)?
+            .accumulate_params(&self.graph, 0..self.ps.len(), grads)?;
+        Ok(())
     }
 
     /// Adds `w_t ∇L_t` for every parameter outside the shared group.

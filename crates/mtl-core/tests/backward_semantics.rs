@@ -148,3 +148,43 @@ fn per_task_passes_through_the_representation_equal_full_passes() {
         .unwrap();
     assert_eq!(full, two_step);
 }
+
+#[test]
+fn a_pass_stopped_at_the_boundary_of_the_last_layer_gives_its_gradients_only() {
+    let mut t = toy();
+    let mut g = Graph::new(0);
+    let x = g.input(t.x.clone());
+    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let o2 = t.head2.forward(&mut g, &mut t.ps, z).unwrap();
+    let l2 = g.mse(o2, &t.y).unwrap();
+    // The trunk's last layer (8 -> 6) is the last 8*6 + 6 shared values.
+    let shared = t.ps.group_range(&ParamGroup::Shared).unwrap();
+    let last = shared.end - (8 * 6 + 6)..shared.end;
+    let stop = g.boundary_of(last.clone());
+    assert_eq!(
+        stop.len(),
+        1,
+        "one activation feeds the last layer: {stop:?}"
+    );
+    let heads = shared.end..t.ps.len();
+    let full = g.backward(&[(l2, 1.0)]).unwrap();
+    let cut = g
+        .backward_from(&[(l2, Tensor::scalar(1.0))], &stop)
+        .unwrap();
+    for range in [last.clone(), heads] {
+        let mut a = vec![0.0; range.len()];
+        let mut b = vec![0.0; range.len()];
+        full.accumulate_params(&g, range.clone(), &mut a).unwrap();
+        cut.accumulate_params(&g, range, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(a.iter().any(|&v| v != 0.0));
+    }
+    // The first layer lies beyond the boundary: the stopped pass leaves it at zero.
+    let first = shared.start..last.start;
+    let mut a = vec![0.0; first.len()];
+    let mut b = vec![0.0; first.len()];
+    full.accumulate_params(&g, first.clone(), &mut a).unwrap();
+    cut.accumulate_params(&g, first, &mut b).unwrap();
+    assert!(a.iter().any(|&v| v != 0.0));
+    assert!(b.iter().all(|&v| v == 0.0));
+}

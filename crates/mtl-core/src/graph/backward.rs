@@ -111,6 +111,39 @@ fn sum_rows(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 }
 
 impl Graph {
+    /// The nodes at which a backward pass can stop and still give the
+    /// gradients of the parameters stored at `range` of the
+    /// [`ParamStore`](crate::ParamStore) (those recorded with
+    /// [`Graph::param`]): the inputs that flow into the computation reading
+    /// those parameters without depending on them themselves, and that carry
+    /// a gradient further up (other parameters are not listed). With them as `stop_at` of [`Graph::backward_from`], a pass
+    /// from a loss covers only the layers from those parameters to the loss
+    /// (the last shared layer and one task's head), not the whole trunk.
+    pub fn boundary_of(&self, range: Range<usize>) -> Vec<Var> {
+        let nodes = self.nodes();
+        let mut downstream = vec![false; nodes.len()];
+        let mut boundary = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let inputs = node.op.inputs();
+            downstream[i] = match node.op {
+                Op::Param { offset } => range.contains(&offset),
+                _ => inputs.iter().any(|v| downstream[v.0]),
+            };
+            if downstream[i] {
+                for v in inputs {
+                    let source = &nodes[v.0];
+                    // Other parameters have nothing upstream to cut off.
+                    let cuts = source.requires_grad && !matches!(source.op, Op::Param { .. });
+                    if !downstream[v.0] && cuts && !boundary.contains(&v) {
+                        boundary.push(v);
+                    }
+                }
+            }
+        }
+        boundary.sort();
+        boundary
+    }
+
     /// Back-propagates from scalar seeds `(loss, weight)`: the gradient of
     /// `Σ weight · loss` with respect to every node that needs one.
     pub fn backward(&self, seeds: &[(Var, f32)]) -> Result<Gradients> {
