@@ -32,6 +32,7 @@ pub mod error;
 pub mod plot;
 pub mod predict;
 pub mod progress;
+pub mod relations;
 pub mod report;
 pub mod run;
 pub mod trainer;
