@@ -21,7 +21,7 @@
 //!
 //! [`suggest_groups`] turns the affinity matrix into the partition of the
 //! tasks into a given number of groups that maximises the total affinity
-//! (see [`grouping`] for the score), and [`write`] / [`read`] /
+//! (see [`grouping`] for the score), and [`write()`] / [`read`] /
 //! [`render_text`] store and show everything in a run directory.
 //!
 //! Measuring never changes training: the look-ahead copies the shared
