@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::{io, CliError, Result};
+use crate::relations::RelationTracker;
 use crate::report::EpochRecord;
 
 /// File name of the parameters inside a checkpoint.
@@ -51,6 +52,9 @@ pub struct TrainingState {
     pub history: Vec<EpochRecord>,
     /// Non-trainable buffers (batch-normalisation statistics).
     pub buffers: Vec<f32>,
+    /// The task-relation measurements so far.
+    #[serde(default)]
+    pub relations: Option<RelationTracker>,
     /// CRC-32 of `params.safetensors`.
     pub params_crc32: u32,
 }

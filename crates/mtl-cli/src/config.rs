@@ -115,6 +115,38 @@ pub struct TrainConfig {
     /// Early stopping (default none: every epoch runs, the best is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopping>,
+    /// How task relations are measured (default: every 10 steps).
+    #[serde(default)]
+    pub relations: RelationsConfig,
+}
+
+/// The `[train.relations]` table: inter-task affinity by look-ahead steps
+/// (Fifty et al., 2021) and the task-gradient cosines, measured during
+/// training; `mtl relations RUN_DIR` shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelationsConfig {
+    /// Measure every this many steps; 0 turns the measurement off (default 10).
+    #[serde(default = "default_relations_every")]
+    pub every: u64,
+    /// Learning rate of the look-ahead SGD step (default: the optimizer's
+    /// current rate; adaptive optimizers' rates give tiny affinities, so a
+    /// larger one such as 0.1 shows them better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookahead_lr: Option<f64>,
+}
+
+fn default_relations_every() -> u64 {
+    10
+}
+
+impl Default for RelationsConfig {
+    fn default() -> Self {
+        RelationsConfig {
+            every: default_relations_every(),
+            lookahead_lr: None,
+        }
+    }
 }
 
 fn default_epochs() -> usize {
@@ -135,6 +167,7 @@ impl Default for TrainConfig {
             clip: None,
             balancer: BalancerConfig::default(),
             early_stopping: None,
+            relations: RelationsConfig::default(),
         }
     }
 }
@@ -262,6 +295,13 @@ impl RunConfig {
                 return bad(format!("[[tasks]]: the name {:?} is used twice", t.name));
             }
             t.build().map_err(|e| wrap("[[tasks]]", &e))?;
+        }
+        if let Some(lr) = self.train.relations.lookahead_lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(format!(
+                    "[train] relations.lookahead_lr: {lr} is not a positive learning rate"
+                ));
+            }
         }
         if let Some(es) = &self.train.early_stopping {
             if es.patience == 0 {

@@ -28,7 +28,7 @@ enum Command {
     Train {
         /// Run configuration (TOML).
         config: Option<PathBuf>,
-        /// Run directory (default: runs/<config name>).
+        /// Run directory (default: runs/ followed by the configuration's name).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue the run in this directory from its newest good checkpoint.
@@ -104,6 +104,15 @@ enum Command {
     },
     /// List every balancer with its parameters and defaults.
     Balancers,
+    /// Show a run's task relations: the affinity and cosine matrices, the
+    /// task embeddings, and the grouping of tasks with the most affinity.
+    Relations {
+        /// The run directory.
+        run: PathBuf,
+        /// Number of groups to split the tasks into.
+        #[arg(long, default_value_t = 2)]
+        groups: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -327,6 +336,20 @@ fn run(command: Command) -> Result<(), CliError> {
                 Ok(())
             }
         },
+        Command::Relations { run, groups } => {
+            let saved = mtl_cli::relations::read(&run)?;
+            let grouping = mtl_cli::relations::suggest_groups(&saved.relations.affinity, groups)?;
+            print!(
+                "{}",
+                mtl_cli::relations::render_text(&saved.relations, &saved.tasks, Some(&grouping))
+            );
+            println!(
+                "heatmaps: {} and {}",
+                run.join(mtl_cli::relations::AFFINITY_PLOT).display(),
+                run.join(mtl_cli::relations::COSINE_PLOT).display()
+            );
+            Ok(())
+        }
         Command::Balancers => {
             for m in mtl_losses::balance::methods() {
                 println!("{:<14} {} (needs: {})", m.name, m.summary, m.needs.as_str());

@@ -102,6 +102,8 @@ impl Figure for Lines {
             .map_err(text)?;
         chart
             .configure_mesh()
+            .x_max_light_lines(1)
+            .y_max_light_lines(1)
             .x_desc("epoch")
             .y_desc(&self.y_label)
             .draw()
@@ -272,6 +274,7 @@ impl Figure for Bars {
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .y_max_light_lines(1)
             .x_labels(slots.max(1))
             .x_label_formatter(&group_of)
             .draw()

@@ -15,6 +15,7 @@ use crate::data::{prepare, Prepared};
 use crate::error::{io, CliError, Result};
 use crate::predict::Preprocessing;
 use crate::progress::Progress;
+use crate::relations::{self, RelationTracker};
 use crate::report::{self, EpochRecord};
 use crate::trainer::{Evaluation, Trainer};
 
@@ -151,8 +152,22 @@ fn check_selection_metric(trainer: &Trainer) -> Result<()> {
     })
 }
 
+/// A tracker of task relations as the configuration asks, or none.
+fn new_tracker(trainer: &Trainer) -> Result<Option<RelationTracker>> {
+    let rc = &trainer.config.train.relations;
+    if rc.every == 0 {
+        return Ok(None);
+    }
+    let mut tracker = RelationTracker::new(trainer.tasks.len(), rc.every)?;
+    if let Some(lr) = rc.lookahead_lr {
+        tracker = tracker.with_lookahead_lr(lr)?;
+    }
+    Ok(Some(tracker))
+}
+
 fn state_of(
     trainer: &Trainer,
+    relations: &Option<RelationTracker>,
     epoch: usize,
     best: Option<(f64, usize)>,
     stale: usize,
@@ -169,6 +184,7 @@ fn state_of(
         stale_epochs: stale,
         history: history.to_vec(),
         buffers: Vec::new(),
+        relations: relations.clone(),
         params_crc32: 0,
     }
 }
@@ -241,9 +257,9 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         })?;
         fs::write(&config_path, text).map_err(io(&config_path))?;
     }
-    let (start, mut best, mut stale, mut history) = match restored {
-        Some(s) => (s.epoch, s.best, s.stale_epochs, s.history),
-        None => (0, None, 0, Vec::new()),
+    let (start, mut best, mut stale, mut history, mut tracker) = match restored {
+        Some(s) => (s.epoch, s.best, s.stale_epochs, s.history, s.relations),
+        None => (0, None, 0, Vec::new(), new_tracker(&trainer)?),
     };
     let loader = DataLoader::new(
         &dataset,
@@ -275,6 +291,9 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         progress.start_epoch(epoch + 1, end, loader.batches_per_epoch());
         for batch in loader.epoch(epoch as u64) {
             let batch = batch?;
+            if let Some(t) = tracker.as_mut() {
+                t.observe_step(&mut trainer, &batch)?;
+            }
             let log = trainer.train_step(&batch, epoch as u64)?;
             for t in 0..t_count {
                 loss_sum[t] += log.losses[t] as f64;
@@ -329,18 +348,22 @@ pub fn fit(config: RunConfig, opts: &RunOptions) -> Result<RunSummary> {
             stale += 1;
         }
         progress.finish_epoch(&epoch_line(&task_names, &record));
+        if let Some(t) = tracker.as_mut() {
+            t.end_epoch(epoch + 1);
+            relations::write(&opts.out, &t.relations(), &task_names)?;
+        }
         history.push(record);
         if improved {
             checkpoint::save(
                 &opts.out.join(BEST_DIR),
                 &trainer.ps,
-                state_of(&trainer, epoch + 1, best, stale, &history),
+                state_of(&trainer, &tracker, epoch + 1, best, stale, &history),
             )?;
         }
         checkpoint::save(
             &checkpoint::dir_for(&opts.out, epoch + 1),
             &trainer.ps,
-            state_of(&trainer, epoch + 1, best, stale, &history),
+            state_of(&trainer, &tracker, epoch + 1, best, stale, &history),
         )?;
         checkpoint::prune(&opts.out)?;
         report::write_csv(&opts.out.join("metrics.csv"), &task_names, &history)?;

@@ -255,3 +255,48 @@ fn compare_refuses_an_unknown_balancer_before_training() {
     );
     assert!(!out.join("equal").exists(), "nothing was trained");
 }
+
+#[test]
+fn relations_prints_the_matrices_and_the_suggested_groups_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = out.to_str().unwrap();
+    let (code, _, err) = mtl(&[
+        "train",
+        &example("cars.toml"),
+        "--out",
+        run,
+        "--epochs",
+        "5",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = mtl(&["relations", run, "--groups", "2"]);
+    assert_eq!(code, 0, "{err}");
+    for part in [
+        "affinity",
+        "cosine",
+        "embeddings",
+        "group 1",
+        "group 2",
+        "mpg",
+        "origin",
+    ] {
+        assert!(stdout.contains(part), "{part}: {stdout}");
+    }
+    for file in [
+        "relations.json",
+        "affinity.png",
+        "cosine_mean.svg",
+        "task_embeddings.csv",
+    ] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    // Three groups of two tasks cannot be formed: exit 2 naming the count.
+    let (code, _, err) = mtl(&["relations", run, "--groups", "3"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains('3'), "{err}");
+    let (code, _, err) = mtl(&["relations", "/nonexistent/run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/run"), "{err}");
+}

@@ -352,6 +352,8 @@ impl Figure for Scatter {
             .map_err(|e| text(&e))?;
         chart
             .configure_mesh()
+            .x_max_light_lines(1)
+            .y_max_light_lines(1)
             .x_desc("dimension 1")
             .y_desc("dimension 2")
             .draw()
