@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -56,6 +56,18 @@ pub fn save(stem: &Path, figure: &impl Figure) -> Result<[PathBuf; 2]> {
         root.present().map_err(text).map_err(fail(&png))?;
     }
     Ok([svg, png])
+}
+
+/// Draws the series names in a white box with a black border.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> PlotResult {
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()
+        .map_err(text)
 }
 
 /// The smallest and largest finite value, widened when they are equal.
@@ -123,12 +135,7 @@ impl Figure for Lines {
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(text)
+        legend(&mut chart)
     }
 }
 
@@ -298,12 +305,7 @@ impl Figure for Bars {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(text)
+        legend(&mut chart)
     }
 }
 

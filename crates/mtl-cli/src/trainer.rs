@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use mtl_core::arch::{build_model, representation_required, MultiTaskModel};
 use mtl_core::{Gradients, Graph, ParamGroup, ParamStore, Targets, Tensor, Var};
-use mtl_data::{Batch, Dataset};
+use mtl_data::{Batch, Dataset, Standardizer};
 use mtl_losses::metric::{evaluate, Metric};
 use mtl_losses::task::Task;
 use mtl_losses::{BalanceInput, Balancer, GradRows, GradientSource};
@@ -214,6 +214,18 @@ impl Trainer {
             .collect()
     }
 
+    /// The per-task gradients of the parameters at `range`, one checked row
+    /// per task (row-major `T x range.len()`).
+    fn param_rows(&self, per: &[Gradients], range: Range<usize>) -> Result<Vec<f32>> {
+        let width = range.len();
+        let mut rows = vec![0.0f32; per.len() * width];
+        for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(width.max(1))).enumerate() {
+            gr.accumulate_params(&self.graph, range.clone(), row)?;
+            self.check_row(t, row)?;
+        }
+        Ok(rows)
+    }
+
     /// Checks a per-task gradient row, naming the task.
     fn check_row(&self, t: usize, row: &[f32]) -> Result<()> {
         if let Some(v) = row.iter().find(|v| !v.is_finite()) {
@@ -252,13 +264,8 @@ impl Trainer {
                 let range = self.last_shared_range()?;
                 let stop = self.graph.boundary_of(range.clone());
                 let per = self.per_task(&loss_vars, &stop)?;
-                let p = range.len();
-                let mut rows = vec![0.0f32; t_count * p];
-                for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(p.max(1))).enumerate() {
-                    gr.accumulate_params(&self.graph, range.clone(), row)?;
-                    self.check_row(t, row)?;
-                }
-                let gr = GradRows::new(&rows, t_count, p)?;
+                let rows = self.param_rows(&per, range.clone())?;
+                let gr = GradRows::new(&rows, t_count, range.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
                 self.weighted_backward(&loss_vars, &w, &mut grads)?;
@@ -294,13 +301,8 @@ impl Trainer {
             }
             GradientSource::SharedParameters => {
                 let per = self.per_task(&loss_vars, &[])?;
-                let width = shared.len();
-                let mut rows = vec![0.0f32; t_count * width];
-                for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(width.max(1))).enumerate() {
-                    gr.accumulate_params(&self.graph, shared.clone(), row)?;
-                    self.check_row(t, row)?;
-                }
-                let gr = GradRows::new(&rows, t_count, width)?;
+                let rows = self.param_rows(&per, shared.clone())?;
+                let gr = GradRows::new(&rows, t_count, shared.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
                 let direction = balanced.shared_direction(&gr)?;
@@ -430,7 +432,7 @@ impl Trainer {
             let mtl_core::TaskKind::Regression { outputs } = *task.kind() else {
                 continue;
             };
-            let Targets::Values(values) = ds.targets()[self.target_index[t]].gather(rows)? else {
+            let Targets::Values(values) = &ds.targets()[self.target_index[t]] else {
                 continue;
             };
             let prefix = format!("heads.{}.", task.name());
@@ -449,22 +451,9 @@ impl Trainer {
             if len != outputs {
                 continue;
             }
-            let mut sum = vec![0.0f64; outputs];
-            let mut count = vec![0usize; outputs];
-            for row in values.data().chunks(outputs) {
-                for (j, &v) in row.iter().enumerate() {
-                    if v.is_finite() {
-                        sum[j] += v as f64;
-                        count[j] += 1;
-                    }
-                }
-            }
+            let mean = Standardizer::fit(values, rows)?.mean;
             if let Some(id) = self.ps.find(&name) {
-                for ((b, s), c) in self.ps.values_mut(id)?.iter_mut().zip(&sum).zip(&count) {
-                    if *c > 0 {
-                        *b = (s / *c as f64) as f32;
-                    }
-                }
+                self.ps.values_mut(id)?.copy_from_slice(&mean);
             }
         }
         Ok(())
