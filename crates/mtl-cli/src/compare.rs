@@ -11,11 +11,17 @@ use mtl_losses::metric::{delta_m, Metric, Score};
 use mtl_losses::task::TaskConfig;
 use mtl_losses::BalancerConfig;
 
-use crate::config::RunConfig;
-use crate::data::prepare;
+use mtl_train::prepare::prepare;
+use mtl_train::run::{self, RunOptions, RunSummary};
+use mtl_train::{RunConfig, TrainError};
+
 use crate::error::{io, CliError, Result};
 use crate::plot::{self, Bars};
-use crate::run::{fit, RunOptions, RunSummary};
+
+/// Trains one run of a comparison, quietly.
+fn fit(config: RunConfig, opts: &RunOptions) -> mtl_train::Result<RunSummary> {
+    run::fit(config, opts, &mut [])
+}
 
 /// How to compare.
 #[derive(Clone, Debug)]
@@ -111,7 +117,6 @@ fn quiet(out: PathBuf) -> RunOptions {
     RunOptions {
         out,
         resume: false,
-        quiet: true,
         stop_after: None,
     }
 }
@@ -147,11 +152,8 @@ pub fn compare(base: &RunConfig, opts: &CompareOptions, log: bool) -> Result<Vec
         .iter()
         .map(|name| {
             let mut cfg = base.clone();
-            cfg.train.balancer =
-                BalancerConfig::default_for(name).map_err(|e| CliError::Config {
-                    path: "--balancers".into(),
-                    message: e.to_string(),
-                })?;
+            cfg.train.balancer = BalancerConfig::default_for(name)
+                .map_err(|e| CliError::usage("--balancers", e.to_string()))?;
             Ok(cfg)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -179,13 +181,18 @@ pub fn compare(base: &RunConfig, opts: &CompareOptions, log: bool) -> Result<Vec
                     delta_m,
                 }
             }
-            Err(e @ (CliError::Diverged { .. } | CliError::Core(_) | CliError::Losses(_))) => {
+            Err(
+                e @ (TrainError::Diverged { .. }
+                | TrainError::Core(_)
+                | TrainError::Losses(_)
+                | TrainError::Mismatch { .. }),
+            ) => {
                 if log {
                     eprintln!("{name} failed: {e}");
                 }
                 Outcome::Failed(e.to_string())
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         rows.push(CompareRow {
             balancer: name.clone(),

@@ -1,57 +1,25 @@
-//! The error type of `mtl-cli`: every failure names its culprit (file, key,
-//! task, step) so a user can act on it.
+//! The error type of the `mtl` command: a training error, a mistake on the
+//! command line, or a plot that could not be drawn. Every failure names its
+//! culprit (file, key, flag, task, step) so a user can act on it.
 
 use std::path::PathBuf;
+
+use mtl_train::TrainError;
 
 /// Everything that can stop a command.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The system's reason.
-        source: std::io::Error,
-    },
-    /// The run configuration is invalid (TOML syntax, unknown key, bad value).
-    #[error("{path}: {message}")]
-    Config {
-        /// The configuration file.
-        path: PathBuf,
-        /// What is wrong and where.
+    /// Reading data, building, training, evaluating or checkpointing failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A command-line argument is invalid.
+    #[error("{flag}: {message}")]
+    Usage {
+        /// The flag or argument, e.g. `--split`.
+        flag: String,
+        /// What is wrong with it.
         message: String,
     },
-    /// A loss or gradient became NaN or infinite.
-    #[error("training diverged at step {step}: {what} is {value}")]
-    Diverged {
-        /// The optimisation step (from 0).
-        step: u64,
-        /// The task's loss or the gradient that went bad.
-        what: String,
-        /// The offending value.
-        value: f32,
-    },
-    /// A checkpoint is missing, damaged or does not fit the configuration.
-    #[error("checkpoint {path}: {message}")]
-    Checkpoint {
-        /// The checkpoint directory or file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// An error from the tensors, graph or architectures.
-    #[error(transparent)]
-    Core(#[from] mtl_core::CoreError),
-    /// An error from the tasks, losses, metrics or balancers.
-    #[error(transparent)]
-    Losses(#[from] mtl_losses::Error),
-    /// An error from the optimizers or schedules.
-    #[error(transparent)]
-    Optim(#[from] mtl_optim::OptimError),
-    /// An error from the data readers and loaders.
-    #[error(transparent)]
-    Data(#[from] mtl_data::DataError),
     /// A plot could not be drawn.
     #[error("plot {path}: {message}")]
     Plot {
@@ -62,11 +30,48 @@ pub enum CliError {
     },
 }
 
+impl CliError {
+    /// The exit status: 1 for a failure during training (divergence) or of
+    /// a plot, 2 for bad input (command line, configuration, data file,
+    /// checkpoint).
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            CliError::Train(TrainError::Diverged { .. }) | CliError::Plot { .. } => 1,
+            _ => 2,
+        }
+    }
+
+    /// A usage error for `flag`.
+    pub fn usage(flag: &str, message: impl Into<String>) -> Self {
+        CliError::Usage {
+            flag: flag.into(),
+            message: message.into(),
+        }
+    }
+}
+
+macro_rules! via_train_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                CliError::Train(e.into())
+            }
+        }
+    )*};
+}
+
+via_train_error!(
+    mtl_core::CoreError,
+    mtl_losses::Error,
+    mtl_optim::OptimError,
+    mtl_data::DataError
+);
+
 /// Result type of `mtl-cli`.
 pub type Result<T> = std::result::Result<T, CliError>;
 
 /// Attaches the path to an I/O error.
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CliError {
-    let path = path.into();
-    move |source| CliError::Io { path, source }
+    let io = mtl_train::error::io(path);
+    move |source| CliError::Train(io(source))
 }

@@ -1,17 +1,21 @@
 //! # mtl-cli
 //!
-//! The training loop of the `mtl` workspace and the `mtl` command built on it.
-//! A run is described by a TOML [`RunConfig`]; [`fit`] trains it into a run
-//! directory holding the configuration, `metrics.csv`, SVG plots (loss per
-//! task, task weights, the task-gradient cosine matrix), checkpoints written
-//! atomically, and `summary.json` with the test scores of the best epoch.
+//! The `mtl` command, kept thin: argument parsing, configuration files,
+//! progress, plots, comparisons and reports around the training machinery of
+//! [`mtl_train`]. A run is described by a TOML [`RunConfig`] and trained with
+//! [`mtl_train::run::fit`]; this crate adds the [`Progress`](progress::Progress)
+//! display and the [`RunPlots`](run_plots::RunPlots) as hooks.
 //!
 //! ```no_run
-//! use mtl_cli::{fit, RunConfig, RunOptions};
+//! use mtl_cli::{progress::Progress, run_plots::RunPlots};
+//! use mtl_train::{run, RunConfig, RunOptions};
 //!
 //! let config = RunConfig::default_job();
-//! let opts = RunOptions { out: "runs/default".into(), resume: false, quiet: false, stop_after: None };
-//! let summary = fit(config, &opts)?;
+//! let opts = RunOptions { out: "runs/default".into(), resume: false, stop_after: None };
+//! let mut progress = Progress::new(false);
+//! let mut plots = RunPlots::new(&opts.out);
+//! let summary = run::fit(config, &opts, &mut [&mut progress, &mut plots])?;
+//! plots.finish()?;
 //! println!("{:?}", summary.test.metrics);
 //! # Ok::<(), mtl_cli::CliError>(())
 //! ```
@@ -24,20 +28,12 @@
 #![warn(missing_docs)]
 
 pub mod allocator;
-pub mod checkpoint;
 pub mod compare;
-pub mod config;
-pub mod data;
 pub mod error;
 pub mod plot;
-pub mod predict;
 pub mod progress;
-pub mod relations;
-pub mod report;
-pub mod run;
-pub mod trainer;
+pub mod relation_plots;
+pub mod run_plots;
 
-pub use config::RunConfig;
 pub use error::{CliError, Result};
-pub use run::{fit, RunOptions, RunSummary};
-pub use trainer::{Evaluation, Trainer};
+pub use mtl_train::RunConfig;

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mtl_cli::{fit, CliError, RunConfig, RunOptions};
+use mtl_cli::progress::Progress;
+use mtl_cli::run_plots::RunPlots;
+use mtl_cli::CliError;
+use mtl_train::{run, RunConfig, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -151,20 +154,7 @@ fn main() -> ExitCode {
     default_sigpipe();
     mtl_cli::allocator::keep_large_blocks();
     let cli = Cli::parse();
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mtl: error: {e}");
-            match e {
-                CliError::Diverged { .. } | CliError::Plot { .. } => ExitCode::from(1),
-                _ => ExitCode::from(2),
-            }
-        }
-    }
-}
-
-fn run(command: Command) -> Result<(), CliError> {
-    match command {
+    let result = match cli.command {
         Command::Train {
             config,
             out,
@@ -174,114 +164,18 @@ fn run(command: Command) -> Result<(), CliError> {
             threads,
             quiet,
             json,
-        } => {
-            if let Some(n) = threads {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build_global()
-                    .map_err(|e| CliError::Config {
-                        path: "--threads".into(),
-                        message: e.to_string(),
-                    })?;
-            }
-            let (mut cfg, out, resume) = match (resume, config) {
-                (Some(dir), _) => (mtl_cli::run::run_config(&dir)?, dir, true),
-                (None, Some(path)) => {
-                    let cfg = RunConfig::load(&path)?;
-                    let stem = path
-                        .file_stem()
-                        .map_or("run".into(), |s| s.to_string_lossy().to_string());
-                    (
-                        cfg,
-                        out.unwrap_or_else(|| PathBuf::from("runs").join(stem)),
-                        false,
-                    )
-                }
-                (None, None) => (
-                    RunConfig::default_job(),
-                    out.unwrap_or_else(|| PathBuf::from("runs/default")),
-                    false,
-                ),
-            };
-            if let Some(e) = epochs {
-                cfg.train.epochs = e;
-            }
-            if let Some(s) = seed {
-                cfg.seed = s;
-            }
-            cfg.validate(std::path::Path::new("command line"))?;
-            let opts = RunOptions {
-                out,
-                resume,
-                quiet: json || quiet,
-                stop_after: None,
-            };
-            let summary = fit(cfg, &opts)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary.to_json(None)).unwrap_or_default()
-                );
-            } else if !quiet {
-                println!(
-                    "best epoch {} of {}; test scores:",
-                    summary.best_epoch, summary.epochs
-                );
-                for (name, value) in &summary.test.metrics {
-                    println!("  {name:<28} {value:.4}");
-                }
-                println!("run directory: {}", summary.run_dir.display());
-            }
-            Ok(())
-        }
-        Command::Eval { run, split, json } => {
-            let (mut trainer, prepared) = mtl_cli::run::load_best(&run)?;
-            let rows = match split.as_str() {
-                "test" => &prepared.split.test,
-                "validation" => &prepared.split.validation,
-                other => {
-                    return Err(CliError::Config {
-                        path: "--split".into(),
-                        message: format!("{other:?} is not a split; use test or validation"),
-                    })
-                }
-            };
-            let eval = trainer.evaluate(&prepared.dataset, rows)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&eval).unwrap_or_default()
-                );
-            } else {
-                for (name, value) in &eval.metrics {
-                    println!("{name:<28} {value:.4}");
-                }
-            }
-            Ok(())
-        }
-        Command::Predict { run, input, output } => {
-            let text = match input {
-                Some(path) => {
-                    let (mut trainer, pre) = mtl_cli::predict::load_model(&run)?;
-                    let x = pre.read_input(&path)?;
-                    let outputs = trainer.predict_features(&x)?;
-                    let ids: Vec<usize> = (0..x.shape()[0]).collect();
-                    mtl_cli::predict::to_csv(&trainer.tasks, &outputs, &ids, &pre.class_labels)?
-                }
-                None => {
-                    let (mut trainer, prepared) = mtl_cli::run::load_best(&run)?;
-                    let rows = &prepared.split.test;
-                    let outputs = trainer.predict(&prepared.dataset, rows)?;
-                    mtl_cli::predict::to_csv(
-                        &trainer.tasks,
-                        &outputs,
-                        rows,
-                        &prepared.class_labels,
-                    )?
-                }
-            };
-            mtl_cli::predict::write_output(output, &text)
-        }
+        } => train(TrainArgs {
+            config,
+            out,
+            resume,
+            epochs,
+            seed,
+            threads,
+            quiet,
+            json,
+        }),
+        Command::Eval { run, split, json } => eval(&run, &split, json),
+        Command::Predict { run, input, output } => predict(&run, input, output),
         Command::Compare {
             config,
             balancers,
@@ -289,80 +183,250 @@ fn run(command: Command) -> Result<(), CliError> {
             epochs,
             out,
             json,
-        } => {
-            let mut base = match config {
-                Some(path) => RunConfig::load(&path)?,
-                None => RunConfig::default_job(),
-            };
-            if let Some(e) = epochs {
-                base.train.epochs = e;
-            }
-            base.validate(std::path::Path::new("command line"))?;
-            let opts = mtl_cli::compare::CompareOptions {
-                balancers,
-                out: out.clone(),
-                baselines,
-            };
-            let rows = mtl_cli::compare::compare(&base, &opts, !json)?;
-            mtl_cli::compare::write(&out, &rows)?;
-            if json {
-                let all: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
-                println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-            } else {
-                print!("{}", mtl_cli::compare::to_text(&rows));
-                println!("table and charts: {}", out.display());
-            }
-            Ok(())
-        }
-        Command::Datasets { action } => match action {
-            DatasetAction::List => {
-                for info in mtl_data::datasets::list() {
-                    println!("{:<16} {}", info.name, info.description);
-                }
-                Ok(())
-            }
-            DatasetAction::Describe { name } => {
-                println!("{}", mtl_data::datasets::describe(&name)?);
-                Ok(())
-            }
-            DatasetAction::Export { name, dir, seed } => {
-                let ds = mtl_data::datasets::load(&name, seed)?;
-                let split = ds.split().cloned().ok_or_else(|| CliError::Config {
-                    path: name.clone().into(),
-                    message: "the data set has no split".into(),
-                })?;
-                mtl_data::export_npy(&ds, &split, &dir)?;
-                println!("wrote {} to {}", name, dir.display());
-                Ok(())
-            }
-        },
-        Command::Relations { run, groups } => {
-            let saved = mtl_cli::relations::read(&run)?;
-            let grouping = mtl_cli::relations::suggest_groups(&saved.relations.affinity, groups)?;
-            print!(
-                "{}",
-                mtl_cli::relations::render_text(&saved.relations, &saved.tasks, Some(&grouping))
-            );
-            println!(
-                "heatmaps: {} and {}",
-                run.join(mtl_cli::relations::AFFINITY_PLOT).display(),
-                run.join(mtl_cli::relations::COSINE_PLOT).display()
-            );
-            Ok(())
-        }
+        } => compare(config, balancers, baselines, epochs, out, json),
+        Command::Datasets { action } => datasets(action),
+        Command::Relations { run, groups } => relations(&run, groups),
         Command::Balancers => {
-            for m in mtl_losses::balance::methods() {
-                println!("{:<14} {} (needs: {})", m.name, m.summary, m.needs.as_str());
-                for p in &m.params {
-                    println!(
-                        "    {:<22} default {:<12} {}",
-                        p.name,
-                        p.default.to_string(),
-                        p.doc
-                    );
-                }
-            }
+            balancers();
             Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mtl: error: {e}");
+            ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+/// The arguments of `mtl train`.
+struct TrainArgs {
+    config: Option<PathBuf>,
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    epochs: Option<usize>,
+    seed: Option<u64>,
+    threads: Option<usize>,
+    quiet: bool,
+    json: bool,
+}
+
+/// Sizes the global thread pool.
+fn set_threads(threads: Option<usize>) -> Result<(), CliError> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| CliError::usage("--threads", e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// `mtl train`: the configuration (or the default job, or the run to
+/// resume), trained with progress and plots.
+fn train(args: TrainArgs) -> Result<(), CliError> {
+    set_threads(args.threads)?;
+    let (mut cfg, out, resume) = match (args.resume, args.config) {
+        (Some(dir), _) => (run::run_config(&dir)?, dir, true),
+        (None, Some(path)) => {
+            let cfg = RunConfig::load(&path)?;
+            let stem = path
+                .file_stem()
+                .map_or("run".into(), |s| s.to_string_lossy().to_string());
+            (
+                cfg,
+                args.out.unwrap_or_else(|| PathBuf::from("runs").join(stem)),
+                false,
+            )
+        }
+        (None, None) => (
+            RunConfig::default_job(),
+            args.out.unwrap_or_else(|| PathBuf::from("runs/default")),
+            false,
+        ),
+    };
+    if let Some(e) = args.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    cfg.validate(std::path::Path::new("command line"))?;
+    let quiet = args.json || args.quiet;
+    let mut progress = Progress::new(quiet);
+    if let Some(es) = &cfg.train.early_stopping {
+        progress = progress.with_early_stopping(&es.metric, es.patience);
+    }
+    let mut plots = RunPlots::new(&out);
+    let opts = RunOptions {
+        out,
+        resume,
+        stop_after: None,
+    };
+    let summary = run::fit(cfg, &opts, &mut [&mut progress, &mut plots])?;
+    plots.finish()?;
+    if !quiet {
+        for w in &summary.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary.to_json(None)).unwrap_or_default()
+        );
+    } else if !args.quiet {
+        println!(
+            "best epoch {} of {}; test scores:",
+            summary.best_epoch, summary.epochs
+        );
+        for (name, value) in &summary.test.metrics {
+            println!("  {name:<28} {value:.4}");
+        }
+        println!("run directory: {}", summary.run_dir.display());
+    }
+    Ok(())
+}
+
+/// `mtl eval`: the best parameters of a run scored on one of its splits.
+fn eval(run_dir: &std::path::Path, split: &str, json: bool) -> Result<(), CliError> {
+    let (mut trainer, prepared) = run::load_best(run_dir)?;
+    let rows = match split {
+        "test" => &prepared.split.test,
+        "validation" => &prepared.split.validation,
+        other => {
+            return Err(CliError::usage(
+                "--split",
+                format!("{other:?} is not a split; use test or validation"),
+            ))
+        }
+    };
+    let eval = trainer.evaluate(&mtl_data::Subset::new(&prepared.dataset, rows)?)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&eval).unwrap_or_default()
+        );
+    } else {
+        for (name, value) in &eval.metrics {
+            println!("{name:<28} {value:.4}");
+        }
+    }
+    Ok(())
+}
+
+/// `mtl predict`: outputs for a new file, or for the run's own test rows.
+fn predict(
+    run_dir: &std::path::Path,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+) -> Result<(), CliError> {
+    use mtl_train::predict::{load_model, to_csv, write_output};
+    let text = match input {
+        Some(path) => {
+            let (mut trainer, pre) = load_model(run_dir)?;
+            let x = pre.read_input(&path)?;
+            let outputs = trainer.predict_features(&x)?;
+            let ids: Vec<usize> = (0..x.shape()[0]).collect();
+            to_csv(trainer.tasks(), &outputs, &ids, &pre.class_labels)?
+        }
+        None => {
+            let (mut trainer, prepared) = run::load_best(run_dir)?;
+            let rows = &prepared.split.test;
+            let outputs = trainer.predict(&mtl_data::Subset::new(&prepared.dataset, rows)?)?;
+            to_csv(trainer.tasks(), &outputs, rows, &prepared.class_labels)?
+        }
+    };
+    Ok(write_output(output, &text)?)
+}
+
+/// `mtl compare`: one run per balancer, a table and charts.
+fn compare(
+    config: Option<PathBuf>,
+    balancers: Vec<String>,
+    baselines: bool,
+    epochs: Option<usize>,
+    out: PathBuf,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut base = match config {
+        Some(path) => RunConfig::load(&path)?,
+        None => RunConfig::default_job(),
+    };
+    if let Some(e) = epochs {
+        base.train.epochs = e;
+    }
+    base.validate(std::path::Path::new("command line"))?;
+    let opts = mtl_cli::compare::CompareOptions {
+        balancers,
+        out: out.clone(),
+        baselines,
+    };
+    let rows = mtl_cli::compare::compare(&base, &opts, !json)?;
+    mtl_cli::compare::write(&out, &rows)?;
+    if json {
+        let all: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+    } else {
+        print!("{}", mtl_cli::compare::to_text(&rows));
+        println!("table and charts: {}", out.display());
+    }
+    Ok(())
+}
+
+/// `mtl datasets`: list, describe or export the built-in data sets.
+fn datasets(action: DatasetAction) -> Result<(), CliError> {
+    match action {
+        DatasetAction::List => {
+            for info in mtl_data::datasets::list() {
+                println!("{:<16} {}", info.name, info.description);
+            }
+        }
+        DatasetAction::Describe { name } => {
+            println!("{}", mtl_data::datasets::describe(&name)?);
+        }
+        DatasetAction::Export { name, dir, seed } => {
+            let ds = mtl_data::datasets::load(&name, seed)?;
+            let split = ds
+                .split()
+                .cloned()
+                .ok_or_else(|| CliError::usage(&name, "the data set has no split"))?;
+            mtl_data::export_npy(&ds, &split, &dir)?;
+            println!("wrote {} to {}", name, dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// `mtl relations`: a run's task affinities, cosines and a grouping.
+fn relations(run_dir: &std::path::Path, groups: usize) -> Result<(), CliError> {
+    use mtl_train::relations::{read, render_text, suggest_groups, AFFINITY_PLOT, COSINE_PLOT};
+    let saved = read(run_dir)?;
+    let grouping = suggest_groups(&saved.relations.affinity, groups)?;
+    print!(
+        "{}",
+        render_text(&saved.relations, &saved.tasks, Some(&grouping))
+    );
+    println!(
+        "heatmaps: {} and {}",
+        run_dir.join(AFFINITY_PLOT).display(),
+        run_dir.join(COSINE_PLOT).display()
+    );
+    Ok(())
+}
+
+/// `mtl balancers`: every method with its parameters and defaults.
+fn balancers() {
+    for m in mtl_losses::balance::methods() {
+        println!("{:<14} {} (needs: {})", m.name, m.summary, m.needs.as_str());
+        for p in &m.params {
+            println!(
+                "    {:<22} default {:<12} {}",
+                p.name,
+                p.default.to_string(),
+                p.doc
+            );
         }
     }
 }

@@ -5,10 +5,13 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mtl_train::relations::RelationTracker;
+use mtl_train::{Control, EpochRecord, Hook, StepEvent, Trainer};
 
 /// The progress display of one run.
 #[derive(Debug)]
 pub struct Progress {
+    stopping_note: Option<String>,
     quiet: bool,
     terminal: bool,
     bar: Option<ProgressBar>,
@@ -19,10 +22,20 @@ impl Progress {
     /// prints nothing at all when `quiet`.
     pub fn new(quiet: bool) -> Self {
         Progress {
+            stopping_note: None,
             quiet,
             terminal: std::io::stderr().is_terminal(),
             bar: None,
         }
+    }
+
+    /// The line printed when early stopping on `metric` after `patience`
+    /// epochs ends the run.
+    pub fn with_early_stopping(mut self, metric: &str, patience: usize) -> Self {
+        self.stopping_note = Some(format!(
+            "early stopping: no improvement of {metric} for {patience} epochs"
+        ));
+        self
     }
 
     /// Starts the bar of epoch `epoch` (from 1) of `epochs`, `steps` steps long.
@@ -69,4 +82,53 @@ impl Progress {
             println!("{line}");
         }
     }
+}
+
+impl Hook for Progress {
+    fn on_step(&mut self, step: &StepEvent<'_>) -> mtl_train::Result<Control> {
+        if step.step_in_epoch == 1 {
+            self.start_epoch(step.epoch, step.epochs, step.steps_in_epoch);
+        }
+        self.step(step.tasks, step.loss_sums, step.step_in_epoch);
+        Ok(Control::Continue)
+    }
+
+    fn after_epoch(
+        &mut self,
+        trainer: &Trainer,
+        history: &[EpochRecord],
+        _: Option<&RelationTracker>,
+        stopping: bool,
+    ) -> mtl_train::Result<()> {
+        if let Some(record) = history.last() {
+            self.finish_epoch(&epoch_line(&trainer.task_names(), record));
+        }
+        if let (true, Some(note)) = (stopping, &self.stopping_note) {
+            self.line(note);
+        }
+        Ok(())
+    }
+}
+
+/// The plain line printed after an epoch: training losses and validation scores.
+pub fn epoch_line(tasks: &[String], record: &EpochRecord) -> String {
+    let losses: Vec<String> = tasks
+        .iter()
+        .zip(&record.train_loss)
+        .map(|(t, l)| format!("{t} {l:.4}"))
+        .collect();
+    let metrics: Vec<String> = record
+        .validation
+        .metrics
+        .iter()
+        .chain(&record.custom)
+        .map(|(n, v)| format!("{n} {v:.4}"))
+        .collect();
+    format!(
+        "epoch {:>3}  train loss {}  val {}  ({:.1}s)",
+        record.epoch,
+        losses.join(" "),
+        metrics.join("  "),
+        record.seconds
+    )
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use mtl_cli::checkpoint::{TrainingState, PARAMS_FILE, STATE_FILE};
 use mtl_data::DataError;
+use mtl_train::checkpoint::{TrainingState, PARAMS_FILE, STATE_FILE};
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------------------
@@ -484,7 +484,7 @@ fn eval(run: &Path) -> Outcome {
 }
 
 fn checkpoints(run: &Path) -> Vec<PathBuf> {
-    mtl_cli::checkpoint::list(run).unwrap()
+    mtl_train::checkpoint::list(run).unwrap()
 }
 
 /// The layout of `state.json`, to rewrite a state with a valid checksum.

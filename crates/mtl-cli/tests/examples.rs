@@ -3,7 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use mtl_cli::{fit, RunConfig, RunOptions, RunSummary};
+use mtl_train::{RunConfig, RunOptions, RunSummary};
+
+/// Trains a run directory without hooks.
+fn fit(config: RunConfig, opts: &RunOptions) -> mtl_train::Result<mtl_train::RunSummary> {
+    mtl_train::run::fit(config, opts, &mut [])
+}
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -46,7 +51,6 @@ fn check(file: &str, edit: impl FnOnce(&mut RunConfig), bounds: &[(&str, f64, bo
     let opts = RunOptions {
         out: dir.path().to_path_buf(),
         resume: false,
-        quiet: true,
         stop_after: None,
     };
     let summary = fit(config, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mtl_cli::checkpoint;
+use mtl_train::checkpoint;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -127,7 +127,7 @@ struct Reference {
     config: PathBuf,
     outcome: Outcome,
     seconds: f64,
-    trainer: mtl_cli::Trainer,
+    trainer: mtl_train::Trainer,
 }
 
 fn reference() -> Reference {
@@ -139,7 +139,7 @@ fn reference() -> Reference {
     run_ok(&train_args(&config, &run));
     let seconds = started.elapsed().as_secs_f64();
     let outcome = outcome(&run);
-    let (trainer, _) = mtl_cli::run::load_best(&run).unwrap();
+    let (trainer, _) = mtl_train::run::load_best(&run).unwrap();
     Reference {
         _tmp: tmp,
         config,
@@ -164,10 +164,10 @@ fn leftovers(run: &Path) -> Vec<String> {
 }
 
 /// Every listed checkpoint loads; returns how many there are.
-fn assert_checkpoints_load(run: &Path, trainer: &mut mtl_cli::Trainer, what: &str) -> usize {
+fn assert_checkpoints_load(run: &Path, trainer: &mut mtl_train::Trainer, what: &str) -> usize {
     let listed = checkpoint::list(run).unwrap();
     for dir in &listed {
-        if let Err(e) = checkpoint::load(dir, &mut trainer.ps) {
+        if let Err(e) = checkpoint::load(dir, trainer.params_mut()) {
             panic!("{what}: {} does not load: {e}", dir.display());
         }
     }
@@ -359,7 +359,7 @@ fn a_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint() {
     eprintln!("full disk: {}", err.trim());
     let n = assert_checkpoints_load(&run, &mut reference.trainer, "full disk");
     assert!(n >= 1, "the earlier checkpoints are still there");
-    checkpoint::load(&run.join("best"), &mut reference.trainer.ps).unwrap();
+    checkpoint::load(&run.join("best"), reference.trainer.params_mut()).unwrap();
     // With space again, the run resumes to the uninterrupted result.
     run_ok(&resume_args(&run));
     assert_eq!(outcome(&run), reference.outcome);

@@ -8,12 +8,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use mtl_cli::checkpoint::{self, TrainingState, PARAMS_FILE, STATE_FILE};
-use mtl_cli::{fit, RunConfig, RunOptions, Trainer};
 use mtl_data::{Batch, DataLoader, LoaderConfig};
+use mtl_train::checkpoint::{self, TrainingState, PARAMS_FILE, STATE_FILE};
+use mtl_train::{RunConfig, RunOptions, Trainer};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// Trains a run directory without hooks.
+fn fit(config: RunConfig, opts: &RunOptions) -> mtl_train::Result<mtl_train::RunSummary> {
+    mtl_train::run::fit(config, opts, &mut [])
+}
 
 const CASES: u32 = 10_000;
 
@@ -301,6 +306,7 @@ struct Sealed {
 
 /// A trainer with a real, good checkpoint of it, and a batch to step on.
 struct Fixture {
+    config: RunConfig,
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     state: Vec<u8>,
@@ -332,11 +338,10 @@ balancer = { name = "uncertainty" }
         let opts = RunOptions {
             out: run.clone(),
             resume: false,
-            quiet: true,
             stop_after: None,
         };
-        fit(config, &opts).unwrap();
-        let (trainer, prepared) = mtl_cli::run::load_best(&run).unwrap();
+        fit(config.clone(), &opts).unwrap();
+        let (trainer, prepared) = mtl_train::run::load_best(&run).unwrap();
         let loader = DataLoader::new(
             &prepared.dataset,
             &prepared.split.train,
@@ -351,6 +356,7 @@ balancer = { name = "uncertainty" }
         let state = std::fs::read(dir.join(STATE_FILE)).unwrap();
         let params = std::fs::read(dir.join(PARAMS_FILE)).unwrap();
         Mutex::new(Fixture {
+            config,
             _tmp: tmp,
             dir,
             state,
@@ -364,41 +370,32 @@ balancer = { name = "uncertainty" }
 /// Restores `state` as `--resume` does (after the loader accepted it), then
 /// takes one step: errors are fine, panics are not.
 fn resume_from(f: &mut Fixture, state: TrainingState) {
+    if state.config.as_ref() != Some(&f.config) {
+        return;
+    }
     let t = &mut f.trainer;
-    if state.config != t.config {
+    if t.restore_state(&state).is_err() {
         return;
     }
-    if t.optimizer.load_state(state.optimizer).is_err() {
-        return;
-    }
-    t.scheduler = state.scheduler;
-    if t.balancer.load_state(&state.balancer).is_err() {
-        return;
-    }
-    t.step = state.step;
     let _ = t.train_step(&f.batch, state.epoch as u64);
 }
 
 /// Puts the fixture's trainer back to the good checkpoint.
 fn reset(f: &mut Fixture) {
-    let state = checkpoint::load_bytes(&f.state, &f.params, &mut f.trainer.ps, &f.dir)
+    let state = checkpoint::load_bytes(&f.state, &f.params, f.trainer.params_mut(), &f.dir)
         .expect("the good checkpoint loads");
-    let t = &mut f.trainer;
-    t.optimizer.load_state(state.optimizer).unwrap();
-    t.scheduler = state.scheduler;
-    t.balancer.load_state(&state.balancer).unwrap();
-    t.step = state.step;
+    f.trainer.restore_state(&state).unwrap();
 }
 
 /// Loads the two files; an error must name a file of the checkpoint.
 fn check_checkpoint(f: &mut Fixture, state: &[u8], params: &[u8]) -> Result<(), TestCaseError> {
-    let before = f.trainer.ps.flat().to_vec();
-    match checkpoint::load_bytes(state, params, &mut f.trainer.ps, &f.dir) {
+    let before = f.trainer.params().flat().to_vec();
+    match checkpoint::load_bytes(state, params, f.trainer.params_mut(), &f.dir) {
         Err(e) => {
             let msg = e.to_string();
             prop_assert!(msg.contains(&f.dir.display().to_string()), "{}", msg);
             prop_assert!(
-                f.trainer.ps.flat() == before.as_slice(),
+                f.trainer.params().flat() == before.as_slice(),
                 "a refused checkpoint changed the model"
             );
         }
@@ -514,7 +511,7 @@ proptest! {
         } else {
             check_checkpoint(f, &state, &good_params)?;
         }
-        if checkpoint::load_params(&params, &mut f.trainer.ps, Path::new("p")).is_ok() {
+        if checkpoint::load_params(&params, f.trainer.params_mut(), Path::new("p")).is_ok() {
             reset(f);
         }
     }
@@ -537,9 +534,9 @@ proptest! {
         }
         check_checkpoint(f, &state, &params)?;
         // The parameter parser alone, past the checksum.
-        let before = f.trainer.ps.flat().to_vec();
-        if checkpoint::load_params(&params, &mut f.trainer.ps, Path::new("p")).is_err() {
-            prop_assert!(f.trainer.ps.flat() == before.as_slice());
+        let before = f.trainer.params().flat().to_vec();
+        if checkpoint::load_params(&params, f.trainer.params_mut(), Path::new("p")).is_err() {
+            prop_assert!(f.trainer.params().flat() == before.as_slice());
         } else {
             reset(f);
         }

@@ -147,6 +147,64 @@ impl Targets {
         })
     }
 
+    /// The targets of `parts` one after the other (the parts of a split
+    /// read in chunks).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] when the parts are of different kinds
+    /// or widths, or when there is no part.
+    pub fn concat(parts: &[Targets]) -> Result<Targets> {
+        let mismatch = || CoreError::InvalidArgument {
+            what: "Targets::concat".into(),
+            reason: "the parts are of different kinds or widths".into(),
+        };
+        let first = parts.first().ok_or_else(|| CoreError::InvalidArgument {
+            what: "Targets::concat".into(),
+            reason: "no part to join".into(),
+        })?;
+        Ok(match first {
+            Targets::Classes(_) => {
+                let mut all = Vec::new();
+                for p in parts {
+                    let Targets::Classes(c) = p else {
+                        return Err(mismatch());
+                    };
+                    all.extend_from_slice(c);
+                }
+                Targets::Classes(all)
+            }
+            Targets::Values(t0) => {
+                let width = t0.dims2()?.1;
+                let mut all = Vec::new();
+                for p in parts {
+                    let Targets::Values(t) = p else {
+                        return Err(mismatch());
+                    };
+                    if t.dims2()?.1 != width {
+                        return Err(mismatch());
+                    }
+                    all.extend_from_slice(t.data());
+                }
+                let rows = all.len() / width.max(1);
+                Targets::Values(Tensor::from_vec(all, &[rows, width])?)
+            }
+            Targets::Unsupervised { reference } => {
+                let mut all = reference.as_ref().map(|_| Vec::new());
+                for p in parts {
+                    let Targets::Unsupervised { reference } = p else {
+                        return Err(mismatch());
+                    };
+                    match (&mut all, reference) {
+                        (Some(a), Some(r)) => a.extend_from_slice(r),
+                        (None, None) => {}
+                        _ => return Err(mismatch()),
+                    }
+                }
+                Targets::Unsupervised { reference: all }
+            }
+        })
+    }
+
     /// Checks that these targets fit a task of `kind`.
     pub fn check(&self, task: &str, kind: &TaskKind) -> Result<()> {
         let bad = |reason: String| {

@@ -39,6 +39,7 @@ pub mod idx;
 pub mod loader;
 pub mod npy;
 pub mod schema;
+pub mod source;
 pub mod split;
 pub mod standardize;
 
@@ -49,5 +50,6 @@ pub use error::{DataError, Result};
 pub use export::export_npy;
 pub use loader::{DataLoader, Epoch, LoaderConfig};
 pub use schema::{Categorical, CategoryEncoding, Column, CsvSchema, MissingPolicy, TaskColumn};
+pub use source::{BatchSource, FromFn, InMemory, Subset};
 pub use split::{Split, SplitConfig};
 pub use standardize::Standardizer;

@@ -13,8 +13,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Batch, Dataset};
+use crate::dataset::Batch;
 use crate::error::{DataError, Result};
+use crate::source::BatchSource;
 
 /// How many batches are assembled together on the rayon pool. Below
 /// [`PARALLEL_ELEMENTS`] feature values per batch they are assembled on the
@@ -75,17 +76,18 @@ impl Default for LoaderConfig {
 /// let sizes: Vec<usize> = loader.epoch(0).map(|b| b.unwrap().len()).collect();
 /// assert_eq!(sizes, vec![8, 8, 4]);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DataLoader<'a> {
-    dataset: &'a Dataset,
+    dataset: &'a dyn BatchSource,
     rows: Vec<usize>,
     config: LoaderConfig,
 }
 
 impl<'a> DataLoader<'a> {
     /// A loader over rows `rows` of `dataset` (for example a split's
-    /// training part). Fails on a zero batch size or an out-of-range row.
-    pub fn new(dataset: &'a Dataset, rows: &[usize], config: LoaderConfig) -> Result<Self> {
+    /// training part): a [`Dataset`](crate::Dataset) or any other
+    /// [`BatchSource`]. Fails on a zero batch size or an out-of-range row.
+    pub fn new(dataset: &'a dyn BatchSource, rows: &[usize], config: LoaderConfig) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(DataError::invalid(
                 "loader batch_size",
@@ -154,10 +156,29 @@ impl<'a> DataLoader<'a> {
     }
 }
 
+impl std::fmt::Debug for DataLoader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataLoader")
+            .field("source", &self.dataset.name())
+            .field("rows", &self.rows.len())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Epoch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoch")
+            .field("source", &self.dataset.name())
+            .field("rows", &self.order.len())
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
 /// The batches of one epoch; an iterator of `Result<Batch>`.
-#[derive(Debug)]
 pub struct Epoch<'a> {
-    dataset: &'a Dataset,
+    dataset: &'a dyn BatchSource,
     order: Vec<usize>,
     batch_size: usize,
     next: usize,

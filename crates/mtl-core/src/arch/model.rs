@@ -45,15 +45,20 @@ pub trait MultiTaskModel: Send + Sync + std::fmt::Debug {
     fn tasks(&self) -> &[TaskSpec];
 
     /// The heads, in task order (a clustering head's centroids can be
-    /// initialised from embeddings through [`Head::centroids`]).
-    fn heads(&self) -> &[Head];
+    /// initialised from embeddings through [`Head::centroids`]). A model
+    /// with heads of its own making returns none (the default).
+    fn heads(&self) -> &[Head] {
+        &[]
+    }
 
     /// Records the forward pass of the batch `x` (`[B, ...]`, the per-example
     /// shape the model was built for, or that flattened).
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput>;
 
-    /// Whether [`MultiTaskOutput::representation`] is filled.
-    fn has_representation(&self) -> bool;
+    /// Whether [`MultiTaskOutput::representation`] is filled (default: no).
+    fn has_representation(&self) -> bool {
+        false
+    }
 
     /// Why there is no shared representation (empty when there is one).
     fn why_no_representation(&self) -> &'static str {
@@ -62,8 +67,11 @@ pub trait MultiTaskModel: Send + Sync + std::fmt::Debug {
 
     /// The parameters of the last shared layer (weights and biases, the layer
     /// GradNorm measures gradient norms at). They form one contiguous range
-    /// of the store.
-    fn last_shared_params(&self) -> Vec<ParamId>;
+    /// of the store. The default, none, makes GradNorm use every shared
+    /// parameter.
+    fn last_shared_params(&self) -> Vec<ParamId> {
+        Vec::new()
+    }
 }
 
 /// The error to return when `balancer` needs a shared representation and

@@ -4,19 +4,21 @@
 
 use std::ops::Range;
 
-use mtl_core::arch::{build_model, representation_required, MultiTaskModel};
+use mtl_core::arch::{build_model, MultiTaskModel, ARCHITECTURES_WITH_REPRESENTATION};
 use mtl_core::{Gradients, Graph, ParamGroup, ParamStore, Targets, Tensor, Var};
-use mtl_data::{Batch, Dataset, Standardizer};
+use mtl_data::{Batch, BatchSource, Dataset, Standardizer};
 use mtl_losses::metric::{evaluate, Metric};
 use mtl_losses::task::Task;
-use mtl_losses::{BalanceInput, Balancer, GradRows, GradientSource};
-use mtl_optim::{LrScheduler, Optimizer, ParamGroup as OptimGroup};
+use mtl_losses::{BalanceInput, Balancer, BalancerConfig, GradRows, GradientSource};
+use mtl_optim::{
+    ClipConfig, LrScheduler, Optimizer, OptimizerConfig, ParamGroup as OptimGroup, ScheduleConfig,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::config::RunConfig;
-use crate::error::{CliError, Result};
+use crate::error::{Result, TrainError};
 
 /// Rows per forward pass when evaluating a split.
 pub const EVAL_CHUNK: usize = 512;
@@ -40,6 +42,18 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// Every score name a validation of `tasks` has: `"loss"` and
+    /// `"<task>.<metric>"` for each task's default metrics.
+    pub fn score_names_for(tasks: &[Task]) -> Vec<String> {
+        let mut names = vec!["loss".to_string()];
+        for task in tasks {
+            for m in Metric::defaults(task.kind()) {
+                names.push(format!("{}.{}", task.name(), m.name()));
+            }
+        }
+        names
+    }
+
     /// The value of `"loss"` (mean of the task losses) or of `"<task>.<metric>"`,
     /// with whether higher is better.
     pub fn score(&self, name: &str) -> Option<(f64, bool)> {
@@ -57,26 +71,51 @@ impl Evaluation {
     }
 }
 
-/// The model, its parameters and everything that updates them.
+/// The model, its parameters and everything that updates them: one
+/// optimisation step at a time ([`Trainer::train_step`]) or whole epochs
+/// ([`Trainer::fit`]).
+///
+/// Built in code with [`Trainer::builder`] from any [`MultiTaskModel`] (one
+/// of `mtl-core`'s architectures or a model of your own), its [`ParamStore`]
+/// and the tasks; or from a TOML [`RunConfig`] with
+/// [`Trainer::from_config`], which is what `mtl train` does.
+///
+/// ```
+/// use mtl_core::arch::{build_model, ArchConfig, EncoderConfig, HeadConfig};
+/// use mtl_core::{nn::Activation, ParamStore, TaskKind, TaskSpec};
+/// use mtl_losses::task::Task;
+/// use mtl_losses::BalancerConfig;
+/// use mtl_train::Trainer;
+/// use rand::SeedableRng;
+///
+/// let specs = vec![
+///     TaskSpec { name: "a".into(), kind: TaskKind::Regression { outputs: 1 } },
+///     TaskSpec { name: "b".into(), kind: TaskKind::Binary },
+/// ];
+/// let mut ps = ParamStore::new();
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let encoder = EncoderConfig::Mlp { hidden: vec![8], dropout: 0.0, activation: Activation::Relu, layer_norm: false };
+/// let arch = ArchConfig::HardSharing { head: HeadConfig::default() };
+/// let model = build_model(&arch, &encoder, &[3], &specs, &mut ps, &mut rng)?;
+/// let tasks = specs.into_iter().map(Task::with_default_loss).collect::<Result<Vec<_>, _>>()?;
+/// let trainer = Trainer::builder(model, ps, tasks)
+///     .balancer("mgda".parse::<BalancerConfig>()?)
+///     .seed(7)
+///     .build()?;
+/// assert_eq!(trainer.balancer().name(), "mgda");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Trainer {
-    /// The run configuration.
-    pub config: RunConfig,
-    /// The architecture.
-    pub model: Box<dyn MultiTaskModel>,
-    /// Every trainable value.
-    pub ps: ParamStore,
-    /// The tasks, in order.
-    pub tasks: Vec<Task>,
-    /// For each task, the index of its targets in a batch.
-    pub target_index: Vec<usize>,
-    /// The loss balancer.
-    pub balancer: Box<dyn Balancer>,
-    /// The optimizer.
-    pub optimizer: Box<dyn Optimizer>,
-    /// The learning-rate schedule (stepped per epoch).
-    pub scheduler: LrScheduler,
-    /// Optimisation steps taken.
-    pub step: u64,
+    pub(crate) model: Box<dyn MultiTaskModel>,
+    pub(crate) ps: ParamStore,
+    pub(crate) tasks: Vec<Task>,
+    pub(crate) target_index: Vec<usize>,
+    pub(crate) balancer: Box<dyn Balancer>,
+    pub(crate) optimizer: Box<dyn Optimizer>,
+    pub(crate) scheduler: LrScheduler,
+    clip: Option<ClipConfig>,
+    seed: u64,
+    pub(crate) step: u64,
     graph: Graph,
     grads: Vec<f32>,
 }
@@ -102,10 +141,266 @@ fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The balancer of a [`TrainerBuilder`]: from its configuration or already built.
+enum BalancerChoice {
+    Config(BalancerConfig),
+    Built(Box<dyn Balancer>),
+}
+
+/// The optimizer of a [`TrainerBuilder`]: from its configuration or already built.
+enum OptimizerChoice {
+    Config(OptimizerConfig),
+    Built(Box<dyn Optimizer>),
+}
+
+/// Builds a [`Trainer`] in code; see [`Trainer::builder`]. Defaults: equal
+/// weighting, Adam with learning rate 1e-3, a constant schedule, no
+/// clipping, seed 0, the batch's targets in task order.
+pub struct TrainerBuilder {
+    model: Box<dyn MultiTaskModel>,
+    ps: ParamStore,
+    tasks: Vec<Task>,
+    target_index: Option<Vec<usize>>,
+    balancer: BalancerChoice,
+    optimizer: OptimizerChoice,
+    schedule: ScheduleConfig,
+    clip: Option<ClipConfig>,
+    seed: u64,
+}
+
+impl std::fmt::Debug for TrainerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainerBuilder")
+            .field("model", &self.model.name())
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl TrainerBuilder {
+    /// The loss balancer, from its configuration (built for the number of
+    /// tasks and the seed) or already built (a [`BalancerConfig`] or a
+    /// `Box<dyn Balancer>`).
+    pub fn balancer(mut self, balancer: impl Into<BalancerSpec>) -> Self {
+        self.balancer = match balancer.into() {
+            BalancerSpec(b) => b,
+        };
+        self
+    }
+
+    /// The optimizer, from its configuration (an [`OptimizerConfig`]) or
+    /// already built (a `Box<dyn Optimizer>` over the whole store).
+    pub fn optimizer(mut self, optimizer: impl Into<OptimizerSpec>) -> Self {
+        self.optimizer = match optimizer.into() {
+            OptimizerSpec(o) => o,
+        };
+        self
+    }
+
+    /// The learning-rate schedule, stepped once per epoch.
+    pub fn schedule(mut self, schedule: ScheduleConfig) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Gradient clipping before each optimizer step.
+    pub fn clip(mut self, clip: ClipConfig) -> Self {
+        self.clip = Some(clip);
+        self
+    }
+
+    /// The seed of dropout masks and of the balancer's random choices.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// For each task, the index of its targets in a batch (default: task
+    /// `t` reads `batch.targets[t]`).
+    pub fn target_index(mut self, index: Vec<usize>) -> Self {
+        self.target_index = Some(index);
+        self
+    }
+
+    /// Checks the pieces against each other and builds the trainer.
+    ///
+    /// # Errors
+    /// A balancer or optimizer configuration that does not fit the tasks, a
+    /// balancer that needs a shared representation the model lacks, a model
+    /// whose tasks differ from `tasks`, or a target index of another length.
+    pub fn build(self) -> Result<Trainer> {
+        let t_count = self.tasks.len();
+        if self.model.tasks().len() != t_count
+            || self
+                .model
+                .tasks()
+                .iter()
+                .zip(&self.tasks)
+                .any(|(spec, task)| spec.name != task.name())
+        {
+            return Err(TrainError::Mismatch {
+                what: "tasks".into(),
+                message: format!(
+                    "the model has tasks [{}] but the trainer was given [{}]",
+                    self.model
+                        .tasks()
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.tasks
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let shared = self.ps.group_range(&ParamGroup::Shared).unwrap_or(0..0);
+        if let Some(v) = self
+            .ps
+            .views()
+            .iter()
+            .find(|v| v.group != ParamGroup::Shared && v.range().start < shared.end)
+        {
+            return Err(TrainError::Mismatch {
+                what: "parameters".into(),
+                message: format!(
+                    "{} is not shared but lies among the shared parameters; register every shared parameter before any task's",
+                    v.name
+                ),
+            });
+        }
+        let target_index = self.target_index.unwrap_or_else(|| (0..t_count).collect());
+        if target_index.len() != t_count {
+            return Err(TrainError::Mismatch {
+                what: "target index".into(),
+                message: format!("{} entries for {t_count} tasks", target_index.len()),
+            });
+        }
+        let balancer = match self.balancer {
+            BalancerChoice::Config(c) => c.build(t_count, self.seed)?,
+            BalancerChoice::Built(b) => b,
+        };
+        if balancer.num_tasks() != t_count {
+            return Err(TrainError::Mismatch {
+                what: "balancer".into(),
+                message: format!(
+                    "{} was built for {} tasks, the model has {t_count}",
+                    balancer.name(),
+                    balancer.num_tasks()
+                ),
+            });
+        }
+        if balancer.needs() == GradientSource::Representation && !self.model.has_representation() {
+            return Err(TrainError::Mismatch {
+                what: "balancer".into(),
+                message: no_representation(self.model.as_ref(), balancer.name()),
+            });
+        }
+        let (optimizer, lr) = match self.optimizer {
+            OptimizerChoice::Config(c) => {
+                (c.build(vec![OptimGroup::new(0..self.ps.len())])?, c.lr())
+            }
+            OptimizerChoice::Built(o) => {
+                let lr = o.lr();
+                (o, lr)
+            }
+        };
+        let scheduler = LrScheduler::new(self.schedule, lr)?;
+        if let Some(clip) = &self.clip {
+            clip.validate()?;
+        }
+        let grads = vec![0.0; self.ps.len()];
+        Ok(Trainer {
+            graph: Graph::new(self.seed),
+            model: self.model,
+            ps: self.ps,
+            tasks: self.tasks,
+            target_index,
+            balancer,
+            optimizer,
+            scheduler,
+            clip: self.clip,
+            seed: self.seed,
+            step: 0,
+            grads,
+        })
+    }
+}
+
+/// A balancer for [`TrainerBuilder::balancer`]: a [`BalancerConfig`] or a
+/// built `Box<dyn Balancer>`.
+pub struct BalancerSpec(BalancerChoice);
+
+impl From<BalancerConfig> for BalancerSpec {
+    fn from(c: BalancerConfig) -> Self {
+        BalancerSpec(BalancerChoice::Config(c))
+    }
+}
+
+impl From<Box<dyn Balancer>> for BalancerSpec {
+    fn from(b: Box<dyn Balancer>) -> Self {
+        BalancerSpec(BalancerChoice::Built(b))
+    }
+}
+
+/// An optimizer for [`TrainerBuilder::optimizer`]: an [`OptimizerConfig`]
+/// or a built `Box<dyn Optimizer>`.
+pub struct OptimizerSpec(OptimizerChoice);
+
+impl From<OptimizerConfig> for OptimizerSpec {
+    fn from(c: OptimizerConfig) -> Self {
+        OptimizerSpec(OptimizerChoice::Config(c))
+    }
+}
+
+impl From<Box<dyn Optimizer>> for OptimizerSpec {
+    fn from(o: Box<dyn Optimizer>) -> Self {
+        OptimizerSpec(OptimizerChoice::Built(o))
+    }
+}
+
+/// Why `balancer` cannot run on `model`, naming the architectures that would work.
+fn no_representation(model: &dyn MultiTaskModel, balancer: &str) -> String {
+    format!(
+        "{balancer} needs a shared representation, which architecture {} does not have ({}); use one of: {}",
+        model.name(),
+        model.why_no_representation(),
+        ARCHITECTURES_WITH_REPRESENTATION.join(", ")
+    )
+}
+
 impl Trainer {
-    /// Builds the model (initialised from the seed), the balancer and the optimizer.
-    pub fn new(
-        config: RunConfig,
+    /// Starts building a trainer for `model`, whose parameters live in `ps`,
+    /// and `tasks` (in the model's output order).
+    pub fn builder(
+        model: Box<dyn MultiTaskModel>,
+        ps: ParamStore,
+        tasks: Vec<Task>,
+    ) -> TrainerBuilder {
+        TrainerBuilder {
+            model,
+            ps,
+            tasks,
+            target_index: None,
+            balancer: BalancerChoice::Config(BalancerConfig::default()),
+            optimizer: OptimizerChoice::Config(OptimizerConfig::default()),
+            schedule: ScheduleConfig::default(),
+            clip: None,
+            seed: 0,
+        }
+    }
+
+    /// Builds the model of `config` (initialised from its seed) for examples
+    /// of `input_shape`, with its balancer, optimizer, schedule and clipping:
+    /// the trainer `mtl train` uses.
+    ///
+    /// # Errors
+    /// As [`TrainerBuilder::build`], and a model configuration that does not
+    /// fit the input or the tasks.
+    pub fn from_config(
+        config: &RunConfig,
         input_shape: &[usize],
         tasks: Vec<Task>,
         target_index: Vec<usize>,
@@ -121,30 +416,66 @@ impl Trainer {
             &mut ps,
             &mut rng,
         )?;
-        let balancer = config.train.balancer.build(tasks.len(), config.seed)?;
-        if balancer.needs() == GradientSource::Representation && !model.has_representation() {
-            return Err(representation_required(model.as_ref(), balancer.name()).into());
+        let mut builder = Trainer::builder(model, ps, tasks)
+            .balancer(config.train.balancer.clone())
+            .optimizer(config.train.optimizer.clone())
+            .schedule(config.train.schedule.clone())
+            .seed(config.seed)
+            .target_index(target_index);
+        if let Some(clip) = &config.train.clip {
+            builder = builder.clip(clip.clone());
         }
-        let optimizer = config
-            .train
-            .optimizer
-            .build(vec![OptimGroup::new(0..ps.len())])?;
-        let scheduler =
-            LrScheduler::new(config.train.schedule.clone(), config.train.optimizer.lr())?;
-        let grads = vec![0.0; ps.len()];
-        Ok(Trainer {
-            graph: Graph::new(config.seed),
-            config,
-            model,
-            ps,
-            tasks,
-            target_index,
-            balancer,
-            optimizer,
-            scheduler,
-            step: 0,
-            grads,
-        })
+        builder.build()
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn MultiTaskModel {
+        self.model.as_ref()
+    }
+
+    /// Every trainable value of the model.
+    pub fn params(&self) -> &ParamStore {
+        &self.ps
+    }
+
+    /// The parameters, to change them in place (initialisation, loading).
+    pub fn params_mut(&mut self) -> &mut ParamStore {
+        &mut self.ps
+    }
+
+    /// The tasks, in order.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// The task names, in order.
+    pub fn task_names(&self) -> Vec<String> {
+        self.tasks.iter().map(|t| t.name().to_string()).collect()
+    }
+
+    /// The loss balancer.
+    pub fn balancer(&self) -> &dyn Balancer {
+        self.balancer.as_ref()
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &dyn Optimizer {
+        self.optimizer.as_ref()
+    }
+
+    /// The learning-rate schedule.
+    pub fn scheduler(&self) -> &LrScheduler {
+        &self.scheduler
+    }
+
+    /// Optimisation steps taken.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The seed of dropout masks and of the balancer.
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     fn shared_range(&self) -> Range<usize> {
@@ -166,7 +497,7 @@ impl Trainer {
     /// Records the forward pass and the task losses of `batch`.
     fn forward_losses(&mut self, batch: &Batch) -> Result<(Vec<Var>, Vec<f32>, Option<Var>)> {
         self.graph.reset();
-        self.graph.reseed(step_seed(self.config.seed, self.step));
+        self.graph.reseed(step_seed(self.seed, self.step));
         self.graph.set_training(true);
         let x = self.graph.input(batch.x.clone());
         let out = self.model.forward(&mut self.graph, &mut self.ps, x)?;
@@ -180,7 +511,7 @@ impl Trainer {
                 .iter()
                 .find(|v| !v.is_finite())
             {
-                return Err(CliError::Diverged {
+                return Err(TrainError::Diverged {
                     step: self.step,
                     what: format!("the output of task {:?}", task.name()),
                     value: *v,
@@ -190,7 +521,7 @@ impl Trainer {
             let l = task.loss(&mut self.graph, out.outputs[t], targets)?;
             let v = self.graph.value(l)?.item()?;
             if !v.is_finite() {
-                return Err(CliError::Diverged {
+                return Err(TrainError::Diverged {
                     step: self.step,
                     what: format!("the loss of task {:?}", task.name()),
                     value: v,
@@ -209,7 +540,7 @@ impl Trainer {
             .par_iter()
             .map(|&l| {
                 g.backward_from(&[(l, Tensor::scalar(1.0))], stop)
-                    .map_err(CliError::from)
+                    .map_err(TrainError::from)
             })
             .collect()
     }
@@ -229,7 +560,7 @@ impl Trainer {
     /// Checks a per-task gradient row, naming the task.
     fn check_row(&self, t: usize, row: &[f32]) -> Result<()> {
         if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-            return Err(CliError::Diverged {
+            return Err(TrainError::Diverged {
                 step: self.step,
                 what: format!("the gradient of task {:?}", self.tasks[t].name()),
                 value: *v,
@@ -272,11 +603,9 @@ impl Trainer {
                 w
             }
             GradientSource::Representation => {
-                let z = rep.ok_or_else(|| {
-                    CliError::from(representation_required(
-                        self.model.as_ref(),
-                        self.balancer.name(),
-                    ))
+                let z = rep.ok_or_else(|| TrainError::Mismatch {
+                    what: "balancer".into(),
+                    message: no_representation(self.model.as_ref(), self.balancer.name()),
                 })?;
                 let zshape = self.graph.shape(z)?.to_vec();
                 let per = self.per_task(&loss_vars, &[z])?;
@@ -311,7 +640,7 @@ impl Trainer {
                 w
             }
         };
-        if let Some(clip) = &self.config.train.clip {
+        if let Some(clip) = &self.clip {
             clip.apply(&mut grads)?;
         }
         if let Some(i) = grads.iter().position(|v| !v.is_finite()) {
@@ -321,7 +650,7 @@ impl Trainer {
                 .iter()
                 .find(|v| v.range().contains(&i))
                 .map_or_else(|| format!("index {i}"), |v| v.name.clone());
-            return Err(CliError::Diverged {
+            return Err(TrainError::Diverged {
                 step: self.step,
                 what: format!("the gradient of parameter {name}"),
                 value: grads[i],
@@ -396,7 +725,7 @@ impl Trainer {
     ) -> Result<Option<Vec<f32>>> {
         let shared = self.shared_range();
         if direction.len() != shared.len() {
-            return Err(CliError::Core(mtl_core::CoreError::ShapeMismatch {
+            return Err(TrainError::Core(mtl_core::CoreError::ShapeMismatch {
                 op: "look-ahead step",
                 lhs: vec![shared.len()],
                 rhs: vec![direction.len()],
@@ -412,7 +741,7 @@ impl Trainer {
         self.ps.buffers_flat_mut().copy_from_slice(&buffers);
         match result {
             Ok((_, losses, _)) => Ok(Some(losses)),
-            Err(CliError::Diverged { .. }) => Ok(None),
+            Err(TrainError::Diverged { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -459,9 +788,12 @@ impl Trainer {
         Ok(())
     }
 
-    /// Outputs of every task on `rows` of `ds`, in evaluation mode.
-    pub fn predict(&mut self, ds: &Dataset, rows: &[usize]) -> Result<Vec<Tensor>> {
-        self.predict_chunks(rows.len(), |start, end| Ok(ds.gather(&rows[start..end])?.x))
+    /// Outputs of every task on every example of `data`, in evaluation mode.
+    pub fn predict(&mut self, data: &dyn BatchSource) -> Result<Vec<Tensor>> {
+        let rows: Vec<usize> = (0..data.len()).collect();
+        self.predict_chunks(rows.len(), |start, end| {
+            Ok(data.gather(&rows[start..end])?.x)
+        })
     }
 
     /// Outputs of every task on the examples of `features` (`[n, ...]`, in
@@ -506,13 +838,28 @@ impl Trainer {
             .collect()
     }
 
-    /// Mean losses and default metrics of every task on `rows` of `ds`.
-    pub fn evaluate(&mut self, ds: &Dataset, rows: &[usize]) -> Result<Evaluation> {
-        let outputs = self.predict(ds, rows)?;
+    /// Mean losses and default metrics of every task on every example of `data`.
+    pub fn evaluate(&mut self, data: &dyn BatchSource) -> Result<Evaluation> {
+        let rows: Vec<usize> = (0..data.len()).collect();
+        let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); self.tasks.len()];
+        let mut targets: Vec<Vec<Targets>> = vec![Vec::new(); self.tasks.len()];
+        for chunk in rows.chunks(EVAL_CHUNK) {
+            let batch = data.gather(chunk)?;
+            let out = self.predict_features(&batch.x)?;
+            for (t, o) in out.into_iter().enumerate() {
+                outputs[t].extend_from_slice(o.data());
+                targets[t].push(batch.targets[self.target_index[t]].clone());
+            }
+        }
+        let outputs: Vec<Tensor> = outputs
+            .into_iter()
+            .zip(&self.tasks)
+            .map(|(o, task)| Ok(Tensor::from_vec(o, &[rows.len(), task.output_width()])?))
+            .collect::<Result<_>>()?;
         let mut losses = Vec::new();
         let mut metrics = Vec::new();
         for (t, task) in self.tasks.iter().enumerate() {
-            let targets: Targets = ds.targets()[self.target_index[t]].gather(rows)?;
+            let targets = Targets::concat(&targets[t])?;
             let mut g = Graph::new(0);
             g.set_training(false);
             let o = g.input(outputs[t].clone());

@@ -37,7 +37,7 @@ use mtl_losses::BalancerConfig;
 use mtl_optim::{ClipConfig, OptimizerConfig, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{io, CliError, Result};
+use crate::error::{io, Result, TrainError};
 
 /// A whole run: data, model, tasks and training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ pub struct DataConfig {
 /// Early stopping on a validation score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EarlyStopping {
+pub struct EarlyStoppingConfig {
     /// `"loss"` (mean validation loss over tasks), or `"<task>.<metric>"`
     /// such as `"left.accuracy"`.
     pub metric: String,
@@ -114,7 +114,7 @@ pub struct TrainConfig {
     pub balancer: BalancerConfig,
     /// Early stopping (default none: every epoch runs, the best is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub early_stopping: Option<EarlyStopping>,
+    pub early_stopping: Option<EarlyStoppingConfig>,
     /// How task relations are measured (default: every 10 steps).
     #[serde(default)]
     pub relations: RelationsConfig,
@@ -215,7 +215,7 @@ balancer = { name = "equal" }
 impl RunConfig {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<RunConfig> {
-        let config: RunConfig = toml::from_str(text).map_err(|e| CliError::Config {
+        let config: RunConfig = toml::from_str(text).map_err(|e| TrainError::Config {
             path: origin.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
@@ -247,7 +247,7 @@ impl RunConfig {
     /// hyperparameters, unique task names.
     pub fn validate(&self, origin: &Path) -> Result<()> {
         let bad = |message: String| {
-            Err(CliError::Config {
+            Err(TrainError::Config {
                 path: origin.to_path_buf(),
                 message,
             })
@@ -273,7 +273,7 @@ impl RunConfig {
         if self.train.batch_size == 0 {
             return bad("[train] batch_size: must be at least 1".into());
         }
-        let wrap = |key: &str, e: &dyn std::fmt::Display| CliError::Config {
+        let wrap = |key: &str, e: &dyn std::fmt::Display| TrainError::Config {
             path: origin.to_path_buf(),
             message: format!("{key}: {e}"),
         };

@@ -7,7 +7,7 @@ use mtl_data::{datasets, read_csv, CsvSchema, Dataset, Split, SplitConfig, TaskC
 use mtl_losses::task::Task;
 
 use crate::config::RunConfig;
-use crate::error::{CliError, Result};
+use crate::error::{Result, TrainError};
 
 /// Fraction of the training rows set aside for validation when a data set
 /// comes without a validation part.
@@ -69,7 +69,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
             (ds, split)
         }
         _ => {
-            return Err(CliError::Config {
+            return Err(TrainError::Config {
                 path: "[data]".into(),
                 message: "give `builtin` or `csv` with a schema".into(),
             })
@@ -97,7 +97,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         for tc in &config.tasks {
             let task = tc.build()?;
             let Some(i) = dataset.tasks().iter().position(|s| s.name == tc.name) else {
-                return Err(CliError::Config {
+                return Err(TrainError::Config {
                     path: "[[tasks]]".into(),
                     message: format!(
                         "task {:?} is not in data set {:?}; it has: {}",
@@ -108,7 +108,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
                 });
             };
             if dataset.tasks()[i].kind != *task.kind() {
-                return Err(CliError::Config {
+                return Err(TrainError::Config {
                     path: "[[tasks]]".into(),
                     message: format!(
                         "task {:?} is {:?} in the configuration but {:?} in the data",
@@ -123,7 +123,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
         }
     }
     if tasks.is_empty() {
-        return Err(CliError::Config {
+        return Err(TrainError::Config {
             path: "[[tasks]]".into(),
             message: format!(
                 "no task to train: data set {:?} has none (a CSV file's tasks are listed in [data.schema])",

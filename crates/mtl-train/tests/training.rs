@@ -4,7 +4,12 @@
 
 use std::path::Path;
 
-use mtl_cli::{fit, CliError, RunConfig, RunOptions};
+use mtl_train::{RunConfig, RunOptions, TrainError};
+
+/// Trains a run directory without hooks.
+fn fit(config: RunConfig, opts: &RunOptions) -> mtl_train::Result<mtl_train::RunSummary> {
+    mtl_train::run::fit(config, opts, &mut [])
+}
 
 /// Digit classification plus 10-group clustering on the bundled 8x8 digits
 /// with an MLP trunk: small enough to train in seconds.
@@ -33,12 +38,11 @@ fn opts(dir: &Path) -> RunOptions {
     RunOptions {
         out: dir.to_path_buf(),
         resume: false,
-        quiet: true,
         stop_after: None,
     }
 }
 
-fn metric(summary: &mtl_cli::RunSummary, name: &str) -> f64 {
+fn metric(summary: &mtl_train::RunSummary, name: &str) -> f64 {
     summary
         .test
         .metrics
@@ -165,7 +169,7 @@ fn divergence_names_the_task_and_the_step() {
     let dir = tempfile::tempdir().unwrap();
     let err = fit(config, &opts(dir.path())).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, CliError::Diverged { .. }), "{msg}");
+    assert!(matches!(err, TrainError::Diverged { .. }), "{msg}");
     assert!(
         msg.contains("step") && (msg.contains("task") || msg.contains("parameter")),
         "{msg}"
@@ -206,9 +210,9 @@ name = "mlp"
 hidden = [8]
 "#;
     let config = RunConfig::parse(text, Path::new("linnerud.toml")).unwrap();
-    let prepared = mtl_cli::data::prepare(&config).unwrap();
-    let mut trainer = mtl_cli::Trainer::new(
-        config,
+    let prepared = mtl_train::prepare::prepare(&config).unwrap();
+    let mut trainer = mtl_train::Trainer::from_config(
+        &config,
         prepared.dataset.feature_shape(),
         prepared.tasks.clone(),
         prepared.target_index.clone(),
@@ -226,10 +230,10 @@ hidden = [8]
         let train = &prepared.split.train;
         let mean = train.iter().map(|&i| values.data()[i] as f64).sum::<f64>() / train.len() as f64;
         let id = trainer
-            .ps
+            .params()
             .find(&format!("heads.{}.0.bias", task.name()))
             .unwrap();
-        let bias = trainer.ps.values(id).unwrap()[0] as f64;
+        let bias = trainer.params().values(id).unwrap()[0] as f64;
         assert!(
             (bias - mean).abs() < 1e-3 * mean.abs().max(1.0),
             "{}: bias {bias}, training mean {mean}",

@@ -18,9 +18,9 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
-use crate::error::{io, CliError, Result};
+use crate::error::{io, Result, TrainError};
+use crate::history::EpochRecord;
 use crate::relations::RelationTracker;
-use crate::report::EpochRecord;
 
 /// File name of the parameters inside a checkpoint.
 pub const PARAMS_FILE: &str = "params.safetensors";
@@ -36,8 +36,10 @@ pub struct TrainingState {
     pub epoch: usize,
     /// Optimisation steps taken.
     pub step: u64,
-    /// The run configuration.
-    pub config: RunConfig,
+    /// The run configuration, for runs described by one (a resumed run
+    /// must match it); `None` for a trainer built in code.
+    #[serde(default)]
+    pub config: Option<RunConfig>,
     /// The optimizer's state.
     pub optimizer: mtl_optim::OptimizerState,
     /// The learning-rate schedule.
@@ -90,7 +92,7 @@ pub fn params_to_safetensors(ps: &ParamStore) -> Result<Vec<u8>> {
         .zip(&bytes)
         .map(|(v, b)| {
             let view = TensorView::new(Dtype::F32, v.shape.clone(), b).map_err(|e| {
-                CliError::Checkpoint {
+                TrainError::Checkpoint {
                     path: PARAMS_FILE.into(),
                     message: format!("{}: {e}", v.name),
                 }
@@ -100,7 +102,7 @@ pub fn params_to_safetensors(ps: &ParamStore) -> Result<Vec<u8>> {
         .collect::<Result<_>>()?;
     let meta: Option<HashMap<String, String>> =
         Some(HashMap::from([("format".to_string(), "mtl".to_string())]));
-    safetensors::serialize(views, &meta).map_err(|e| CliError::Checkpoint {
+    safetensors::serialize(views, &meta).map_err(|e| TrainError::Checkpoint {
         path: PARAMS_FILE.into(),
         message: e.to_string(),
     })
@@ -110,7 +112,7 @@ pub fn params_to_safetensors(ps: &ParamStore) -> Result<Vec<u8>> {
 /// its shape; extra tensors are refused. Everything is checked before any
 /// value is copied, so `ps` is left unchanged on error.
 pub fn load_params(bytes: &[u8], ps: &mut ParamStore, path: &Path) -> Result<()> {
-    let bad = |message: String| CliError::Checkpoint {
+    let bad = |message: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
         message,
     };
@@ -164,7 +166,7 @@ pub fn save(dir: &Path, ps: &ParamStore, mut state: TrainingState) -> Result<()>
     state.params_crc32 = crc32fast::hash(&params);
     state.buffers = ps.buffers_flat().to_vec();
     write_synced(&tmp.join(PARAMS_FILE), &params)?;
-    let body = serde_json::to_vec(&state).map_err(|e| CliError::Checkpoint {
+    let body = serde_json::to_vec(&state).map_err(|e| TrainError::Checkpoint {
         path: tmp.join(STATE_FILE),
         message: e.to_string(),
     })?;
@@ -172,7 +174,7 @@ pub fn save(dir: &Path, ps: &ParamStore, mut state: TrainingState) -> Result<()>
         crc32: crc32fast::hash(&body),
         state,
     };
-    let json = serde_json::to_vec_pretty(&sealed).map_err(|e| CliError::Checkpoint {
+    let json = serde_json::to_vec_pretty(&sealed).map_err(|e| TrainError::Checkpoint {
         path: tmp.join(STATE_FILE),
         message: e.to_string(),
     })?;
@@ -222,7 +224,7 @@ pub fn load_bytes(
 
 /// Parses `state.json` and verifies its checksum.
 fn unseal(text: &[u8], state_path: &Path) -> Result<TrainingState> {
-    let bad = |message: String| CliError::Checkpoint {
+    let bad = |message: String| TrainError::Checkpoint {
         path: state_path.to_path_buf(),
         message,
     };
@@ -243,13 +245,13 @@ fn restore_into(
 ) -> Result<TrainingState> {
     let params_path = dir.join(PARAMS_FILE);
     if crc32fast::hash(params) != state.params_crc32 {
-        return Err(CliError::Checkpoint {
+        return Err(TrainError::Checkpoint {
             path: params_path,
             message: "checksum mismatch: the parameters are damaged".into(),
         });
     }
     if state.buffers.len() != ps.buffers_flat().len() {
-        return Err(CliError::Checkpoint {
+        return Err(TrainError::Checkpoint {
             path: dir.join(STATE_FILE),
             message: format!(
                 "holds {} buffer values, the model has {}",
@@ -283,12 +285,12 @@ pub fn dir_for(run_dir: &Path, epoch: usize) -> PathBuf {
     run_dir.join(format!("ckpt-{epoch:05}"))
 }
 
-/// Removes all but the newest [`KEEP`] checkpoints. Each is first renamed
+/// Removes all but the newest `keep` checkpoints ([`KEEP`] in a run directory). Each is first renamed
 /// out of the listing (to `.ckpt-<epoch>.del`) and then deleted, so a crash
 /// in the middle never leaves a half-deleted checkpoint among the listed
 /// ones; leftovers of such a crash are deleted on the next call.
-pub fn prune(run_dir: &Path) -> Result<()> {
-    for old in list(run_dir)?.into_iter().skip(KEEP) {
+pub fn prune(run_dir: &Path, keep: usize) -> Result<()> {
+    for old in list(run_dir)?.into_iter().skip(keep) {
         let name = old
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());

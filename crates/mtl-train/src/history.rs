@@ -1,6 +1,5 @@
-//! What a run writes for people: `metrics.csv` (one row per epoch) and plots
-//! (SVG and PNG) of the task losses, the task weights and the task-gradient
-//! cosines.
+//! The history of a run: one [`EpochRecord`] per completed epoch, and
+//! `metrics.csv` written from it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, Result};
-use crate::plot::{self, Heatmap, Lines};
+use crate::trainer::Evaluation;
 
 /// One completed epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,13 +23,41 @@ pub struct EpochRecord {
     /// Mean task weight the balancer gave.
     pub weights: Vec<f32>,
     /// Validation losses and metrics.
-    pub validation: crate::trainer::Evaluation,
+    pub validation: Evaluation,
     /// Cosine similarity of the tasks' shared gradients on one batch (`T x T`).
     pub cosines: Vec<f32>,
     /// The balancer's learnable values, by name.
     pub learnable: Vec<(String, f32)>,
     /// Wall-clock seconds of the epoch.
     pub seconds: f64,
+    /// Metrics added by hooks, by name.
+    #[serde(default)]
+    pub custom: Vec<(String, f64)>,
+}
+
+impl EpochRecord {
+    /// The value of a selection score with whether higher is better: a
+    /// validation score (see [`Evaluation::score`]) or a custom metric
+    /// (higher is better unless its name ends in `loss`, `error`, `mae`
+    /// or `rmse`).
+    pub fn score(&self, name: &str) -> Option<(f64, bool)> {
+        self.validation.score(name).or_else(|| {
+            self.custom.iter().find(|(n, _)| n == name).map(|(n, v)| {
+                let lower = ["loss", "error", "mae", "rmse"]
+                    .iter()
+                    .any(|s| n.ends_with(s));
+                (*v, !lower)
+            })
+        })
+    }
+
+    /// Every name [`EpochRecord::score`] knows.
+    pub fn score_names(&self) -> Vec<String> {
+        let mut names = vec!["loss".to_string()];
+        names.extend(self.validation.metrics.iter().map(|(n, _)| n.clone()));
+        names.extend(self.custom.iter().map(|(n, _)| n.clone()));
+        names
+    }
 }
 
 /// Writes `metrics.csv` from the history.
@@ -62,57 +89,4 @@ pub fn write_csv(path: &Path, tasks: &[String], history: &[EpochRecord]) -> Resu
         out.push('\n');
     }
     std::fs::write(path, out).map_err(io(path))
-}
-
-/// The values of `series(record)` for task `t`, epoch by epoch.
-fn per_task(
-    tasks: &[String],
-    history: &[EpochRecord],
-    series: impl Fn(&EpochRecord) -> &[f32],
-) -> Vec<(String, Vec<f64>)> {
-    tasks
-        .iter()
-        .enumerate()
-        .map(|(t, name)| {
-            let values = history
-                .iter()
-                .map(|r| series(r).get(t).map_or(f64::NAN, |&v| v as f64))
-                .collect();
-            (name.clone(), values)
-        })
-        .collect()
-}
-
-/// Writes the plots of a run into `dir`, each as SVG and PNG: `loss` (training
-/// loss per task), `weights` (task weights) and `cosine` (the last epoch's
-/// task-gradient cosine matrix).
-pub fn write_plots(dir: &Path, tasks: &[String], history: &[EpochRecord]) -> Result<()> {
-    let Some(last) = history.last() else {
-        return Ok(());
-    };
-    plot::save(
-        &dir.join("loss"),
-        &Lines {
-            title: "training loss per task".into(),
-            y_label: "loss".into(),
-            series: per_task(tasks, history, |r| &r.train_loss),
-        },
-    )?;
-    plot::save(
-        &dir.join("weights"),
-        &Lines {
-            title: "task weights".into(),
-            y_label: "weight".into(),
-            series: per_task(tasks, history, |r| &r.weights),
-        },
-    )?;
-    plot::save(
-        &dir.join("cosine"),
-        &Heatmap {
-            title: format!("task-gradient cosine, epoch {}", last.epoch),
-            labels: tasks.to_vec(),
-            values: last.cosines.iter().map(|&c| c as f64).collect(),
-        },
-    )?;
-    Ok(())
 }

@@ -13,9 +13,10 @@ use mtl_losses::task::{Prediction, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
-use crate::data::Prepared;
-use crate::error::{io, CliError, Result};
-use crate::run::{run_config, BEST_DIR};
+use crate::error::{io, Result, TrainError};
+use crate::fit::BEST_DIR;
+use crate::prepare::Prepared;
+use crate::run::run_config;
 use crate::trainer::Trainer;
 
 /// File name of the saved preprocessing inside a run directory.
@@ -62,7 +63,7 @@ impl Preprocessing {
     pub fn save(&self, run_dir: &Path) -> Result<()> {
         let path = run_dir.join(PREPROCESSING_FILE);
         let tmp = run_dir.join(format!("{PREPROCESSING_FILE}.tmp"));
-        let json = serde_json::to_string_pretty(self).map_err(|e| CliError::Checkpoint {
+        let json = serde_json::to_string_pretty(self).map_err(|e| TrainError::Checkpoint {
             path: path.clone(),
             message: e.to_string(),
         })?;
@@ -74,7 +75,7 @@ impl Preprocessing {
     pub fn load(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(PREPROCESSING_FILE);
         let text = fs::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text).map_err(|e| CliError::Checkpoint {
+        serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
             path,
             message: e.to_string(),
         })
@@ -94,7 +95,7 @@ impl Preprocessing {
     /// or `[n, width]` numbers.
     pub fn read_input(&self, path: &Path) -> Result<Tensor> {
         let bad = |reason: String| {
-            CliError::Data(DataError::InvalidArgument {
+            TrainError::Data(DataError::InvalidArgument {
                 what: path.display().to_string(),
                 reason,
             })
@@ -174,7 +175,7 @@ pub fn load_model(run_dir: &Path) -> Result<(Trainer, Preprocessing)> {
         .map(TaskConfig::build)
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let index = (0..tasks.len()).collect();
-    let mut trainer = Trainer::new(config, &pre.feature_shape, tasks, index)?;
+    let mut trainer = Trainer::from_config(&config, &pre.feature_shape, tasks, index)?;
     checkpoint::load(&run_dir.join(BEST_DIR), &mut trainer.ps)?;
     Ok((trainer, pre))
 }

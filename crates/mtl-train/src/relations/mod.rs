@@ -41,17 +41,17 @@ pub use grouping::{
 };
 pub use matrix::TaskMatrix;
 pub use output::{
-    read, render_text, write, SavedRelations, AFFINITY_PLOT, COSINE_PLOT, EMBEDDINGS_FILE,
+    number, read, render_text, write, SavedRelations, AFFINITY_PLOT, COSINE_PLOT, EMBEDDINGS_FILE,
     EMBEDDING_PLOT, RELATIONS_FILE, SUGGESTED_GROUPS,
 };
 pub use tracker::{RelationTracker, Relations};
 
-use crate::error::CliError;
+use crate::error::TrainError;
 
 /// The error for an argument that does not fit (a group count, a list of
 /// names), naming the argument.
-pub(crate) fn invalid(what: &str, message: impl Into<String>) -> CliError {
-    CliError::Config {
+pub(crate) fn invalid(what: &str, message: impl Into<String>) -> TrainError {
+    TrainError::Config {
         path: what.into(),
         message: message.into(),
     }

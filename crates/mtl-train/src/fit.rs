@@ -1,0 +1,561 @@
+//! Whole epochs: [`Trainer::fit`] runs the steps of every epoch, evaluates,
+//! stops early, checkpoints and resumes, and calls the [`Hook`]s. The loop
+//! keeps its state in small named pieces: [`EarlyStopping`] (best score and
+//! patience), [`CheckpointPolicy`] (where and what to save), [`EpochStats`]
+//! (running means of one epoch) and the [`History`] it returns.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mtl_data::{BatchSource, DataLoader, LoaderConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, TrainingState};
+use crate::config::{EarlyStoppingConfig, RelationsConfig, RunConfig};
+use crate::error::{Result, TrainError};
+use crate::history::EpochRecord;
+use crate::hook::{Control, Hook, StepEvent};
+use crate::relations::RelationTracker;
+use crate::trainer::{Evaluation, Trainer};
+
+/// Directory of the best checkpoint inside a checkpoint directory.
+pub const BEST_DIR: &str = "best";
+
+/// How [`Trainer::fit`] runs.
+///
+/// ```
+/// let options = mtl_train::FitOptions { epochs: 3, batch_size: 32, ..Default::default() };
+/// assert!(options.checkpoints.is_none());
+/// ```
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Passes over the training examples (the total, resumed epochs included).
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Seed of the data order (each epoch reshuffles with it).
+    pub shuffle_seed: u64,
+    /// Stop when a validation score stops improving; `None` runs every
+    /// epoch (the best epoch is still tracked, on the mean validation loss).
+    pub early_stopping: Option<EarlyStoppingConfig>,
+    /// How task relations are measured (`every = 0`: not at all).
+    pub relations: RelationsConfig,
+    /// Where checkpoints go; `None` keeps everything in memory.
+    pub checkpoints: Option<CheckpointPolicy>,
+    /// Continue from the newest good checkpoint of [`FitOptions::checkpoints`].
+    pub resume: bool,
+    /// Stop (as if interrupted) after this many epochs in total.
+    pub stop_after: Option<usize>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 5,
+            batch_size: 64,
+            shuffle_seed: 0,
+            early_stopping: None,
+            relations: RelationsConfig {
+                every: 0,
+                lookahead_lr: None,
+            },
+            checkpoints: None,
+            resume: false,
+            stop_after: None,
+        }
+    }
+}
+
+impl FitOptions {
+    /// The options a [`RunConfig`] describes, checkpointing into `run_dir`.
+    pub fn from_config(config: &RunConfig, run_dir: &Path) -> Self {
+        FitOptions {
+            epochs: config.train.epochs,
+            batch_size: config.train.batch_size,
+            shuffle_seed: config.seed,
+            early_stopping: config.train.early_stopping.clone(),
+            relations: config.train.relations.clone(),
+            checkpoints: Some(CheckpointPolicy {
+                dir: run_dir.to_path_buf(),
+                keep: checkpoint::KEEP,
+                config: Some(config.clone()),
+            }),
+            resume: false,
+            stop_after: None,
+        }
+    }
+}
+
+/// Where checkpoints are written: `dir/ckpt-NNNNN` after every epoch (the
+/// newest `keep` are kept) and `dir/best` whenever the selection score
+/// improves. Each is written atomically (see [`checkpoint`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointPolicy {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Epoch checkpoints kept besides `best`.
+    pub keep: usize,
+    /// The configuration a resumed run must match (checked on resume).
+    pub config: Option<RunConfig>,
+}
+
+impl CheckpointPolicy {
+    /// Checkpoints in `dir`, keeping the newest two epochs and the best.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        CheckpointPolicy {
+            dir: dir.into(),
+            keep: checkpoint::KEEP,
+            config: None,
+        }
+    }
+}
+
+/// The best validation score so far and the patience left: the early
+/// stopping rule, and the selection of the epoch to keep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// The score: `"loss"` (mean validation loss), `"<task>.<metric>"` or
+    /// a custom metric a hook adds.
+    pub metric: String,
+    /// Epochs without improvement before stopping; `None`: never stop.
+    pub patience: Option<usize>,
+    /// The best score and its epoch.
+    pub best: Option<(f64, usize)>,
+    /// Epochs since the best one.
+    pub stale: usize,
+}
+
+impl EarlyStopping {
+    /// A rule from the optional configuration (`None`: select on the mean
+    /// validation loss and never stop).
+    pub fn new(config: Option<&EarlyStoppingConfig>) -> Self {
+        EarlyStopping {
+            metric: config.map_or_else(|| "loss".to_string(), |c| c.metric.clone()),
+            patience: config.map(|c| c.patience),
+            best: None,
+            stale: 0,
+        }
+    }
+
+    /// Records the score of `epoch` (`higher`: whether higher is better);
+    /// returns whether it improved on the best.
+    pub fn observe(&mut self, score: f64, higher: bool, epoch: usize) -> bool {
+        let improved = match self.best {
+            None => true,
+            Some((b, _)) => {
+                if higher {
+                    score > b
+                } else {
+                    score < b
+                }
+            }
+        };
+        if improved {
+            self.best = Some((score, epoch));
+            self.stale = 0;
+        } else {
+            self.stale += 1;
+        }
+        improved
+    }
+
+    /// Whether the patience is used up.
+    pub fn should_stop(&self) -> bool {
+        self.patience.is_some_and(|p| self.stale >= p)
+    }
+}
+
+/// Running sums of one epoch's steps: the loss and weight of every task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochStats {
+    loss_sum: Vec<f64>,
+    weight_sum: Vec<f64>,
+    steps: usize,
+}
+
+impl EpochStats {
+    /// Empty sums for `tasks` tasks.
+    pub fn new(tasks: usize) -> Self {
+        EpochStats {
+            loss_sum: vec![0.0; tasks],
+            weight_sum: vec![0.0; tasks],
+            steps: 0,
+        }
+    }
+
+    /// Adds one step's losses and weights.
+    pub fn add(&mut self, losses: &[f32], weights: &[f32]) {
+        for (s, &l) in self.loss_sum.iter_mut().zip(losses) {
+            *s += l as f64;
+        }
+        for (s, &w) in self.weight_sum.iter_mut().zip(weights) {
+            *s += w as f64;
+        }
+        self.steps += 1;
+    }
+
+    /// Steps added so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The sum of every task's loss so far.
+    pub fn loss_sums(&self) -> &[f64] {
+        &self.loss_sum
+    }
+
+    fn mean(&self, sums: &[f64]) -> Vec<f32> {
+        sums.iter()
+            .map(|v| (v / self.steps.max(1) as f64) as f32)
+            .collect()
+    }
+
+    /// The mean loss of every task.
+    pub fn mean_losses(&self) -> Vec<f32> {
+        self.mean(&self.loss_sum)
+    }
+
+    /// The mean weight of every task.
+    pub fn mean_weights(&self) -> Vec<f32> {
+        self.mean(&self.weight_sum)
+    }
+}
+
+/// What [`Trainer::fit`] returns: one record per completed epoch and the
+/// epoch whose parameters were kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// The completed epochs, resumed ones included.
+    pub epochs: Vec<EpochRecord>,
+    /// The epoch with the best selection score (0 when none ran).
+    pub best_epoch: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// Damaged checkpoints skipped when resuming, one message each.
+    pub warnings: Vec<String>,
+}
+
+impl History {
+    /// Wall-clock seconds of all epochs.
+    pub fn train_seconds(&self) -> f64 {
+        self.epochs.iter().map(|r| r.seconds).sum()
+    }
+}
+
+/// Everything the loop carries from one epoch to the next, saved in checkpoints.
+struct LoopState {
+    warnings: Vec<String>,
+    epoch: usize,
+    stopping: EarlyStopping,
+    history: Vec<EpochRecord>,
+    relations: Option<RelationTracker>,
+}
+
+impl Trainer {
+    /// Trains on every example of `train` for `options.epochs` epochs,
+    /// evaluating on `validation` after each (the training data when `None`),
+    /// and returns the history. The parameters at the end are those of the
+    /// best epoch when checkpoints are written, of the last epoch otherwise.
+    ///
+    /// Each hook sees every step and every epoch and may stop the run, add
+    /// metrics to the epoch record, or save the model.
+    ///
+    /// # Errors
+    /// Bad data, a diverged step, an early-stopping metric that no task
+    /// scores, a checkpoint that cannot be written or resumed, or a hook's
+    /// error.
+    pub fn fit(
+        &mut self,
+        train: &dyn BatchSource,
+        validation: Option<&dyn BatchSource>,
+        options: &FitOptions,
+        hooks: &mut [&mut dyn Hook],
+    ) -> Result<History> {
+        let validation = validation.unwrap_or(train);
+        let names = self.task_names();
+        self.check_selection_metric(options, hooks)?;
+        let mut state = match self.restore(options)? {
+            Some(s) => s,
+            None => LoopState {
+                warnings: Vec::new(),
+                epoch: 0,
+                stopping: EarlyStopping::new(options.early_stopping.as_ref()),
+                history: Vec::new(),
+                relations: new_tracker(&options.relations, names.len())?,
+            },
+        };
+        let all: Vec<usize> = (0..train.len()).collect();
+        let loader = DataLoader::new(
+            train,
+            &all,
+            LoaderConfig {
+                batch_size: options.batch_size,
+                shuffle: true,
+                drop_last: false,
+                seed: options.shuffle_seed,
+            },
+        )?;
+        let end = options
+            .stop_after
+            .map_or(options.epochs, |s| s.min(options.epochs));
+        let mut stopped_early = state.stopping.should_stop();
+        while state.epoch < end && !stopped_early {
+            let epoch = state.epoch;
+            let started = Instant::now();
+            let lr = self.scheduler.lr();
+            self.optimizer.set_lr(lr)?;
+            let mut stats = EpochStats::new(names.len());
+            let mut first = None;
+            let batches = loader.batches_per_epoch();
+            let mut stop = false;
+            for batch in loader.epoch(epoch as u64) {
+                let batch = batch?;
+                if let Some(t) = state.relations.as_mut() {
+                    t.observe_step(self, &batch)?;
+                }
+                let log = self.train_step(&batch, epoch as u64)?;
+                stats.add(&log.losses, &log.weights);
+                let event = StepEvent {
+                    epoch: epoch + 1,
+                    epochs: end,
+                    step_in_epoch: stats.steps(),
+                    steps_in_epoch: batches,
+                    step: self.step,
+                    losses: &log.losses,
+                    weights: &log.weights,
+                    loss_sums: stats.loss_sums(),
+                    tasks: &names,
+                };
+                for h in hooks.iter_mut() {
+                    if h.on_step(&event)? == Control::Stop {
+                        stop = true;
+                    }
+                }
+                if first.is_none() {
+                    first = Some(batch);
+                }
+                if stop {
+                    break;
+                }
+            }
+            let train_loss = stats.mean_losses();
+            self.balancer.end_epoch(&train_loss)?;
+            let cosines = match &first {
+                Some(b) => self.task_cosines(b)?,
+                None => vec![0.0; names.len() * names.len()],
+            };
+            let validation_scores = self.evaluate(validation)?;
+            let mean_val_loss = validation_scores.score("loss").map_or(0.0, |s| s.0);
+            self.scheduler.step(Some(mean_val_loss))?;
+            let mut record = EpochRecord {
+                epoch: epoch + 1,
+                step: self.step,
+                lr,
+                train_loss,
+                weights: stats.mean_weights(),
+                validation: validation_scores,
+                cosines,
+                learnable: self.balancer.learnable(),
+                seconds: 0.0,
+                custom: Vec::new(),
+            };
+            for h in hooks.iter_mut() {
+                if h.on_epoch(self, &mut record)? == Control::Stop {
+                    stop = true;
+                }
+            }
+            record.seconds = started.elapsed().as_secs_f64();
+            let (score, higher) =
+                record
+                    .score(&state.stopping.metric)
+                    .ok_or_else(|| TrainError::Config {
+                        path: "[train] early_stopping.metric".into(),
+                        message: format!(
+                            "{:?} is not a validation score; use one of: {}",
+                            state.stopping.metric,
+                            record.score_names().join(", ")
+                        ),
+                    })?;
+            let improved = state.stopping.observe(score, higher, epoch + 1);
+            if let Some(t) = state.relations.as_mut() {
+                t.end_epoch(epoch + 1);
+            }
+            state.history.push(record);
+            state.epoch = epoch + 1;
+            stopped_early = state.stopping.should_stop();
+            if let Some(policy) = &options.checkpoints {
+                let saved = self.training_state(&state, policy);
+                if improved {
+                    checkpoint::save(&policy.dir.join(BEST_DIR), &self.ps, saved.clone())?;
+                }
+                checkpoint::save(
+                    &checkpoint::dir_for(&policy.dir, epoch + 1),
+                    &self.ps,
+                    saved,
+                )?;
+                checkpoint::prune(&policy.dir, policy.keep)?;
+            }
+            for h in hooks.iter_mut() {
+                h.after_epoch(
+                    self,
+                    &state.history,
+                    state.relations.as_ref(),
+                    stopped_early,
+                )?;
+            }
+            if stop {
+                break;
+            }
+        }
+        if let Some(policy) = &options.checkpoints {
+            let best = policy.dir.join(BEST_DIR);
+            if best.exists() {
+                checkpoint::load(&best, &mut self.ps)?;
+            }
+        }
+        Ok(History {
+            epochs: state.history,
+            best_epoch: state.stopping.best.map_or(0, |b| b.1),
+            stopped_early,
+            warnings: state.warnings,
+        })
+    }
+
+    /// Refuses, before any training, an early-stopping metric that neither
+    /// a task nor a hook scores.
+    fn check_selection_metric(&self, options: &FitOptions, hooks: &[&mut dyn Hook]) -> Result<()> {
+        let Some(es) = &options.early_stopping else {
+            return Ok(());
+        };
+        let mut names = Evaluation::score_names_for(&self.tasks);
+        for h in hooks {
+            names.extend(h.metric_names());
+        }
+        if names.contains(&es.metric) {
+            return Ok(());
+        }
+        Err(TrainError::Config {
+            path: "[train] early_stopping.metric".into(),
+            message: format!(
+                "{:?} is not a validation score; use one of: {}",
+                es.metric,
+                names.join(", ")
+            ),
+        })
+    }
+
+    fn training_state(&self, state: &LoopState, policy: &CheckpointPolicy) -> TrainingState {
+        TrainingState {
+            epoch: state.epoch,
+            step: self.step,
+            config: policy.config.clone(),
+            optimizer: self.optimizer.state(),
+            scheduler: self.scheduler.clone(),
+            balancer: self.balancer.state(),
+            best: state.stopping.best,
+            stale_epochs: state.stopping.stale,
+            history: state.history.clone(),
+            buffers: Vec::new(),
+            relations: state.relations.clone(),
+            params_crc32: 0,
+        }
+    }
+
+    /// Restores the newest good checkpoint when resuming; damaged
+    /// checkpoints are skipped with a warning on standard error.
+    fn restore(&mut self, options: &FitOptions) -> Result<Option<LoopState>> {
+        if !options.resume {
+            return Ok(None);
+        }
+        let Some(policy) = &options.checkpoints else {
+            return Err(TrainError::Mismatch {
+                what: "resume".into(),
+                message: "resuming needs a checkpoint directory".into(),
+            });
+        };
+        let (state, warnings) = self.resume_from(&policy.dir, policy.config.as_ref())?;
+        let mut stopping = EarlyStopping::new(options.early_stopping.as_ref());
+        stopping.best = state.best;
+        stopping.stale = state.stale_epochs;
+        Ok(Some(LoopState {
+            warnings,
+            epoch: state.epoch,
+            stopping,
+            history: state.history,
+            relations: state.relations,
+        }))
+    }
+
+    /// Restores the optimizer, schedule, balancer and step count of a
+    /// checkpoint's state (the parameters are loaded with
+    /// [`checkpoint::load`]).
+    ///
+    /// # Errors
+    /// A state that does not fit this trainer's optimizer or balancer.
+    pub fn restore_state(&mut self, state: &TrainingState) -> Result<()> {
+        self.optimizer.load_state(state.optimizer.clone())?;
+        self.scheduler = state.scheduler.clone();
+        self.balancer.load_state(&state.balancer)?;
+        self.step = state.step;
+        Ok(())
+    }
+
+    /// Loads the newest good checkpoint of `dir` into the parameters,
+    /// optimizer, schedule and balancer, and returns its state with one
+    /// message per damaged checkpoint skipped. A checkpoint written with a
+    /// configuration other than `config` is refused.
+    ///
+    /// # Errors
+    /// [`TrainError::Checkpoint`] when no checkpoint loads.
+    pub fn resume_from(
+        &mut self,
+        dir: &Path,
+        config: Option<&RunConfig>,
+    ) -> Result<(TrainingState, Vec<String>)> {
+        let mut errors = Vec::new();
+        for ckpt in checkpoint::list(dir)? {
+            match checkpoint::load(&ckpt, &mut self.ps) {
+                Ok(state) => {
+                    if let (Some(saved), Some(now)) = (&state.config, config) {
+                        if saved != now {
+                            return Err(TrainError::Checkpoint {
+                                path: ckpt,
+                                message: format!(
+                                    "was written with another configuration than {}",
+                                    dir.join(crate::run::CONFIG_FILE).display()
+                                ),
+                            });
+                        }
+                    }
+                    self.restore_state(&state)?;
+                    let warnings = errors
+                        .into_iter()
+                        .map(|e| format!("skipped damaged checkpoint: {e}"))
+                        .collect();
+                    return Ok((state, warnings));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            message: if errors.is_empty() {
+                "no checkpoint to resume from".into()
+            } else {
+                format!("no loadable checkpoint: {}", errors.join("; "))
+            },
+        })
+    }
+}
+
+/// A tracker of task relations as `config` asks, or none.
+fn new_tracker(config: &RelationsConfig, tasks: usize) -> Result<Option<RelationTracker>> {
+    if config.every == 0 {
+        return Ok(None);
+    }
+    let mut tracker = RelationTracker::new(tasks, config.every)?;
+    if let Some(lr) = config.lookahead_lr {
+        tracker = tracker.with_lookahead_lr(lr)?;
+    }
+    Ok(Some(tracker))
+}
