@@ -341,6 +341,34 @@ impl<'a> BalanceInput<'a> {
             .map_or(true, |p| p.get(t).copied().unwrap_or(false))
     }
 
+    /// `weights` with absent tasks set to 0, as `f32`. With `renormalise`
+    /// the present weights are scaled to keep the total of all `weights`
+    /// (a mean-scale method then sums to 1 over the present tasks); without
+    /// it they are returned as they are. All absent: zeros.
+    pub fn present_weights(&self, weights: &[f64], renormalise: bool) -> Vec<f32> {
+        let kept: f64 = (0..weights.len())
+            .filter(|&t| self.is_present(t))
+            .map(|t| weights[t])
+            .sum();
+        let total: f64 = weights.iter().sum();
+        let factor = if renormalise && kept != 0.0 {
+            total / kept
+        } else {
+            1.0
+        };
+        weights
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| {
+                if self.is_present(t) {
+                    (w * factor) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
     /// The indices of the present tasks, ascending.
     pub fn present_tasks(&self) -> Vec<usize> {
         (0..self.losses.len())
