@@ -410,3 +410,12 @@ fn presence_flags_of_the_wrong_length_are_an_error() {
     let input = BalanceInput::from_losses(&[1.0; T]).with_present(&[true, false]);
     assert!(b.balance(&input).is_err());
 }
+
+#[test]
+fn no_registered_method_asks_for_a_second_batch_or_a_lookahead_yet() {
+    for config in configs() {
+        let b = build(&config);
+        assert!(!b.needs_second_batch(), "{config}");
+        assert!(b.lookahead_weights().is_none(), "{config}");
+    }
+}
