@@ -129,7 +129,7 @@ pub use output::Balanced;
 pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};
 pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
 pub use rlw::{RandomLossWeighting, RlwConfig};
-pub use rng_state::RngState;
+pub use rng_state::{RngState, SeededRng};
 pub use row_method::{Combined, RowBalancer, RowMethod, RowStep};
 pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};
 pub use uncertainty::{Uncertainty, UncertaintyConfig, UncertaintyForm};
