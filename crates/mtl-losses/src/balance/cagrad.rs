@@ -17,11 +17,14 @@
 //! * **Scaling:** mean scale (`c = 0` gives `1/T` each, the mean gradient);
 //!   effective weights `(1/T + λ w*_i)/r`. Not scale-invariant.
 //! * **T = 1:** `d = (1 + c) g_1 / r` (`g_1` for `rescale = 2`).
-//! * At a Pareto-stationary point (`0` in the convex hull of the gradients) no
-//!   direction helps every task and the dual's `g_w*/‖g_w*‖` is undefined.
-//!   For `c ≥ 1` the method returns `d = 0` (inside the ball, and optimal:
-//!   `min_i g_i·d = 0`); for `c < 1` it returns the mean gradient `g_0`, the
-//!   centre of the ball. Either case is reported by
+//! * At a Pareto-stationary point (`0` in the convex hull of the gradients)
+//!   the dual is still well defined and solved as anywhere else: when some
+//!   combination of the gradients has a cosine with `g_0` below `−c` (e.g.
+//!   rows `g, −2g, h`) the optimum improves the worst task over `g_0`. Only
+//!   when the dual's minimiser has `Jᵀw* = 0` (optimal worst-task value 0)
+//!   is `g_w*/‖g_w*‖` undefined: for `c ≥ 1` the method then returns `d = 0`
+//!   (inside the ball, and optimal); for `c < 1` the mean gradient `g_0`,
+//!   the centre of the ball. That case is reported by
 //!   [`Cagrad::last_was_stationary`].
 
 use nalgebra::DMatrix;
@@ -29,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::solver::cagrad_dual;
 use super::{
-    check_parameter, gram, require_tasks, BalanceInput, Balanced, Balancer, GradientSource,
-    MethodConfig,
+    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
+    MethodConfig, MethodState,
 };
 use crate::error::Result;
 
@@ -68,14 +71,13 @@ impl MethodConfig for CagradConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(Cagrad::new(num_tasks, self.clone())?))
+        GramBalancer::boxed(num_tasks, Cagrad::new(num_tasks, self.clone())?)
     }
 }
 
 /// CAGrad; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Cagrad {
-    num_tasks: usize,
     config: CagradConfig,
     stationary: bool,
 }
@@ -104,7 +106,6 @@ impl Cagrad {
             "0, 1 or 2",
         )?;
         Ok(Self {
-            num_tasks,
             config,
             stationary: false,
         })
@@ -135,38 +136,23 @@ impl Cagrad {
             .collect())
     }
 
-    /// Whether the last step found the gradients Pareto-stationary (and so
-    /// returned the mean gradient).
+    /// Whether the last step's dual minimiser had `Jᵀw* = 0` (and so it
+    /// returned the mean gradient, or zero for `c ≥ 1`).
     pub fn last_was_stationary(&self) -> bool {
         self.stationary
     }
 }
 
-impl Balancer for Cagrad {
-    fn name(&self) -> &'static str {
-        CagradConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g)?;
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
-    }
-
+impl MethodState for Cagrad {
     fn learnable(&self) -> Vec<(String, f32)> {
         vec![("stationary".into(), if self.stationary { 1.0 } else { 0.0 })]
+    }
+}
+
+impl GramMethod for Cagrad {
+    type Config = CagradConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, _step: &GramStep<'_>) -> Result<Vec<f64>> {
+        self.weights_from_gram(gram)
     }
 }
