@@ -84,7 +84,7 @@ fn every_arch() -> Vec<ArchConfig> {
             experts: 4,
             k: 2,
             gamma: 1.0,
-            entropy: 0.0,
+            entropy: 0.05,
             head: head(),
         },
         ArchConfig::Ltb {
@@ -694,7 +694,7 @@ fn accuracy(pred: &[usize], truth: &[usize]) -> f32 {
 /// cross-entropies (and the architecture's penalties), calling the
 /// architecture's schedule before every step as the training loop does;
 /// returns the test accuracies.
-fn train(arch: &ArchConfig, seed: u64) -> (f32, f32) {
+fn train(arch: &ArchConfig, seed: u64) -> Trained {
     let tasks = [
         task("a", TaskKind::Classification { classes: 3 }),
         task("b", TaskKind::Classification { classes: 2 }),
@@ -745,7 +745,36 @@ fn train(arch: &ArchConfig, seed: u64) -> (f32, f32) {
     let out = model.forward(&mut g, &mut ps, x).unwrap();
     let pa = g.value(out.outputs[0]).unwrap().argmax_rows().unwrap();
     let pb = g.value(out.outputs[1]).unwrap().argmax_rows().unwrap();
-    (accuracy(&pa, &test.a), accuracy(&pb, &test.b))
+    // The mean number of experts a gate gives a non-zero weight to, over
+    // the gates and test examples (0 without gates).
+    let counts: Vec<usize> = out
+        .gates
+        .iter()
+        .flat_map(|gate| {
+            let w = g.value(gate.weights).unwrap();
+            let cols = w.shape()[1];
+            w.data()
+                .chunks(cols)
+                .map(|row| row.iter().filter(|&&v| v > 0.0).count())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let experts_used = counts.iter().sum::<usize>() as f32 / counts.len().max(1) as f32;
+    Trained {
+        a: accuracy(&pa, &test.a),
+        b: accuracy(&pb, &test.b),
+        experts_used,
+    }
+}
+
+/// What [`train`] measures on the test set.
+struct Trained {
+    /// Accuracy on task `a`.
+    a: f32,
+    /// Accuracy on task `b`.
+    b: f32,
+    /// The mean number of experts a gate mixes for one example.
+    experts_used: f32,
 }
 
 /// Every architecture learns both teacher tasks to at least this test
@@ -768,15 +797,31 @@ fn every_architecture_learns_a_two_task_teacher() {
         majority(&test.b, 2)
     );
     for arch in every_arch() {
-        let (a, b) = train(&arch, 21);
-        eprintln!("{}: a {a:.3}, b {b:.3}", arch.name());
+        let Trained { a, b, experts_used } = train(&arch, 21);
+        eprintln!(
+            "{}: a {a:.3}, b {b:.3}, {experts_used:.2} experts per gate and example",
+            arch.name()
+        );
         assert!(
             a >= MIN_ACCURACY && b >= MIN_ACCURACY,
             "{}: {a} {b}",
             arch.name()
         );
+        if let ArchConfig::DselectK { k, experts, .. } = arch {
+            // Softmax gates give every expert a share; DSelect-k's selectors
+            // saturate on most examples (measured: 1.93 of 4 experts with
+            // k = 2), so the mean stays well below the 4 experts.
+            assert!(
+                experts_used <= k as f32 + DSELECT_SLACK && experts_used < experts as f32,
+                "dselect-k mixes {experts_used} experts on average"
+            );
+        }
     }
 }
+
+/// How far above `k` the mean number of mixed experts may be: a few test
+/// examples still fall in a selector's cubic region after 40 epochs.
+const DSELECT_SLACK: f32 = 0.5;
 
 #[test]
 fn same_seed_gives_bit_identical_outputs_with_dropout() {
@@ -893,4 +938,220 @@ fn the_representation_separates_shared_from_task_parameters() {
         }
         assert!(full[shared].iter().any(|&v| v != 0.0));
     }
+}
+
+fn ltb(blocks: &[usize], search_epochs: u64) -> ArchConfig {
+    ArchConfig::Ltb {
+        blocks: blocks.to_vec(),
+        search_epochs,
+        temperature: 4.0,
+        final_temperature: 0.25,
+        head: head(),
+    }
+}
+
+/// The values of the buffer called `name`.
+fn buffer(ps: &ParamStore, name: &str) -> Vec<f32> {
+    let view = ps
+        .buffer_views()
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no buffer {name}"));
+    ps.buffers_flat()[view.offset..view.offset + view.len].to_vec()
+}
+
+fn set(ps: &mut ParamStore, name: &str, values: &[f32]) {
+    let id = ps
+        .find(name)
+        .unwrap_or_else(|| panic!("no parameter {name}"));
+    ps.values_mut(id).unwrap().copy_from_slice(values);
+}
+
+/// The outputs of a training-mode forward pass on a graph seeded with `seed`.
+fn outputs_bits(
+    model: &dyn MultiTaskModel,
+    ps: &mut ParamStore,
+    x: &Tensor,
+    seed: u64,
+) -> Vec<u32> {
+    let mut g = Graph::new(seed);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, ps, xv).unwrap();
+    out.outputs
+        .iter()
+        .flat_map(|&y| g.value(y).unwrap().data().to_vec())
+        .map(f32::to_bits)
+        .collect()
+}
+
+#[test]
+fn ltb_searches_with_one_gumbel_sample_per_block_and_step() {
+    let tasks = [
+        task("a", TaskKind::Classification { classes: 3 }),
+        task("b", TaskKind::Binary),
+    ];
+    let (model, mut ps) = build(
+        &ltb(&[2, 3], 4),
+        &mlp(&[5, 4, 3], Activation::Tanh),
+        &[6],
+        &tasks,
+        30,
+    );
+    set(&mut ps, "branching.2.a", &[0.5, -1.0, 2.0]);
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let x = random(&[5, 6], &mut rng);
+
+    model.begin_step(&mut ps, 0, 1).unwrap();
+    // 4 · (1/16)^(1/4) = 2.
+    assert_eq!(buffer(&ps, "branching.temperature"), vec![2.0]);
+    assert_eq!(buffer(&ps, "branching.tree"), vec![-1.0; 5]);
+
+    let mut g = Graph::new(32);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, &mut ps, xv).unwrap();
+    let names: Vec<&str> = out.gates.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "branching.1.0",
+            "branching.1.1",
+            "branching.1.2",
+            "branching.2.a",
+            "branching.2.b"
+        ]
+    );
+    for gate in &out.gates {
+        let w = g.value(gate.weights).unwrap();
+        let cols = w.shape()[1];
+        let rows: Vec<&[f32]> = w.data().chunks(cols).collect();
+        assert_eq!(rows.len(), 5);
+        // One sample for the whole batch, a point of the simplex.
+        assert!(rows.iter().all(|r| *r == rows[0]), "{}", gate.name);
+        assert!((rows[0].iter().sum::<f32>() - 1.0).abs() < SUM_TOL);
+    }
+    // The same graph seed gives the same noise, another seed other noise.
+    let first = outputs_bits(model.as_ref(), &mut ps, &x, 32);
+    assert_eq!(first, outputs_bits(model.as_ref(), &mut ps, &x, 32));
+    assert_ne!(first, outputs_bits(model.as_ref(), &mut ps, &x, 33));
+
+    // Evaluation leaves the noise out: softmax(α/τ) with τ = 2.
+    let mut g = Graph::new(0);
+    g.set_training(false);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, &mut ps, xv).unwrap();
+    let task_a = out
+        .gates
+        .iter()
+        .find(|w| w.name == "branching.2.a")
+        .unwrap();
+    let got = &g.value(task_a.weights).unwrap().data()[..3];
+    let e: Vec<f32> = [0.25f32, -0.5, 1.0].iter().map(|v| v.exp()).collect();
+    let total: f32 = e.iter().sum();
+    for (g, e) in got.iter().zip(&e) {
+        assert!((g - e / total).abs() < 1e-6, "{got:?}");
+    }
+}
+
+#[test]
+fn ltb_fixes_the_likeliest_parents_and_keeps_them_in_its_buffers() {
+    let tasks = [
+        task("a", TaskKind::Classification { classes: 3 }),
+        task("b", TaskKind::Binary),
+    ];
+    let arch = ltb(&[2, 3], 4);
+    let encoder = mlp(&[5, 4, 3], Activation::Tanh);
+    let (model, mut ps) = build(&arch, &encoder, &[6], &tasks, 40);
+    // Layer 1: blocks 0 and 2 prefer block 1 of layer 0, block 1 ties (the
+    // first wins). Layer 2: task a takes block 2, task b block 0. Block 1 of
+    // layer 1, and block 0 of layer 0 below it, are then reached by no task.
+    set(&mut ps, "branching.1.0", &[-1.0, 1.0]);
+    set(&mut ps, "branching.1.1", &[0.3, 0.3]);
+    set(&mut ps, "branching.1.2", &[0.0, 0.1]);
+    set(&mut ps, "branching.2.a", &[0.5, -1.0, 2.0]);
+    set(&mut ps, "branching.2.b", &[3.0, 2.9, -4.0]);
+    for epoch in 0..4 {
+        model.begin_step(&mut ps, 10 * epoch, epoch).unwrap();
+        assert_eq!(buffer(&ps, "branching.tree"), vec![-1.0; 5]);
+    }
+    model.begin_step(&mut ps, 40, 4).unwrap();
+    assert_eq!(buffer(&ps, "branching.tree"), vec![1.0, 0.0, 1.0, 2.0, 0.0]);
+    let temperature = buffer(&ps, "branching.temperature");
+
+    // Fixed: no more branching weights, and the logits no longer matter.
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let x = random(&[4, 6], &mut rng);
+    let before = outputs_bits(model.as_ref(), &mut ps, &x, 1);
+    set(&mut ps, "branching.2.a", &[9.0, 0.0, 0.0]);
+    set(&mut ps, "branching.1.0", &[5.0, -5.0]);
+    assert_eq!(before, outputs_bits(model.as_ref(), &mut ps, &x, 1));
+    // Later steps keep the tree, whatever the logits have become.
+    model.begin_step(&mut ps, 50, 5).unwrap();
+    assert_eq!(buffer(&ps, "branching.tree"), vec![1.0, 0.0, 1.0, 2.0, 0.0]);
+    assert_eq!(buffer(&ps, "branching.temperature"), temperature);
+
+    // Only the reached blocks get gradients: the logits, layer 1's block 1
+    // (which no task reads) and layer 0's block 0 (read only by it) get none. The gradients match finite
+    // differences through the fixed tree.
+    let mut g = Graph::new(1);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, &mut ps, xv).unwrap();
+    assert!(out.gates.is_empty());
+    let seeds: Vec<(Var, f32)> = out
+        .outputs
+        .iter()
+        .map(|&y| g.sum(y).map(|s| (s, 1.0)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut grads = vec![0.0f32; ps.len()];
+    g.backward(&seeds)
+        .unwrap()
+        .accumulate_params(&g, 0..ps.len(), &mut grads)
+        .unwrap();
+    for view in ps.views() {
+        let zero = grads[view.range()].iter().all(|&v| v == 0.0);
+        let unused = view.name.starts_with("branching.")
+            || view.name.starts_with("layers.1.1.")
+            || view.name.starts_with("layers.0.0.");
+        assert_eq!(zero, unused, "{}", view.name);
+    }
+    gradient_check(model.as_ref(), &mut ps, &[6], STEP, 42);
+
+    // A fresh build with another seed, given the flat parameters and the
+    // buffers (what a checkpoint holds), computes the same outputs bit for bit.
+    let (again, mut restored) = build(&arch, &encoder, &[6], &tasks, 99);
+    assert_ne!(restored.flat(), ps.flat());
+    restored.flat_mut().copy_from_slice(ps.flat());
+    restored
+        .buffers_flat_mut()
+        .copy_from_slice(ps.buffers_flat());
+    assert_eq!(
+        outputs_bits(again.as_ref(), &mut restored, &x, 7),
+        outputs_bits(model.as_ref(), &mut ps, &x, 7)
+    );
+}
+
+#[test]
+fn ltb_blocks_must_match_the_encoder_stages() {
+    let tasks = [task("a", TaskKind::Binary), task("b", TaskKind::Binary)];
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ps = ParamStore::new();
+    let err = build_model(
+        &ltb(&[2, 2], 3),
+        &mlp(&[4, 4], Activation::Relu),
+        &[3],
+        &tasks,
+        &mut ps,
+        &mut rng,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("ltb blocks") && err.contains("2 stages"),
+        "{err}"
+    );
+    let toml_text = "arch = \"ltb\"\nblocks = [2]\n[encoder]\nname = \"mlp\"\nhidden = [4, 4]\n";
+    assert!(
+        toml::from_str::<mtl_core::arch::ModelConfig>(toml_text).is_err(),
+        "search_epochs is required"
+    );
 }

@@ -5,8 +5,13 @@ use crate::error::{CoreError, Result};
 use crate::{Graph, ParamId, ParamStore, TaskSpec, Var};
 
 /// The architectures that expose a shared representation.
-pub const ARCHITECTURES_WITH_REPRESENTATION: &[&str] =
-    &["hps", "mmoe", "cgc", "ple (with one extraction layer)"];
+pub const ARCHITECTURES_WITH_REPRESENTATION: &[&str] = &[
+    "hps",
+    "mmoe",
+    "dselect-k",
+    "cgc",
+    "ple (with one extraction layer)",
+];
 
 /// One gate's weights in a forward pass, for tests and expert-usage logs.
 #[derive(Clone, Debug, PartialEq)]
