@@ -1128,6 +1128,39 @@ fn ltb_fixes_the_likeliest_parents_and_keeps_them_in_its_buffers() {
         outputs_bits(again.as_ref(), &mut restored, &x, 7),
         outputs_bits(model.as_ref(), &mut ps, &x, 7)
     );
+
+    // Damaged buffers (a parent that does not exist, a half-fixed tree, a
+    // temperature of zero) are typed errors, not panics.
+    let tree = ps
+        .buffer_views()
+        .iter()
+        .find(|v| v.name == "branching.tree")
+        .unwrap()
+        .clone();
+    for damaged in [
+        [1.0, 0.0, 1.0, 3.0, 0.0],
+        [-1.0, 0.0, 1.0, 2.0, 0.0],
+        [1.0, 0.5, 1.0, 2.0, 0.0],
+    ] {
+        restored.buffers_flat_mut()[tree.offset..tree.offset + tree.len].copy_from_slice(&damaged);
+        let mut g = Graph::new(0);
+        let xv = g.input(x.clone());
+        let err = again.forward(&mut g, &mut restored, xv).unwrap_err();
+        assert!(err.to_string().contains("branching.tree"), "{err}");
+    }
+    restored
+        .buffers_flat_mut()
+        .copy_from_slice(ps.buffers_flat());
+    let temperature = ps
+        .buffer_views()
+        .iter()
+        .find(|v| v.name == "branching.temperature")
+        .unwrap()
+        .offset;
+    restored.buffers_flat_mut()[temperature] = 0.0;
+    let mut g = Graph::new(0);
+    let xv = g.input(x.clone());
+    assert!(again.forward(&mut g, &mut restored, xv).is_err());
 }
 
 #[test]

@@ -228,17 +228,37 @@ impl Ltb {
 
     /// The fixed tree: for every layer from 1, the parent each block reads
     /// (an index into the layer below; the last layer's blocks in task
-    /// order), or `None` while the branching is still learned.
+    /// order), or `None` while the branching is still learned. A
+    /// `branching.tree` buffer that is neither all −1 nor all valid indices
+    /// (a damaged checkpoint) is an error.
     pub fn tree(&self, ps: &ParamStore) -> Result<Option<Vec<Vec<usize>>>> {
         let flat = ps.buffer(self.tree)?;
-        if flat.first().map_or(true, |&p| p == SEARCHING) {
+        if flat.iter().all(|&p| p == SEARCHING) {
             return Ok(None);
         }
         let mut rest = flat;
         let mut tree = Vec::with_capacity(self.branching.len());
-        for logits in &self.branching {
-            let (layer, tail) = rest.split_at(logits.len());
-            tree.push(layer.iter().map(|&p| p as usize).collect());
+        for (l, logits) in self.branching.iter().enumerate() {
+            let parents = self.layers[l].len();
+            let (layer, tail) = rest.split_at(logits.len().min(rest.len()));
+            let chosen = layer
+                .iter()
+                .map(|&p| {
+                    if p >= 0.0 && p.fract() == 0.0 && (p as usize) < parents {
+                        Ok(p as usize)
+                    } else {
+                        Err(CoreError::InvalidArgument {
+                            what: "ltb buffer branching.tree".into(),
+                            reason: format!(
+                                "{p} is not a block of layer {l} (0 to {}), nor −1 on every \
+                                 block (still searching)",
+                                parents - 1
+                            ),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            tree.push(chosen);
             rest = tail;
         }
         Ok(Some(tree))
@@ -266,7 +286,15 @@ impl Ltb {
 
     /// The temperature the next forward pass uses.
     pub fn temperature(&self, ps: &ParamStore) -> Result<f32> {
-        Ok(ps.buffer(self.temperature)?[0])
+        let t = ps.buffer(self.temperature)?[0];
+        if t > 0.0 && t.is_finite() {
+            Ok(t)
+        } else {
+            Err(CoreError::InvalidArgument {
+                what: "ltb buffer branching.temperature".into(),
+                reason: format!("{t} must be positive and finite"),
+            })
+        }
     }
 
     /// Which blocks of each layer some task reaches through `tree`.
