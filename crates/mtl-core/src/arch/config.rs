@@ -511,6 +511,50 @@ mod tests {
     }
 
     #[test]
+    fn dselect_k_and_ltb_read_with_their_defaults() {
+        let dselect: ModelConfig = toml::from_str(
+            "arch = \"dselect-k\"\nexperts = 8\nk = 2\n[encoder]\nname = \"mlp\"\nhidden = [4]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dselect.arch,
+            ArchConfig::DselectK {
+                experts: 8,
+                k: 2,
+                gamma: 1.0,
+                entropy: 0.0,
+                head: HeadConfig::default()
+            }
+        );
+        let ltb: ModelConfig = toml::from_str(
+            "arch = \"ltb\"\nblocks = [1, 3]\nsearch_epochs = 10\n\
+             [encoder]\nname = \"mlp\"\nhidden = [8, 8, 4]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ltb.arch,
+            ArchConfig::Ltb {
+                blocks: vec![1, 3],
+                search_epochs: 10,
+                temperature: 5.0,
+                final_temperature: 0.1,
+                head: HeadConfig::default()
+            }
+        );
+        ltb.validate().unwrap();
+        assert_eq!(ltb.arch.name(), "ltb");
+        assert!(ArchConfig::NAMES.contains(&dselect.arch.name()));
+        let too_many = ArchConfig::DselectK {
+            experts: 4,
+            k: 5,
+            gamma: 1.0,
+            entropy: 0.0,
+            head: HeadConfig::default(),
+        };
+        assert!(too_many.validate().is_err());
+    }
+
+    #[test]
     fn validation_names_the_bad_size() {
         let mmoe = ArchConfig::Mmoe {
             experts: 0,
