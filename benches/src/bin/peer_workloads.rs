@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use mtl_cli::{RunConfig, Trainer};
 use mtl_core::{kernels, Targets, TaskKind, TaskSpec, Tensor};
 use mtl_data::{npy, ArrayData, Batch, DataLoader, Dataset, LoaderConfig};
 use mtl_losses::task::Task;
+use mtl_train::{RunConfig, Trainer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -126,8 +126,8 @@ fn mlp_trainer(
     let ds = Dataset::new("random", x, parts)?;
     let rows: Vec<usize> = (0..batch).collect();
     let b = ds.gather(&rows)?;
-    let trainer = Trainer::new(
-        mlp_config(hidden, balancer)?,
+    let trainer = Trainer::from_config(
+        &mlp_config(hidden, balancer)?,
         &[inputs],
         task_list,
         (0..tasks).collect(),
@@ -203,7 +203,7 @@ fn w3(args: &Args) -> Result<Vec<f64>, Error> {
         target_index.push(i);
     }
     let batch_size = config.train.batch_size;
-    let mut trainer = Trainer::new(config, ds.feature_shape(), tasks, target_index)?;
+    let mut trainer = Trainer::from_config(&config, ds.feature_shape(), tasks, target_index)?;
     let rows: Vec<usize> = (0..ds.len()).collect();
     let loader = DataLoader::new(
         &ds,

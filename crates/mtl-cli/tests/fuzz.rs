@@ -139,6 +139,8 @@ const TOML_TOKENS: &[&[u8]] = &[
     b"\"mgda-ub\"",
     b"\"cross-stitch\"",
     b"\"mtan\"",
+    b"\"dselect-k\"",
+    b"\"ltb\"",
     b"\"gradnorm\"",
     b"\"classification\"",
     b"\"clustering\"",

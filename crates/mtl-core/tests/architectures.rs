@@ -11,9 +11,10 @@ use mtl_optim::{OptimizerConfig, ParamGroup as OptimGroup};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Central-difference step for smooth (tanh) networks. The loss is a sum of
-/// ~50 f32 terms of order 1, so rounding contributes ~1e-5 / 2e-2 ≈ 5e-4 at
-/// most, and truncation `h²·f'''/6` ≈ 2e-5.
+/// Central-difference step for smooth (tanh) networks, extrapolated with the
+/// half step (Richardson). The loss is a sum of ~50 f32 terms of order 1, so
+/// rounding contributes ~3 · 1e-5 / 2e-2 ≈ 1.5e-3 at most; the truncation
+/// left is `O(h⁴)`.
 const STEP: f32 = 1e-2;
 /// Smaller step for networks with max pooling, so that a perturbation rarely
 /// moves a pooling window's maximum; rounding then costs ~1e-5 / 2e-3 ≈ 5e-3
@@ -79,6 +80,20 @@ fn every_arch() -> Vec<ArchConfig> {
             head: head(),
         },
         ArchConfig::Mtan { head: head() },
+        ArchConfig::DselectK {
+            experts: 4,
+            k: 2,
+            gamma: 1.0,
+            entropy: 0.05,
+            head: head(),
+        },
+        ArchConfig::Ltb {
+            blocks: vec![2],
+            search_epochs: 20,
+            temperature: 5.0,
+            final_temperature: 0.1,
+            head: head(),
+        },
     ]
 }
 
@@ -133,7 +148,8 @@ fn outputs_have_the_shape_of_each_task_kind() {
             "hps" => Some(vec![7, 4]),
             "mmoe" => Some(vec![7, 3 * 4]),
             "cgc" => Some(vec![7, 2 * 4]),
-            _ => None, // ple with two layers, cross-stitch, mtan
+            "dselect-k" => Some(vec![7, 4 * 4]),
+            _ => None, // ple with two layers, cross-stitch, mtan, ltb
         };
         assert_eq!(representation, expected, "{}", arch.name());
         assert_eq!(model.has_representation(), expected.is_some());
@@ -153,9 +169,15 @@ fn lenet_encoder_reads_mnist_sized_images() {
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let images = random(&[3, 1, 28, 28], &mut rng);
-    for arch in every_arch() {
+    for mut arch in every_arch() {
+        if let ArchConfig::Ltb { blocks, .. } = &mut arch {
+            // LeNet has three stages: two layers of blocks, then the tasks'.
+            *blocks = vec![2, 2];
+        }
         let (model, mut ps) = build(&arch, &lenet, &[1, 28, 28], &tasks, 2);
         let mut g = Graph::new(0);
+        // Evaluation mode: LTB would draw new Gumbel noise for the second pass.
+        g.set_training(false);
         let x = g.input(images.clone());
         let out = model.forward(&mut g, &mut ps, x).unwrap();
         for &y in &out.outputs {
@@ -232,7 +254,8 @@ fn gate_weights_sum_to_one_for_every_example() {
     }
 }
 
-/// `Σ_t Σ w_t ⊙ y_t` for fixed random weights, on a fresh graph.
+/// `Σ_t Σ w_t ⊙ y_t + Σ_t penalty_t` for fixed random weights, on a fresh
+/// graph (the same seed, so the same dropout masks and Gumbel noise).
 fn weighted_outputs(
     model: &dyn MultiTaskModel,
     ps: &mut ParamStore,
@@ -242,7 +265,12 @@ fn weighted_outputs(
     let mut g = Graph::new(0);
     let xv = g.input(x.clone());
     let out = model.forward(&mut g, ps, xv).unwrap();
-    out.outputs
+    let penalties: f64 = (0..out.outputs.len())
+        .filter_map(|t| out.penalty(t))
+        .map(|p| g.value(p).unwrap().item().unwrap() as f64)
+        .sum();
+    let outputs: f64 = out
+        .outputs
         .iter()
         .zip(weights)
         .map(|(&y, w)| {
@@ -254,18 +282,21 @@ fn weighted_outputs(
                 .map(|(a, b)| *a as f64 * *b as f64)
                 .sum::<f64>()
         })
-        .sum()
+        .sum();
+    outputs + penalties
 }
 
 /// Compares the backward pass (accumulated into the flat layout) with central
-/// differences for every parameter; returns the number of entries checked.
+/// differences for every parameter; returns the number of entries checked
+/// and the largest error relative to the tolerance's scale,
+/// `|a − n| / (1 + max(|a|, |n|))`.
 fn gradient_check(
     model: &dyn MultiTaskModel,
     ps: &mut ParamStore,
     input: &[usize],
     step: f32,
     seed: u64,
-) -> usize {
+) -> (usize, f32) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut shape = vec![3];
     shape.extend(input);
@@ -278,20 +309,34 @@ fn gradient_check(
         .iter()
         .map(|&y| random(g.shape(y).unwrap(), &mut rng))
         .collect();
-    let seeds: Vec<(Var, Tensor)> = out.outputs.iter().copied().zip(weights.clone()).collect();
+    let mut seeds: Vec<(Var, Tensor)> = out.outputs.iter().copied().zip(weights.clone()).collect();
+    seeds.extend(
+        (0..out.outputs.len())
+            .filter_map(|t| out.penalty(t))
+            .map(|p| (p, Tensor::scalar(1.0))),
+    );
     let grads = g.backward_from(&seeds, &[]).unwrap();
     let mut analytic = vec![0.0f32; ps.len()];
     grads
         .accumulate_params(&g, 0..ps.len(), &mut analytic)
         .unwrap();
+    let mut worst = 0.0f32;
     for (i, &a) in analytic.iter().enumerate() {
         let original = ps.flat()[i];
-        ps.flat_mut()[i] = original + step;
-        let plus = weighted_outputs(model, ps, &x, &weights);
-        ps.flat_mut()[i] = original - step;
-        let minus = weighted_outputs(model, ps, &x, &weights);
-        ps.flat_mut()[i] = original;
-        let numeric = ((plus - minus) / (2.0 * step as f64)) as f32;
+        let mut central = |h: f32| {
+            ps.flat_mut()[i] = original + h;
+            let plus = weighted_outputs(model, ps, &x, &weights);
+            ps.flat_mut()[i] = original - h;
+            let minus = weighted_outputs(model, ps, &x, &weights);
+            ps.flat_mut()[i] = original;
+            (plus - minus) / (2.0 * h as f64)
+        };
+        // Richardson extrapolation: the h² truncation terms of the two
+        // central differences cancel, which matters where layer
+        // normalisation over few features curves sharply.
+        let (coarse, fine) = (central(step), central(step / 2.0));
+        let numeric = ((4.0 * fine - coarse) / 3.0) as f32;
+        worst = worst.max((a - numeric).abs() / (1.0 + numeric.abs().max(a.abs())));
         assert!(
             (a - numeric).abs() <= ABS_TOL + REL_TOL * numeric.abs().max(a.abs()),
             "{}: parameter {} (flat {i}): analytic {a} vs numeric {numeric}",
@@ -302,7 +347,7 @@ fn gradient_check(
                 .map_or("?", |v| v.name.as_str()),
         );
     }
-    ps.len()
+    (ps.len(), worst)
 }
 
 #[test]
@@ -323,17 +368,33 @@ fn gradients_match_finite_differences_through_every_architecture() {
         activation: Activation::Tanh,
         layer_norm: true,
     };
-    for mut arch in every_arch() {
+    // Beyond the defaults: DSelect-k with 3 experts (one unused code) and the
+    // entropy penalty, so both penalties are checked too.
+    let mut archs = every_arch();
+    archs.push(ArchConfig::DselectK {
+        experts: 3,
+        k: 2,
+        gamma: 2.0,
+        entropy: 0.1,
+        head: head.clone(),
+    });
+    for mut arch in archs {
         match &mut arch {
             ArchConfig::Hps { head: h }
             | ArchConfig::Mmoe { head: h, .. }
             | ArchConfig::Cgc { head: h, .. }
             | ArchConfig::Ple { head: h, .. }
             | ArchConfig::CrossStitch { head: h, .. }
-            | ArchConfig::Mtan { head: h } => *h = head.clone(),
+            | ArchConfig::Mtan { head: h }
+            | ArchConfig::DselectK { head: h, .. }
+            | ArchConfig::Ltb { head: h, .. } => *h = head.clone(),
         }
         let (model, mut ps) = build(&arch, &encoder, &[4], &tasks, 4);
-        let checked = gradient_check(model.as_ref(), &mut ps, &[4], STEP, 6);
+        let (checked, worst) = gradient_check(model.as_ref(), &mut ps, &[4], STEP, 6);
+        eprintln!(
+            "{}: {checked} entries, worst scaled error {worst:.2e}",
+            arch.name()
+        );
         assert!(checked > 60, "{}: {checked}", arch.name());
     }
 }
@@ -354,9 +415,17 @@ fn gradients_match_finite_differences_through_lenet_encoders() {
     ];
     // 12 → conv3 → 10 → pool → 5 → conv3 → 3 → pool → 1.
     let archs = every_arch();
-    for arch in [&archs[0], &archs[4], &archs[5]] {
+    let ltb = ArchConfig::Ltb {
+        blocks: vec![2, 2],
+        search_epochs: 3,
+        temperature: 1.0,
+        final_temperature: 0.1,
+        head: head(),
+    };
+    for arch in [&archs[0], &archs[4], &archs[5], &archs[6], &ltb] {
         let (model, mut ps) = build(arch, &lenet, &[1, 12, 12], &tasks, 7);
-        gradient_check(model.as_ref(), &mut ps, &[1, 12, 12], POOL_STEP, 8);
+        let (_, worst) = gradient_check(model.as_ref(), &mut ps, &[1, 12, 12], POOL_STEP, 8);
+        eprintln!("{} (lenet): worst scaled error {worst:.2e}", arch.name());
     }
 }
 
@@ -422,7 +491,7 @@ fn parameter_counts_and_groups_follow_the_formulas() {
     let deeper = dense(d, d);
     // MTAN: per task, attention on stage 1 (5 → 5) and stage 2 ([4 ; 4] → 4).
     let attention = dense(5, 5) + dense(2 * d, d);
-    let cases: [(ArchConfig, usize, usize); 6] = [
+    let cases: [(ArchConfig, usize, usize); 8] = [
         (ArchConfig::Hps { head: head() }, encoder_params, heads),
         (
             ArchConfig::Mmoe {
@@ -465,6 +534,32 @@ fn parameter_counts_and_groups_follow_the_formulas() {
             ArchConfig::Mtan { head: head() },
             encoder_params,
             t * attention + heads,
+        ),
+        (
+            // 4 experts: m = 2 bits; per task k·m = 4 selector logits and k = 2
+            // selector weights, each a dense layer on the input.
+            ArchConfig::DselectK {
+                experts: 4,
+                k: 2,
+                gamma: 1.0,
+                entropy: 0.0,
+                head: head(),
+            },
+            4 * encoder_params,
+            t * (dense(n, 2 * 2) + dense(n, 2)) + heads,
+        ),
+        (
+            // Layer 0: three shared first stages; layer 1: per task its
+            // second stage and 3 branching logits.
+            ArchConfig::Ltb {
+                blocks: vec![3],
+                search_epochs: 1,
+                temperature: 1.0,
+                final_temperature: 1.0,
+                head: head(),
+            },
+            3 * dense(n, 5),
+            t * (3 + dense(5, d)) + heads,
         ),
     ];
     for (arch, shared, specific) in cases {
@@ -522,7 +617,7 @@ fn cross_stitch_units_start_near_the_identity() {
 #[test]
 fn missing_representation_is_a_typed_error_naming_the_architecture() {
     let tasks = [task("a", TaskKind::Binary), task("b", TaskKind::Binary)];
-    let encoder = mlp(&[4], Activation::Relu);
+    let encoder = mlp(&[4, 4], Activation::Relu);
     for arch in every_arch() {
         let (model, _) = build(&arch, &encoder, &[3], &tasks, 15);
         let err = representation_required(model.as_ref(), "mgda-ub");
@@ -596,8 +691,10 @@ fn accuracy(pred: &[usize], truth: &[usize]) -> f32 {
 }
 
 /// Trains with Adam (lr 0.01, batches of 64, 40 epochs) on the sum of the two
-/// cross-entropies; returns the test accuracies.
-fn train(arch: &ArchConfig, seed: u64) -> (f32, f32) {
+/// cross-entropies (and the architecture's penalties), calling the
+/// architecture's schedule before every step as the training loop does;
+/// returns the test accuracies.
+fn train(arch: &ArchConfig, seed: u64) -> Trained {
     let tasks = [
         task("a", TaskKind::Classification { classes: 3 }),
         task("b", TaskKind::Classification { classes: 2 }),
@@ -612,19 +709,31 @@ fn train(arch: &ArchConfig, seed: u64) -> (f32, f32) {
     let mut grads = vec![0.0f32; ps.len()];
     let mut order: Vec<usize> = (0..1024).collect();
     let mut shuffle = ChaCha8Rng::seed_from_u64(seed);
-    for _ in 0..40 {
+    let mut step = 0;
+    for epoch in 0..40 {
         for i in (1..order.len()).rev() {
             order.swap(i, shuffle.gen_range(0..=i));
         }
         for batch in order.chunks(64) {
             g.reset();
+            model.begin_step(&mut ps, step, epoch).unwrap();
+            step += 1;
             let x = g.input(train.x.gather_rows(batch).unwrap());
             let out = model.forward(&mut g, &mut ps, x).unwrap();
             let ya: Vec<usize> = batch.iter().map(|&i| train.a[i]).collect();
             let yb: Vec<usize> = batch.iter().map(|&i| train.b[i]).collect();
-            let la = g.cross_entropy(out.outputs[0], &ya, None, 0.0).unwrap();
-            let lb = g.cross_entropy(out.outputs[1], &yb, None, 0.0).unwrap();
-            let back = g.backward(&[(la, 1.0), (lb, 1.0)]).unwrap();
+            let mut seeds = vec![
+                (
+                    g.cross_entropy(out.outputs[0], &ya, None, 0.0).unwrap(),
+                    1.0,
+                ),
+                (
+                    g.cross_entropy(out.outputs[1], &yb, None, 0.0).unwrap(),
+                    1.0,
+                ),
+            ];
+            seeds.extend((0..2).filter_map(|t| out.penalty(t)).map(|p| (p, 1.0)));
+            let back = g.backward(&seeds).unwrap();
             grads.iter_mut().for_each(|v| *v = 0.0);
             back.accumulate_params(&g, 0..ps.len(), &mut grads).unwrap();
             opt.step(ps.flat_mut(), &grads).unwrap();
@@ -636,7 +745,36 @@ fn train(arch: &ArchConfig, seed: u64) -> (f32, f32) {
     let out = model.forward(&mut g, &mut ps, x).unwrap();
     let pa = g.value(out.outputs[0]).unwrap().argmax_rows().unwrap();
     let pb = g.value(out.outputs[1]).unwrap().argmax_rows().unwrap();
-    (accuracy(&pa, &test.a), accuracy(&pb, &test.b))
+    // The mean number of experts a gate gives a non-zero weight to, over
+    // the gates and test examples (0 without gates).
+    let counts: Vec<usize> = out
+        .gates
+        .iter()
+        .flat_map(|gate| {
+            let w = g.value(gate.weights).unwrap();
+            let cols = w.shape()[1];
+            w.data()
+                .chunks(cols)
+                .map(|row| row.iter().filter(|&&v| v > 0.0).count())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let experts_used = counts.iter().sum::<usize>() as f32 / counts.len().max(1) as f32;
+    Trained {
+        a: accuracy(&pa, &test.a),
+        b: accuracy(&pb, &test.b),
+        experts_used,
+    }
+}
+
+/// What [`train`] measures on the test set.
+struct Trained {
+    /// Accuracy on task `a`.
+    a: f32,
+    /// Accuracy on task `b`.
+    b: f32,
+    /// The mean number of experts a gate mixes for one example.
+    experts_used: f32,
 }
 
 /// Every architecture learns both teacher tasks to at least this test
@@ -659,15 +797,31 @@ fn every_architecture_learns_a_two_task_teacher() {
         majority(&test.b, 2)
     );
     for arch in every_arch() {
-        let (a, b) = train(&arch, 21);
-        eprintln!("{}: a {a:.3}, b {b:.3}", arch.name());
+        let Trained { a, b, experts_used } = train(&arch, 21);
+        eprintln!(
+            "{}: a {a:.3}, b {b:.3}, {experts_used:.2} experts per gate and example",
+            arch.name()
+        );
         assert!(
             a >= MIN_ACCURACY && b >= MIN_ACCURACY,
             "{}: {a} {b}",
             arch.name()
         );
+        if let ArchConfig::DselectK { k, experts, .. } = arch {
+            // Softmax gates give every expert a share; DSelect-k's selectors
+            // saturate on most examples (measured: 1.93 of 4 experts with
+            // k = 2), so the mean stays well below the 4 experts.
+            assert!(
+                experts_used <= k as f32 + DSELECT_SLACK && experts_used < experts as f32,
+                "dselect-k mixes {experts_used} experts on average"
+            );
+        }
     }
 }
+
+/// How far above `k` the mean number of mixed experts may be: a few test
+/// examples still fall in a selector's cubic region after 40 epochs.
+const DSELECT_SLACK: f32 = 0.5;
 
 #[test]
 fn same_seed_gives_bit_identical_outputs_with_dropout() {
@@ -784,4 +938,253 @@ fn the_representation_separates_shared_from_task_parameters() {
         }
         assert!(full[shared].iter().any(|&v| v != 0.0));
     }
+}
+
+fn ltb(blocks: &[usize], search_epochs: u64) -> ArchConfig {
+    ArchConfig::Ltb {
+        blocks: blocks.to_vec(),
+        search_epochs,
+        temperature: 4.0,
+        final_temperature: 0.25,
+        head: head(),
+    }
+}
+
+/// The values of the buffer called `name`.
+fn buffer(ps: &ParamStore, name: &str) -> Vec<f32> {
+    let view = ps
+        .buffer_views()
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no buffer {name}"));
+    ps.buffers_flat()[view.offset..view.offset + view.len].to_vec()
+}
+
+fn set(ps: &mut ParamStore, name: &str, values: &[f32]) {
+    let id = ps
+        .find(name)
+        .unwrap_or_else(|| panic!("no parameter {name}"));
+    ps.values_mut(id).unwrap().copy_from_slice(values);
+}
+
+/// The outputs of a training-mode forward pass on a graph seeded with `seed`.
+fn outputs_bits(
+    model: &dyn MultiTaskModel,
+    ps: &mut ParamStore,
+    x: &Tensor,
+    seed: u64,
+) -> Vec<u32> {
+    let mut g = Graph::new(seed);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, ps, xv).unwrap();
+    out.outputs
+        .iter()
+        .flat_map(|&y| g.value(y).unwrap().data().to_vec())
+        .map(f32::to_bits)
+        .collect()
+}
+
+#[test]
+fn ltb_searches_with_one_gumbel_sample_per_block_and_step() {
+    let tasks = [
+        task("a", TaskKind::Classification { classes: 3 }),
+        task("b", TaskKind::Binary),
+    ];
+    let (model, mut ps) = build(
+        &ltb(&[2, 3], 4),
+        &mlp(&[5, 4, 3], Activation::Tanh),
+        &[6],
+        &tasks,
+        30,
+    );
+    set(&mut ps, "branching.2.a", &[0.5, -1.0, 2.0]);
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let x = random(&[5, 6], &mut rng);
+
+    model.begin_step(&mut ps, 0, 1).unwrap();
+    // 4 · (1/16)^(1/4) = 2.
+    assert_eq!(buffer(&ps, "branching.temperature"), vec![2.0]);
+    assert_eq!(buffer(&ps, "branching.tree"), vec![-1.0; 5]);
+
+    let mut g = Graph::new(32);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, &mut ps, xv).unwrap();
+    let names: Vec<&str> = out.gates.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "branching.1.0",
+            "branching.1.1",
+            "branching.1.2",
+            "branching.2.a",
+            "branching.2.b"
+        ]
+    );
+    for gate in &out.gates {
+        let w = g.value(gate.weights).unwrap();
+        let cols = w.shape()[1];
+        let rows: Vec<&[f32]> = w.data().chunks(cols).collect();
+        assert_eq!(rows.len(), 5);
+        // One sample for the whole batch, a point of the simplex.
+        assert!(rows.iter().all(|r| *r == rows[0]), "{}", gate.name);
+        assert!((rows[0].iter().sum::<f32>() - 1.0).abs() < SUM_TOL);
+    }
+    // The same graph seed gives the same noise, another seed other noise.
+    let first = outputs_bits(model.as_ref(), &mut ps, &x, 32);
+    assert_eq!(first, outputs_bits(model.as_ref(), &mut ps, &x, 32));
+    assert_ne!(first, outputs_bits(model.as_ref(), &mut ps, &x, 33));
+
+    // Evaluation leaves the noise out: softmax(α/τ) with τ = 2.
+    let mut g = Graph::new(0);
+    g.set_training(false);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, &mut ps, xv).unwrap();
+    let task_a = out
+        .gates
+        .iter()
+        .find(|w| w.name == "branching.2.a")
+        .unwrap();
+    let got = &g.value(task_a.weights).unwrap().data()[..3];
+    let e: Vec<f32> = [0.25f32, -0.5, 1.0].iter().map(|v| v.exp()).collect();
+    let total: f32 = e.iter().sum();
+    for (g, e) in got.iter().zip(&e) {
+        assert!((g - e / total).abs() < 1e-6, "{got:?}");
+    }
+}
+
+#[test]
+fn ltb_fixes_the_likeliest_parents_and_keeps_them_in_its_buffers() {
+    let tasks = [
+        task("a", TaskKind::Classification { classes: 3 }),
+        task("b", TaskKind::Binary),
+    ];
+    let arch = ltb(&[2, 3], 4);
+    let encoder = mlp(&[5, 4, 3], Activation::Tanh);
+    let (model, mut ps) = build(&arch, &encoder, &[6], &tasks, 40);
+    // Layer 1: blocks 0 and 2 prefer block 1 of layer 0, block 1 ties (the
+    // first wins). Layer 2: task a takes block 2, task b block 0. Block 1 of
+    // layer 1, and block 0 of layer 0 below it, are then reached by no task.
+    set(&mut ps, "branching.1.0", &[-1.0, 1.0]);
+    set(&mut ps, "branching.1.1", &[0.3, 0.3]);
+    set(&mut ps, "branching.1.2", &[0.0, 0.1]);
+    set(&mut ps, "branching.2.a", &[0.5, -1.0, 2.0]);
+    set(&mut ps, "branching.2.b", &[3.0, 2.9, -4.0]);
+    for epoch in 0..4 {
+        model.begin_step(&mut ps, 10 * epoch, epoch).unwrap();
+        assert_eq!(buffer(&ps, "branching.tree"), vec![-1.0; 5]);
+    }
+    model.begin_step(&mut ps, 40, 4).unwrap();
+    assert_eq!(buffer(&ps, "branching.tree"), vec![1.0, 0.0, 1.0, 2.0, 0.0]);
+    let temperature = buffer(&ps, "branching.temperature");
+
+    // Fixed: no more branching weights, and the logits no longer matter.
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let x = random(&[4, 6], &mut rng);
+    let before = outputs_bits(model.as_ref(), &mut ps, &x, 1);
+    set(&mut ps, "branching.2.a", &[9.0, 0.0, 0.0]);
+    set(&mut ps, "branching.1.0", &[5.0, -5.0]);
+    assert_eq!(before, outputs_bits(model.as_ref(), &mut ps, &x, 1));
+    // Later steps keep the tree, whatever the logits have become.
+    model.begin_step(&mut ps, 50, 5).unwrap();
+    assert_eq!(buffer(&ps, "branching.tree"), vec![1.0, 0.0, 1.0, 2.0, 0.0]);
+    assert_eq!(buffer(&ps, "branching.temperature"), temperature);
+
+    // Only the reached blocks get gradients: the logits, layer 1's block 1
+    // (which no task reads) and layer 0's block 0 (read only by it) get none. The gradients match finite
+    // differences through the fixed tree.
+    let mut g = Graph::new(1);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, &mut ps, xv).unwrap();
+    assert!(out.gates.is_empty());
+    let seeds: Vec<(Var, f32)> = out
+        .outputs
+        .iter()
+        .map(|&y| g.sum(y).map(|s| (s, 1.0)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut grads = vec![0.0f32; ps.len()];
+    g.backward(&seeds)
+        .unwrap()
+        .accumulate_params(&g, 0..ps.len(), &mut grads)
+        .unwrap();
+    for view in ps.views() {
+        let zero = grads[view.range()].iter().all(|&v| v == 0.0);
+        let unused = view.name.starts_with("branching.")
+            || view.name.starts_with("layers.1.1.")
+            || view.name.starts_with("layers.0.0.");
+        assert_eq!(zero, unused, "{}", view.name);
+    }
+    gradient_check(model.as_ref(), &mut ps, &[6], STEP, 42);
+
+    // A fresh build with another seed, given the flat parameters and the
+    // buffers (what a checkpoint holds), computes the same outputs bit for bit.
+    let (again, mut restored) = build(&arch, &encoder, &[6], &tasks, 99);
+    assert_ne!(restored.flat(), ps.flat());
+    restored.flat_mut().copy_from_slice(ps.flat());
+    restored
+        .buffers_flat_mut()
+        .copy_from_slice(ps.buffers_flat());
+    assert_eq!(
+        outputs_bits(again.as_ref(), &mut restored, &x, 7),
+        outputs_bits(model.as_ref(), &mut ps, &x, 7)
+    );
+
+    // Damaged buffers (a parent that does not exist, a half-fixed tree, a
+    // temperature of zero) are typed errors, not panics.
+    let tree = ps
+        .buffer_views()
+        .iter()
+        .find(|v| v.name == "branching.tree")
+        .unwrap()
+        .clone();
+    for damaged in [
+        [1.0, 0.0, 1.0, 3.0, 0.0],
+        [-1.0, 0.0, 1.0, 2.0, 0.0],
+        [1.0, 0.5, 1.0, 2.0, 0.0],
+    ] {
+        restored.buffers_flat_mut()[tree.offset..tree.offset + tree.len].copy_from_slice(&damaged);
+        let mut g = Graph::new(0);
+        let xv = g.input(x.clone());
+        let err = again.forward(&mut g, &mut restored, xv).unwrap_err();
+        assert!(err.to_string().contains("branching.tree"), "{err}");
+    }
+    restored
+        .buffers_flat_mut()
+        .copy_from_slice(ps.buffers_flat());
+    let temperature = ps
+        .buffer_views()
+        .iter()
+        .find(|v| v.name == "branching.temperature")
+        .unwrap()
+        .offset;
+    restored.buffers_flat_mut()[temperature] = 0.0;
+    let mut g = Graph::new(0);
+    let xv = g.input(x.clone());
+    assert!(again.forward(&mut g, &mut restored, xv).is_err());
+}
+
+#[test]
+fn ltb_blocks_must_match_the_encoder_stages() {
+    let tasks = [task("a", TaskKind::Binary), task("b", TaskKind::Binary)];
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ps = ParamStore::new();
+    let err = build_model(
+        &ltb(&[2, 2], 3),
+        &mlp(&[4, 4], Activation::Relu),
+        &[3],
+        &tasks,
+        &mut ps,
+        &mut rng,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("ltb blocks") && err.contains("2 stages"),
+        "{err}"
+    );
+    let toml_text = "arch = \"ltb\"\nblocks = [2]\n[encoder]\nname = \"mlp\"\nhidden = [4, 4]\n";
+    assert!(
+        toml::from_str::<mtl_core::arch::ModelConfig>(toml_text).is_err(),
+        "search_epochs is required"
+    );
 }

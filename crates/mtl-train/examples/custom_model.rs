@@ -49,6 +49,7 @@ impl MultiTaskModel for TwoHeads {
             representation: Some(z),
             outputs,
             gates: Vec::new(),
+            penalties: Vec::new(),
         })
     }
     fn has_representation(&self) -> bool {

@@ -8,7 +8,7 @@
 //! limit = 4000                # optional: use at most this many training rows
 //!
 //! [model]
-//! arch = "hps"                # hps | mmoe | cgc | ple | cross-stitch | mtan
+//! arch = "hps"                # hps | mmoe | dselect-k | cgc | ple | cross-stitch | mtan | ltb
 //! [model.encoder]
 //! name = "lenet"              # or "mlp" with hidden = [256, 128]
 //!

@@ -494,7 +494,8 @@ impl Trainer {
         Ok(if lo < hi { lo..hi } else { self.shared_range() })
     }
 
-    /// Records the forward pass and the task losses of `batch`.
+    /// Records the forward pass and the task losses of `batch` (each with
+    /// the penalty the architecture adds to it, if any).
     fn forward_losses(&mut self, batch: &Batch) -> Result<(Vec<Var>, Vec<f32>, Option<Var>)> {
         self.graph.reset();
         self.graph.reseed(step_seed(self.seed, self.step));
@@ -518,7 +519,10 @@ impl Trainer {
                 });
             }
             let targets = &batch.targets[self.target_index[t]];
-            let l = task.loss(&mut self.graph, out.outputs[t], targets)?;
+            let mut l = task.loss(&mut self.graph, out.outputs[t], targets)?;
+            if let Some(penalty) = out.penalty(t) {
+                l = self.graph.add(l, penalty)?;
+            }
             let v = self.graph.value(l)?.item()?;
             if !v.is_finite() {
                 return Err(TrainError::Diverged {
@@ -571,6 +575,7 @@ impl Trainer {
 
     /// One optimisation step on `batch` (of epoch `epoch`).
     pub fn train_step(&mut self, batch: &Batch, epoch: u64) -> Result<StepLog> {
+        self.model.begin_step(&mut self.ps, self.step, epoch)?;
         let (loss_vars, losses, rep) = self.forward_losses(batch)?;
         let shared = self.shared_range();
         let t_count = self.tasks.len();

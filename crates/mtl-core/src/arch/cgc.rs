@@ -272,6 +272,7 @@ impl MultiTaskModel for Cgc {
             representation: Some(out.shared_experts),
             outputs,
             gates: out.gates,
+            penalties: Vec::new(),
         })
     }
 

@@ -7,7 +7,7 @@
 //!
 //! ```toml
 //! [model]
-//! arch = "mmoe"          # hps | mmoe | cgc | ple | cross-stitch | mtan
+//! arch = "mmoe"          # hps | mmoe | dselect-k | cgc | ple | cross-stitch | mtan | ltb
 //! experts = 4
 //!
 //! [model.encoder]
@@ -19,12 +19,16 @@
 //! tower = [64]           # hidden widths between the shared part and the output; default []
 //! ```
 //!
-//! Per architecture: `hps` and `mtan` take no key; `mmoe` takes `experts`; `cgc` takes
-//! `shared_experts` and `task_experts`; `ple` takes those and `layers`;
-//! `cross-stitch` takes `self_weight` (default 0.9).
+//! Per architecture: `hps` and `mtan` take no key; `mmoe` takes `experts`;
+//! `dselect-k` takes `experts`, `k`, `gamma` (default 1) and `entropy`
+//! (default 0); `cgc` takes `shared_experts` and `task_experts`; `ple` takes
+//! those and `layers`; `cross-stitch` takes `self_weight` (default 0.9); `ltb`
+//! takes `blocks`, `search_epochs`, `temperature` (default 5) and
+//! `final_temperature` (default 0.1).
 
 use serde::{Deserialize, Serialize};
 
+use super::{BranchSettings, DSelectSettings};
 use crate::error::{CoreError, Result};
 use crate::nn::Activation;
 
@@ -42,6 +46,27 @@ pub enum ArchConfig {
     Mmoe {
         /// Number of shared experts (at least 1).
         experts: usize,
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
+    /// DSelect-k (Hazimeh et al., 2021): MMoE whose gates are differentiable
+    /// top-`k` selectors built on a smooth-step function.
+    DselectK {
+        /// Number of shared experts (at least 2).
+        experts: usize,
+        /// Number of single-expert selectors per task: a trained gate mixes
+        /// at most `k` experts (1 to `experts`).
+        k: usize,
+        /// Width of the smooth-step's cubic region (default 1, as in the
+        /// reference implementation).
+        #[serde(default = "default_gamma")]
+        gamma: f32,
+        /// Weight of the entropy penalty on the selectors, added to each
+        /// task's training loss (default 0: off, as in the reference
+        /// implementation).
+        #[serde(default)]
+        entropy: f32,
         /// The task heads.
         #[serde(default)]
         head: HeadConfig,
@@ -90,6 +115,39 @@ pub enum ArchConfig {
         #[serde(default)]
         head: HeadConfig,
     },
+    /// Learning to Branch (Guo et al., 2020): a tree of blocks, one encoder
+    /// stage each, whose branching is learned with Gumbel-softmax and then
+    /// fixed.
+    Ltb {
+        /// Blocks in every layer but the last, one count per encoder stage
+        /// but the last (the last layer has one block per task).
+        blocks: Vec<usize>,
+        /// Epochs during which the branching is learned; the tree is fixed
+        /// when epoch `search_epochs` (from 0) begins (at least 1).
+        search_epochs: u64,
+        /// Gumbel-softmax temperature at the first epoch (default 5).
+        #[serde(default = "default_temperature")]
+        temperature: f32,
+        /// Temperature reached at epoch `search_epochs`, annealed
+        /// geometrically (default 0.1).
+        #[serde(default = "default_final_temperature")]
+        final_temperature: f32,
+        /// The task heads.
+        #[serde(default)]
+        head: HeadConfig,
+    },
+}
+
+fn default_gamma() -> f32 {
+    1.0
+}
+
+fn default_temperature() -> f32 {
+    5.0
+}
+
+fn default_final_temperature() -> f32 {
+    0.1
 }
 
 fn default_self_weight() -> f32 {
@@ -97,16 +155,30 @@ fn default_self_weight() -> f32 {
 }
 
 impl ArchConfig {
-    /// The architecture's name as written in configurations (`hps`, `mmoe`,
-    /// `cgc`, `ple`, `cross-stitch`, `mtan`).
+    /// Every architecture's name as written in configurations.
+    pub const NAMES: &'static [&'static str] = &[
+        "hps",
+        "mmoe",
+        "dselect-k",
+        "cgc",
+        "ple",
+        "cross-stitch",
+        "mtan",
+        "ltb",
+    ];
+
+    /// The architecture's name as written in configurations (one of
+    /// [`ArchConfig::NAMES`]).
     pub fn name(&self) -> &'static str {
         match self {
             ArchConfig::Hps { .. } => "hps",
             ArchConfig::Mmoe { .. } => "mmoe",
+            ArchConfig::DselectK { .. } => "dselect-k",
             ArchConfig::Cgc { .. } => "cgc",
             ArchConfig::Ple { .. } => "ple",
             ArchConfig::CrossStitch { .. } => "cross-stitch",
             ArchConfig::Mtan { .. } => "mtan",
+            ArchConfig::Ltb { .. } => "ltb",
         }
     }
 
@@ -115,10 +187,12 @@ impl ArchConfig {
         match self {
             ArchConfig::Hps { head }
             | ArchConfig::Mmoe { head, .. }
+            | ArchConfig::DselectK { head, .. }
             | ArchConfig::Cgc { head, .. }
             | ArchConfig::Ple { head, .. }
             | ArchConfig::CrossStitch { head, .. }
-            | ArchConfig::Mtan { head } => head,
+            | ArchConfig::Mtan { head }
+            | ArchConfig::Ltb { head, .. } => head,
         }
     }
 
@@ -137,6 +211,26 @@ impl ArchConfig {
         match *self {
             ArchConfig::Hps { .. } | ArchConfig::Mtan { .. } => {}
             ArchConfig::Mmoe { experts, .. } => at_least_one("experts", experts)?,
+            ArchConfig::DselectK {
+                experts,
+                k,
+                gamma,
+                entropy,
+                ..
+            } => DSelectSettings { k, gamma, entropy }.validate(experts)?,
+            ArchConfig::Ltb {
+                ref blocks,
+                search_epochs,
+                temperature,
+                final_temperature,
+                ..
+            } => BranchSettings {
+                blocks: blocks.clone(),
+                temperature,
+                final_temperature,
+                search_epochs,
+            }
+            .validate()?,
             ArchConfig::Cgc { shared_experts, .. } => {
                 at_least_one("shared_experts", shared_experts)?
             }
@@ -414,6 +508,50 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn dselect_k_and_ltb_read_with_their_defaults() {
+        let dselect: ModelConfig = toml::from_str(
+            "arch = \"dselect-k\"\nexperts = 8\nk = 2\n[encoder]\nname = \"mlp\"\nhidden = [4]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dselect.arch,
+            ArchConfig::DselectK {
+                experts: 8,
+                k: 2,
+                gamma: 1.0,
+                entropy: 0.0,
+                head: HeadConfig::default()
+            }
+        );
+        let ltb: ModelConfig = toml::from_str(
+            "arch = \"ltb\"\nblocks = [1, 3]\nsearch_epochs = 10\n\
+             [encoder]\nname = \"mlp\"\nhidden = [8, 8, 4]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ltb.arch,
+            ArchConfig::Ltb {
+                blocks: vec![1, 3],
+                search_epochs: 10,
+                temperature: 5.0,
+                final_temperature: 0.1,
+                head: HeadConfig::default()
+            }
+        );
+        ltb.validate().unwrap();
+        assert_eq!(ltb.arch.name(), "ltb");
+        assert!(ArchConfig::NAMES.contains(&dselect.arch.name()));
+        let too_many = ArchConfig::DselectK {
+            experts: 4,
+            k: 5,
+            gamma: 1.0,
+            entropy: 0.0,
+            head: HeadConfig::default(),
+        };
+        assert!(too_many.validate().is_err());
     }
 
     #[test]

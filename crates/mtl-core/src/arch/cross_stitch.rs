@@ -149,6 +149,7 @@ impl MultiTaskModel for CrossStitch {
             representation: None,
             outputs,
             gates: Vec::new(),
+            penalties: Vec::new(),
         })
     }
 

@@ -106,6 +106,9 @@ pub struct Encoder {
     input_shape: Vec<usize>,
     out_features: usize,
     conv: bool,
+    /// Whether the first stage is the configuration's first (the encoder
+    /// reads the input itself, so [`Encoder::prepare`] applies).
+    reads_input: bool,
 }
 
 impl Encoder {
@@ -134,17 +137,44 @@ impl Encoder {
         names: &[(String, ParamGroup)],
         rng: &mut R,
     ) -> Result<Vec<Encoder>> {
-        config.validate()?;
-        if input_shape.is_empty() || input_shape.contains(&0) {
-            return Err(CoreError::InvalidShape {
-                op: "encoder input",
-                shape: input_shape.to_vec(),
-                reason: format!("the {} encoder needs a non-empty shape", config.name()),
+        let stages = Self::num_stages_of(config, input_shape)?;
+        Self::build_stages(config, input_shape, 0..stages, ps, names, rng)
+    }
+
+    /// The number of stages `config` has for per-example inputs of
+    /// `input_shape`.
+    pub fn num_stages_of(config: &EncoderConfig, input_shape: &[usize]) -> Result<usize> {
+        Self::plan_checked(config, input_shape).map(|plans| plans.len())
+    }
+
+    /// Builds one encoder per `(name, group)` made of the stages `stages` of
+    /// `config` only, stage by stage as [`Encoder::build_many`] does. Stage
+    /// `i` of the configuration is stage `i − stages.start` of each encoder.
+    /// An encoder that does not start at stage 0 reads the output of the
+    /// stage before (`[B, features]`, or `[B, C, H, W]` after a convolution),
+    /// not the input.
+    pub fn build_stages<R: Rng + ?Sized>(
+        config: &EncoderConfig,
+        input_shape: &[usize],
+        stages: std::ops::Range<usize>,
+        ps: &mut ParamStore,
+        names: &[(String, ParamGroup)],
+        rng: &mut R,
+    ) -> Result<Vec<Encoder>> {
+        let plans = Self::plan_checked(config, input_shape)?;
+        if stages.is_empty() || stages.end > plans.len() {
+            return Err(CoreError::InvalidArgument {
+                what: format!("{} encoder stages", config.name()),
+                reason: format!(
+                    "{stages:?} is not a non-empty range of its {} stages",
+                    plans.len()
+                ),
             });
         }
-        let plans = plan(config, input_shape)?;
+        let reads_input = stages.start == 0;
+        let plans = &plans[stages];
         let mut stages: Vec<Vec<Stage>> = vec![Vec::with_capacity(plans.len()); names.len()];
-        for plan in &plans {
+        for plan in plans {
             for ((name, group), stages) in names.iter().zip(&mut stages) {
                 stages.push(plan.build(ps, name, group, rng)?);
             }
@@ -158,8 +188,22 @@ impl Encoder {
                 input_shape: input_shape.to_vec(),
                 out_features,
                 conv,
+                reads_input,
             })
             .collect())
+    }
+
+    /// The validated configuration's stage plans.
+    fn plan_checked(config: &EncoderConfig, input_shape: &[usize]) -> Result<Vec<StagePlan>> {
+        config.validate()?;
+        if input_shape.is_empty() || input_shape.contains(&0) {
+            return Err(CoreError::InvalidShape {
+                op: "encoder input",
+                shape: input_shape.to_vec(),
+                reason: format!("the {} encoder needs a non-empty shape", config.name()),
+            });
+        }
+        plan(config, input_shape)
     }
 
     /// The number of stages.
@@ -204,6 +248,14 @@ impl Encoder {
     /// is reshaped), `[B, features]` for an MLP (any batch is flattened).
     pub fn prepare(&self, g: &mut Graph, x: Var) -> Result<Var> {
         let shape = g.shape(x)?.to_vec();
+        if !self.reads_input {
+            return Err(CoreError::InvalidArgument {
+                what: "encoder input".into(),
+                reason: "this encoder starts after the configuration's first stage and \
+                         reads the stage before, not the input"
+                    .into(),
+            });
+        }
         let per_example: usize = self.input_shape.iter().product();
         let batch = shape.first().copied().unwrap_or(0);
         let fits = shape.len() >= 2 && shape[1..].iter().product::<usize>() == per_example;
@@ -254,7 +306,11 @@ impl Encoder {
 
 impl Module for Encoder {
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<Var> {
-        let mut h = self.prepare(g, x)?;
+        let mut h = if self.reads_input {
+            self.prepare(g, x)?
+        } else {
+            x
+        };
         for stage in &self.stages {
             h = stage.forward(g, ps, h)?;
         }

@@ -78,6 +78,7 @@ impl MultiTaskModel for HardSharing {
             representation: Some(z),
             outputs,
             gates: Vec::new(),
+            penalties: Vec::new(),
         })
     }
 

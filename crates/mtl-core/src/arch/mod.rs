@@ -9,10 +9,12 @@
 //! |--------|------|--------|----------|----------------|
 //! | `hps` | [`HardSharing`] | `encoder` | `heads.{t}` | encoder output |
 //! | `mmoe` | [`Mmoe`] | `experts.{e}` | `gates.{t}`, `heads.{t}` | expert outputs side by side |
+//! | `dselect-k` | [`Mmoe`] with [`DSelectGate`]s | `experts.{e}` | `gates.{t}.z_logits`, `gates.{t}.w_logits`, `heads.{t}` | expert outputs side by side |
 //! | `cgc` | [`Cgc`] | `shared_experts.{i}` | `task_experts.{t}.{j}`, `gates.{t}`, `heads.{t}` | shared expert outputs side by side |
 //! | `ple` | [`Ple`] | `layers.{l}.shared_experts.{i}`, `layers.{l}.shared_gate` | `layers.{l}.task_experts.{t}.{j}`, `layers.{l}.gates.{t}`, `heads.{t}` | as CGC with one layer, none with more |
 //! | `cross-stitch` | [`CrossStitch`] | `cross_stitch.{l}` | `columns.{t}`, `heads.{t}` | none |
 //! | `mtan` | [`Mtan`] | `encoder` | `attention.{t}.{l}`, `heads.{t}` | none |
+//! | `ltb` | [`Ltb`] | `layers.{l}.{b}`, `branching.{l}.{b}` (below the task layer) | `layers.{L−1}.{t}`, `branching.{L−1}.{t}`, `heads.{t}` | none |
 //!
 //! Experts, columns and the trunk are [`Encoder`]s (an MLP or a LeNet-like
 //! convolutional net); the heads are [`Head`]s, whose output depends on the
@@ -51,10 +53,12 @@
 mod cgc;
 mod config;
 mod cross_stitch;
+mod dselect_k;
 mod encoder;
 mod gate;
 mod hard_sharing;
 mod head;
+mod ltb;
 mod mmoe;
 mod model;
 mod mtan;
@@ -63,10 +67,12 @@ mod ple;
 pub use cgc::{Cgc, ExtractionLayer, ExtractionOutput};
 pub use config::{ArchConfig, EncoderConfig, HeadConfig, ModelConfig};
 pub use cross_stitch::CrossStitch;
+pub use dselect_k::{smooth_step, DSelectGate, DSelectOutput, DSelectSettings};
 pub use encoder::Encoder;
 pub use gate::Gate;
 pub use hard_sharing::HardSharing;
 pub use head::Head;
+pub use ltb::{BranchSettings, Ltb};
 pub use mmoe::Mmoe;
 pub use model::{
     representation_required, GateWeights, MultiTaskModel, MultiTaskOutput,
@@ -126,6 +132,22 @@ pub fn build_model<R: Rng + ?Sized>(
             ps,
             rng,
         )?),
+        ArchConfig::DselectK {
+            experts,
+            k,
+            gamma,
+            entropy,
+            ..
+        } => Box::new(Mmoe::dselect_k(
+            encoder,
+            head,
+            experts,
+            DSelectSettings { k, gamma, entropy },
+            input_shape,
+            tasks,
+            ps,
+            rng,
+        )?),
         ArchConfig::Cgc {
             shared_experts,
             task_experts,
@@ -166,5 +188,25 @@ pub fn build_model<R: Rng + ?Sized>(
             rng,
         )?),
         ArchConfig::Mtan { .. } => Box::new(Mtan::new(encoder, head, input_shape, tasks, ps, rng)?),
+        ArchConfig::Ltb {
+            ref blocks,
+            search_epochs,
+            temperature,
+            final_temperature,
+            ..
+        } => Box::new(Ltb::new(
+            encoder,
+            head,
+            &BranchSettings {
+                blocks: blocks.clone(),
+                temperature,
+                final_temperature,
+                search_epochs,
+            },
+            input_shape,
+            tasks,
+            ps,
+            rng,
+        )?),
     })
 }

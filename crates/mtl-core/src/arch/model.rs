@@ -5,8 +5,13 @@ use crate::error::{CoreError, Result};
 use crate::{Graph, ParamId, ParamStore, TaskSpec, Var};
 
 /// The architectures that expose a shared representation.
-pub const ARCHITECTURES_WITH_REPRESENTATION: &[&str] =
-    &["hps", "mmoe", "cgc", "ple (with one extraction layer)"];
+pub const ARCHITECTURES_WITH_REPRESENTATION: &[&str] = &[
+    "hps",
+    "mmoe",
+    "dselect-k",
+    "cgc",
+    "ple (with one extraction layer)",
+];
 
 /// One gate's weights in a forward pass, for tests and expert-usage logs.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,13 +37,26 @@ pub struct MultiTaskOutput {
     /// The weights of every gate, in the order they were computed (empty for
     /// architectures without gates).
     pub gates: Vec<GateWeights>,
+    /// Scalar penalties the architecture asks to add to a task's loss during
+    /// training, one entry per task in task order (`None` where a task has
+    /// none), or empty when the architecture has none. DSelect-k's selector
+    /// regularisers are such penalties; they depend only on the task's own
+    /// gate, so they never reach a shared parameter.
+    pub penalties: Vec<Option<Var>>,
+}
+
+impl MultiTaskOutput {
+    /// The penalty to add to task `t`'s loss, if any.
+    pub fn penalty(&self, t: usize) -> Option<Var> {
+        self.penalties.get(t).copied().flatten()
+    }
 }
 
 /// A multi-task network: shared and task-specific parameters in a
 /// [`ParamStore`], one output per task.
 pub trait MultiTaskModel: Send + Sync + std::fmt::Debug {
-    /// The architecture's name: `hps`, `mmoe`, `cgc`, `ple`, `cross-stitch`
-    /// or `mtan`.
+    /// The architecture's name: `hps`, `mmoe`, `dselect-k`, `cgc`, `ple`,
+    /// `cross-stitch`, `mtan` or `ltb`.
     fn name(&self) -> &'static str;
 
     /// The tasks, in output order.
@@ -54,6 +72,18 @@ pub trait MultiTaskModel: Send + Sync + std::fmt::Debug {
     /// Records the forward pass of the batch `x` (`[B, ...]`, the per-example
     /// shape the model was built for, or that flattened).
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput>;
+
+    /// Brings the architecture's schedule to optimisation step `step` of
+    /// epoch `epoch` (both counted from 0); the training loop calls it before
+    /// the forward pass of every step. Whatever it changes lives in the
+    /// store's buffers, so a checkpoint carries it and a resumed run goes on
+    /// bit-identically. Learning to Branch anneals its Gumbel-softmax
+    /// temperature here and fixes its tree; the other architectures have no
+    /// schedule.
+    fn begin_step(&self, ps: &mut ParamStore, step: u64, epoch: u64) -> Result<()> {
+        let _ = (ps, step, epoch);
+        Ok(())
+    }
 
     /// Whether [`MultiTaskOutput::representation`] is filled (default: no).
     fn has_representation(&self) -> bool {

@@ -151,6 +151,7 @@ impl MultiTaskModel for Mtan {
             representation: None,
             outputs,
             gates: Vec::new(),
+            penalties: Vec::new(),
         })
     }
 

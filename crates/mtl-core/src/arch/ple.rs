@@ -153,6 +153,7 @@ impl MultiTaskModel for Ple {
             representation: representation.filter(|_| self.has_representation()),
             outputs,
             gates,
+            penalties: Vec::new(),
         })
     }
 
