@@ -58,7 +58,7 @@ pub use graph::{Gradients, Graph, Node, Op, Var};
 pub use params::{
     jacobian_view, BufferId, JacobianView, ParamGroup, ParamId, ParamStore, ParamView,
 };
-pub use task::{Targets, TaskKind, TaskSpec};
+pub use task::{Targets, TaskKind, TaskSpec, MISSING_CLASS};
 pub use tensor::Tensor;
 
 pub use graph::BatchStatistics;
