@@ -43,7 +43,7 @@ impl CsvTable {
     /// [`Standardizer`] ([`Dataset::standardizer`]).
     pub fn fit_transform(self, train: &[usize]) -> Result<Dataset> {
         let standardizer =
-            Standardizer::fit_columns(self.dataset.features(), train, &self.standardize_mask)?;
+            Standardizer::fit_columns(self.dataset.features()?, train, &self.standardize_mask)?;
         self.transform(standardizer)
     }
 

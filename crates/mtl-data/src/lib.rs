@@ -32,6 +32,7 @@
 pub mod array;
 pub mod csv;
 pub mod dataset;
+pub mod disk;
 pub mod datasets;
 pub mod error;
 pub mod export;
@@ -45,6 +46,7 @@ pub mod standardize;
 pub use array::{Array, ArrayData};
 pub use csv::{read_csv, read_csv_from, CsvTable};
 pub use dataset::{Batch, Dataset, Description};
+pub use disk::{DiskArray, DiskFeatures};
 pub use error::{DataError, Result};
 pub use export::export_npy;
 pub use loader::{DataLoader, Epoch, LoaderConfig};
