@@ -88,7 +88,7 @@ pub fn read_csv(path: impl AsRef<Path>, schema: &CsvSchema) -> Result<CsvTable> 
 /// assert_eq!(table.dataset.targets()[0], Targets::Classes(vec![0, 1, 0]));
 /// let ds = table.fit_transform(&[0, 1, 2]).unwrap();
 /// // x standardised on all three rows: mean 2, std sqrt(2/3).
-/// let z = ds.features().data()[0];
+/// let z = ds.features().unwrap().data()[0];
 /// assert!((z + 1.5f32.sqrt()).abs() < 1e-6);
 /// ```
 pub fn read_csv_from<R: Read>(

@@ -76,11 +76,7 @@ impl DiskArray {
             .shape
             .first()
             .ok_or_else(|| err("a scalar has no rows".into()))?;
-        let row_bytes = if rows == 0 {
-            0
-        } else {
-            header.data_len / rows
-        };
+        let row_bytes = if rows == 0 { 0 } else { header.data_len / rows };
         Ok(DiskArray {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -215,7 +211,9 @@ impl DiskFeatures {
         shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| DataError::invalid("features", format!("shape {shape:?} is too large")))?;
+            .ok_or_else(|| {
+                DataError::invalid("features", format!("shape {shape:?} is too large"))
+            })?;
         Ok(DiskFeatures {
             parts,
             starts,
@@ -256,10 +254,7 @@ impl DiskFeatures {
             let part = self.starts.partition_point(|&s| s <= row) - 1;
             let end = self.starts[part + 1];
             let mut run = 1;
-            while i + run < indices.len()
-                && indices[i + run] == row + run
-                && row + run < end
-            {
+            while i + run < indices.len() && indices[i + run] == row + run && row + run < end {
                 run += 1;
             }
             self.parts[part].read_run(
@@ -289,17 +284,27 @@ mod tests {
         let a = dir.join("a.npy");
         let b = dir.join("b.npy");
         let first: Vec<u8> = (0..12).collect();
-        npy::write(&a, &Array::new(vec![3, 2, 2], ArrayData::U8(first)).unwrap()).unwrap();
+        npy::write(
+            &a,
+            &Array::new(vec![3, 2, 2], ArrayData::U8(first)).unwrap(),
+        )
+        .unwrap();
         let second: Vec<f32> = (12..20).map(|v| v as f32).collect();
-        npy::write(&b, &Array::new(vec![2, 2, 2], ArrayData::F32(second)).unwrap()).unwrap();
+        npy::write(
+            &b,
+            &Array::new(vec![2, 2, 2], ArrayData::F32(second)).unwrap(),
+        )
+        .unwrap();
         let parts = vec![DiskArray::open(&a).unwrap(), DiskArray::open(&b).unwrap()];
         let f = DiskFeatures::new(parts, 1.0).unwrap();
         assert_eq!(f.shape(), &[5, 2, 2]);
         let t = f.gather_rows(&[4, 1, 2, 3, 0]).unwrap();
-        let want: Vec<f32> = [16, 17, 18, 19, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3]
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
+        let want: Vec<f32> = [
+            16, 17, 18, 19, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3,
+        ]
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
         assert_eq!(t.shape(), &[5, 2, 2]);
         assert_eq!(t.data(), &want[..]);
         assert!(f.gather_rows(&[5]).is_err());

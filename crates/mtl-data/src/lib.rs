@@ -30,10 +30,11 @@
 #![warn(missing_docs)]
 
 pub mod array;
+pub mod arrays;
 pub mod csv;
 pub mod dataset;
-pub mod disk;
 pub mod datasets;
+pub mod disk;
 pub mod error;
 pub mod export;
 pub mod idx;
@@ -44,6 +45,7 @@ pub mod split;
 pub mod standardize;
 
 pub use array::{Array, ArrayData};
+pub use arrays::ArraysConfig;
 pub use csv::{read_csv, read_csv_from, CsvTable};
 pub use dataset::{Batch, Dataset, Description};
 pub use disk::{DiskArray, DiskFeatures};

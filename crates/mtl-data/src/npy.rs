@@ -210,8 +210,10 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<Header> {
     let (header_len, start): (usize, usize) = match major {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
         2 | 3 if bytes.len() >= 12 => (
-            usize::try_from(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]))
-                .map_err(|_| err("header length does not fit in memory".into()))?,
+            usize::try_from(u32::from_le_bytes([
+                bytes[8], bytes[9], bytes[10], bytes[11],
+            ]))
+            .map_err(|_| err("header length does not fit in memory".into()))?,
             12,
         ),
         _ => return Err(err(format!("unsupported format version {major}.{minor}"))),

@@ -55,13 +55,13 @@ fn rest_of_columns_become_features_with_one_hot_categories() {
     );
     assert_eq!(table.standardize_mask, [true, false, false, false]);
     let ds = &table.dataset;
-    assert_eq!(ds.features().shape(), &[4, 4]);
+    assert_eq!(ds.features().unwrap().shape(), &[4, 4]);
     assert_eq!(
-        &ds.features().data()[..8],
+        &ds.features().unwrap().data()[..8],
         &[1.0, 0.0, 0.0, 1.0, 2.0, 1.0, 0.0, 0.0]
     );
     assert!(
-        ds.features().data()[12].is_nan(),
+        ds.features().unwrap().data()[12].is_nan(),
         "missing size kept for imputation"
     );
     assert_eq!(ds.tasks()[1].kind, TaskKind::Classification { classes: 2 });
@@ -101,16 +101,22 @@ fn standardisation_is_fitted_on_training_rows_and_reapplied_at_prediction() {
     let st = ds.standardizer().unwrap().clone();
     assert_eq!(st.mean[0], 2.0);
     assert_eq!(st.std[0], 1.0);
-    let size: Vec<f32> = ds.features().data().chunks(4).map(|r| r[0]).collect();
+    let size: Vec<f32> = ds
+        .features()
+        .unwrap()
+        .data()
+        .chunks(4)
+        .map(|r| r[0])
+        .collect();
     close(&size, &[-1.0, 0.0, 1.0, 0.0]);
     // One-hot columns are not standardised.
-    assert_eq!(&ds.features().data()[1..4], &[0.0, 0.0, 1.0]);
+    assert_eq!(&ds.features().unwrap().data()[1..4], &[0.0, 0.0, 1.0]);
 
     // Prediction: new rows without targets, same encoding and transform.
     let new = "name,size,color,price,sold\nz,5.0,green,,\n";
     let predict = read_csv_from(new.as_bytes(), "new.csv", "new", &schema.features_only()).unwrap();
     let pds = predict.transform(st).unwrap();
-    close(pds.features().data(), &[3.0, 0.0, 1.0, 0.0]);
+    close(pds.features().unwrap().data(), &[3.0, 0.0, 1.0, 0.0]);
     assert!(pds.tasks().is_empty());
 
     // A category never seen in training is an error at prediction.
@@ -179,7 +185,7 @@ fn no_header_index_columns_index_encoding_and_other_kinds() {
     let t = read_csv_from(text.as_bytes(), "p.txt", "p", &s).unwrap();
     assert_eq!(t.feature_names, ["5", "0", "1"]);
     assert_eq!(
-        t.dataset.features().data(),
+        t.dataset.features().unwrap().data(),
         &[2.5, 0.5, 0.0, 3.5, 1.5, 1.0, 4.5, 2.5, 0.0]
     );
     assert_eq!(
