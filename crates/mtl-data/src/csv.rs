@@ -13,11 +13,13 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use mtl_core::{Targets, TaskKind, TaskSpec, Tensor};
+use mtl_core::{Targets, TaskKind, TaskSpec, Tensor, MISSING_CLASS};
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
-use crate::schema::{CategoryEncoding, Column, CsvSchema, MissingPolicy, TaskColumn};
+use crate::schema::{
+    CategoryEncoding, Column, CsvSchema, MissingPolicy, MissingTargets, TaskColumn,
+};
 use crate::standardize::Standardizer;
 
 /// The result of reading a file with a schema.
@@ -166,7 +168,12 @@ pub fn read_csv_from<R: Read>(
             missing: is_missing(&record[col], &schema.missing_values),
             col,
         };
-        if schema.missing == MissingPolicy::Drop && layout.used.iter().any(|&c| cell(c).missing) {
+        let checked = if schema.missing_targets == MissingTargets::Mask {
+            &layout.feature_columns
+        } else {
+            &layout.used
+        };
+        if schema.missing == MissingPolicy::Drop && checked.iter().any(|&c| cell(c).missing) {
             dropped_lines.push(line);
             continue;
         }
@@ -248,6 +255,8 @@ struct Layout {
     features: Vec<(usize, FeatureKind)>,
     /// Every column that is read (for the drop policy).
     used: Vec<usize>,
+    /// The feature columns (for the drop policy when targets are masked).
+    feature_columns: Vec<usize>,
     /// Task columns, per task, in schema order.
     tasks: Vec<Vec<usize>>,
 }
@@ -351,6 +360,7 @@ impl Layout {
             names: names.map(<[String]>::to_vec),
             features,
             used,
+            feature_columns: feature_cols,
             tasks,
         })
     }
@@ -408,7 +418,8 @@ enum TaskStore {
     },
     /// Raw labels whose list is discovered at the end (classification, or a
     /// clustering task's reference labels).
-    Discover(Vec<String>),
+    /// `None` marks a masked missing label.
+    Discover(Vec<Option<String>>),
     /// Real values, `width` per row; `binary` demands 0 or 1.
     Reals { values: Vec<f32>, binary: bool },
     /// A clustering task without reference labels.
@@ -422,6 +433,7 @@ struct Accumulator {
     features: Vec<FeatureStore>,
     tasks: Vec<TaskStore>,
     policy: MissingPolicy,
+    mask_targets: bool,
 }
 
 fn parse_number(cell: &Cell) -> std::result::Result<f32, CellError> {
@@ -496,6 +508,7 @@ impl Accumulator {
             features,
             tasks,
             policy: schema.missing,
+            mask_targets: schema.missing_targets == MissingTargets::Mask,
         }
     }
 
@@ -546,17 +559,30 @@ impl Accumulator {
             }
         }
         for (cols, store) in layout.tasks.iter().zip(&mut self.tasks) {
+            let missing = cols.iter().filter(|&&col| cell(col).missing).count();
+            if self.mask_targets && missing > 0 && missing == cols.len() {
+                match store {
+                    TaskStore::Discover(v) => v.push(None),
+                    TaskStore::Reals { values, .. } => {
+                        values.extend(std::iter::repeat(f32::NAN).take(cols.len()))
+                    }
+                    TaskStore::Classes { values, .. } => values.push(MISSING_CLASS),
+                    TaskStore::Nothing => {}
+                }
+                continue;
+            }
             for &col in cols {
                 let c = cell(col);
                 if c.missing {
-                    return Err(missing_err(
-                        &c,
-                        "a task column",
-                        " (targets are never imputed)",
-                    ));
+                    let fix = if self.mask_targets {
+                        " (with `missing_targets = \"mask\"` a task's columns must be missing together)"
+                    } else {
+                        " (targets are never imputed; `missing_targets = \"mask\"` leaves the row unlabelled for the task)"
+                    };
+                    return Err(missing_err(&c, "a task column", fix));
                 }
                 match store {
-                    TaskStore::Discover(v) => v.push(c.text.to_string()),
+                    TaskStore::Discover(v) => v.push(Some(c.text.to_string())),
                     TaskStore::Reals { values, binary } => {
                         let v = parse_number(&c)?;
                         if *binary && v != 0.0 && v != 1.0 {
@@ -712,7 +738,7 @@ impl Accumulator {
             let name = task.name().to_string();
             let (kind, targets) = match (task, store) {
                 (TaskColumn::Classification { .. }, TaskStore::Discover(text)) => {
-                    let labels = sorted_categories(text.iter().map(String::as_str));
+                    let labels = sorted_categories(text.iter().flatten().map(String::as_str));
                     if labels.len() < 2 {
                         return Err(DataError::Table {
                             source_name: source.to_string(),
@@ -727,10 +753,7 @@ impl Accumulator {
                             ),
                         });
                     }
-                    let values = text
-                        .iter()
-                        .map(|t| labels.iter().position(|l| l == t).expect("discovered"))
-                        .collect();
+                    let values = discovered_indices(&text, &labels);
                     let classes = labels.len();
                     if let TaskColumn::Classification { labels: l, .. } = resolved_task {
                         *l = Some(labels);
@@ -750,11 +773,8 @@ impl Accumulator {
                     Targets::Classes(values),
                 ),
                 (TaskColumn::Clustering { clusters, .. }, TaskStore::Discover(text)) => {
-                    let labels = sorted_categories(text.iter().map(String::as_str));
-                    let values = text
-                        .iter()
-                        .map(|t| labels.iter().position(|l| l == t).expect("discovered"))
-                        .collect();
+                    let labels = sorted_categories(text.iter().flatten().map(String::as_str));
+                    let values = discovered_indices(&text, &labels);
                     (
                         TaskKind::Clustering {
                             clusters: *clusters,
@@ -794,6 +814,17 @@ impl Accumulator {
             dropped_lines,
         })
     }
+}
+
+/// The index of each label in `labels`; [`MISSING_CLASS`] for a masked one.
+fn discovered_indices(text: &[Option<String>], labels: &[String]) -> Vec<usize> {
+    text.iter()
+        .map(|t| {
+            t.as_ref().map_or(MISSING_CLASS, |t| {
+                labels.iter().position(|l| l == t).expect("discovered")
+            })
+        })
+        .collect()
 }
 
 /// The position of a schema column in the layout, if it resolves.

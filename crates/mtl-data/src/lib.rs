@@ -52,6 +52,8 @@ pub use disk::{DiskArray, DiskFeatures};
 pub use error::{DataError, Result};
 pub use export::export_npy;
 pub use loader::{DataLoader, Epoch, LoaderConfig};
-pub use schema::{Categorical, CategoryEncoding, Column, CsvSchema, MissingPolicy, TaskColumn};
+pub use schema::{
+    Categorical, CategoryEncoding, Column, CsvSchema, MissingPolicy, MissingTargets, TaskColumn,
+};
 pub use split::{Split, SplitConfig};
 pub use standardize::Standardizer;

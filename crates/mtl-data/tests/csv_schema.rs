@@ -227,3 +227,50 @@ fn discovered_numeric_labels_sort_as_numbers() {
     let t = read_csv_from(text.as_bytes(), "n.csv", "n", &s).unwrap();
     assert_eq!(t.dataset.targets()[0], Targets::Classes(vec![2, 1, 2, 0]));
 }
+
+#[test]
+fn missing_targets_are_masked_on_request_and_errors_otherwise() {
+    use mtl_core::MISSING_CLASS;
+    use mtl_data::MissingTargets;
+    let text = "x,kind,score,a,b\n1,cat,0.5,1,2\n2,,NA,3,4\n3,dog,1.5,,\n4,cat,,5,\n";
+    let mut schema = CsvSchema::new(vec![
+        TaskColumn::Classification {
+            name: "kind".into(),
+            column: "kind".into(),
+            classes: None,
+            labels: None,
+        },
+        TaskColumn::Regression {
+            name: "score".into(),
+            columns: vec!["score".into()],
+        },
+        TaskColumn::Regression {
+            name: "ab".into(),
+            columns: vec!["a".into(), "b".into()],
+        },
+    ]);
+    let e = read_csv_from(text.as_bytes(), "m.csv", "m", &schema)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("m.csv:3: column 1 (\"kind\"): missing value in a task column")
+            && e.contains("missing_targets"),
+        "{e}"
+    );
+    schema.missing_targets = MissingTargets::Mask;
+    // Row 4 misses `b` but not `a`: a task's columns go missing together.
+    let e = read_csv_from(text.as_bytes(), "m.csv", "m", &schema)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.csv:5: column 4 (\"b\")"), "{e}");
+    let text = &text[..text.rfind("4,cat").unwrap()];
+    let ds = read_csv_from(text.as_bytes(), "m.csv", "m", &schema)
+        .unwrap()
+        .dataset;
+    assert_eq!(ds.targets()[0], Targets::Classes(vec![0, MISSING_CLASS, 1]));
+    assert_eq!(ds.targets()[1].labelled_rows(), vec![0, 2]);
+    assert_eq!(ds.targets()[2].labelled_rows(), vec![0, 1]);
+    // Stratifying on a task with unlabelled rows keeps every row.
+    let split = mtl_data::split::stratified(&[0, MISSING_CLASS, 1, 0], 0.0, 0.5, 1).unwrap();
+    assert_eq!(split.train.len() + split.test.len(), 4);
+}
