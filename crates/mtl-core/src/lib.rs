@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod budget;
 pub mod error;
 pub mod graph;
 pub mod kernels;
