@@ -13,7 +13,8 @@
 //!
 //! or `dir = "exported"`, which reads `train_x.npy`, `train_<task>.npy`,
 //! and the `validation_` and `test_` files when present, concatenated in
-//! that order, with the parts as the data set's predefined split.
+//! that order, with the parts as the data set's predefined split (a
+//! directory of training files alone has none: `[split]` applies).
 //!
 //! Feature dtypes: float32, float64, integers, bool, and uint8, which is
 //! divided by 255 (to `[0, 1]`, as torchvision's `ToTensor` does) unless
@@ -295,7 +296,9 @@ impl ArraysConfig {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "arrays".into());
-        Ok((name, x_files, tasks, Some(sizes)))
+        // Training rows alone (as `convert_csv` writes them) are no split.
+        let split = (present.len() > 1 || present[0] != "train").then_some(sizes);
+        Ok((name, x_files, tasks, split))
     }
 }
 

@@ -99,6 +99,36 @@ pub fn read_csv_from<R: Read>(
     name: &str,
     schema: &CsvSchema,
 ) -> Result<CsvTable> {
+    let streamed = stream_rows(reader, source, schema, usize::MAX, |_, _| Ok(()))?;
+    let Streamed {
+        layout,
+        rest,
+        rows,
+        dropped_lines,
+    } = streamed;
+    rest.finish(&layout, schema, source, name, rows, dropped_lines)
+}
+
+/// What [`stream_rows`] leaves: the layout, the rows not yet flushed, the
+/// number of rows kept and the lines dropped.
+pub(crate) struct Streamed {
+    pub layout: Layout,
+    pub rest: Accumulator,
+    pub rows: usize,
+    pub dropped_lines: Vec<u64>,
+}
+
+/// Reads the records of `reader` with `schema`, with every check and error
+/// of a CSV read, into an [`Accumulator`]; every `chunk` kept rows, calls
+/// `flush` with it (which may take its rows). Fails on a file without data
+/// rows.
+pub(crate) fn stream_rows<R: Read>(
+    reader: R,
+    source: &str,
+    schema: &CsvSchema,
+    chunk: usize,
+    mut flush: impl FnMut(&mut Accumulator, &Layout) -> Result<()>,
+) -> Result<Streamed> {
     schema.validate()?;
     let mut rdr = ::csv::ReaderBuilder::new()
         .has_headers(false)
@@ -141,6 +171,7 @@ pub fn read_csv_from<R: Read>(
 
     let mut state = Accumulator::new(&layout, schema);
     let mut rows = 0usize;
+    let mut pending = 0usize;
     let mut dropped_lines = Vec::new();
     let mut have = first_data_read;
     loop {
@@ -186,6 +217,11 @@ pub fn read_csv_from<R: Read>(
                 reason,
             })?;
         rows += 1;
+        pending += 1;
+        if pending == chunk {
+            flush(&mut state, &layout)?;
+            pending = 0;
+        }
     }
     if rows == 0 {
         let reason = if !dropped_lines.is_empty() {
@@ -197,7 +233,12 @@ pub fn read_csv_from<R: Read>(
         };
         return Err(table_err(None, reason.into()));
     }
-    state.finish(layout, schema, source, name, rows, dropped_lines)
+    Ok(Streamed {
+        layout,
+        rest: state,
+        rows,
+        dropped_lines,
+    })
 }
 
 /// Longest field text quoted whole in an error message.
@@ -250,7 +291,7 @@ enum FeatureKind {
 }
 
 /// Column positions resolved against the header.
-struct Layout {
+pub(crate) struct Layout {
     names: Option<Vec<String>>,
     features: Vec<(usize, FeatureKind)>,
     /// Every column that is read (for the drop policy).
@@ -365,6 +406,12 @@ impl Layout {
         })
     }
 
+    /// The position among the feature columns of a schema column.
+    pub fn feature_position(&self, column: &Column) -> Option<usize> {
+        let col = layout_col(self, column)?;
+        self.features.iter().position(|(c, _)| *c == col)
+    }
+
     fn column_label(&self, col: usize) -> String {
         match &self.names {
             Some(names) => format!("{col} ({})", shown(&names[col])),
@@ -382,7 +429,7 @@ impl Layout {
 
 /// Sorts discovered categories: numerically when every value is a number,
 /// else as text.
-fn sorted_categories<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn sorted_categories<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     let set: BTreeSet<&str> = values.collect();
     let mut cats: Vec<String> = set.into_iter().map(str::to_string).collect();
     let numbers: Option<Vec<f64>> = cats.iter().map(|c| c.parse::<f64>().ok()).collect();
@@ -395,7 +442,7 @@ fn sorted_categories<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 /// The values of one feature column, in row order.
-enum FeatureStore {
+pub(crate) enum FeatureStore {
     /// Numbers (NaN: missing, to be imputed).
     Numeric(Vec<f32>),
     /// Category indices into a list (NaN: missing), or raw text while the
@@ -409,7 +456,7 @@ enum FeatureStore {
 }
 
 /// The values of one task, in row order.
-enum TaskStore {
+pub(crate) enum TaskStore {
     /// Class indices, decoded by a label list or as integers below `classes`.
     Classes {
         labels: Option<Vec<String>>,
@@ -429,9 +476,9 @@ enum TaskStore {
 type CellError = (usize, String);
 
 /// Values collected while streaming the records.
-struct Accumulator {
-    features: Vec<FeatureStore>,
-    tasks: Vec<TaskStore>,
+pub(crate) struct Accumulator {
+    pub features: Vec<FeatureStore>,
+    pub tasks: Vec<TaskStore>,
     policy: MissingPolicy,
     mask_targets: bool,
 }
@@ -634,9 +681,80 @@ impl Accumulator {
         Ok(())
     }
 
-    fn finish(
+    /// The number of rows collected.
+    pub fn rows(&self) -> usize {
+        let feature_rows = self.features.first().map(|f| match f {
+            FeatureStore::Numeric(v) => v.len(),
+            FeatureStore::Categorical {
+                categories: Some(_),
+                index,
+                ..
+            } => index.len(),
+            FeatureStore::Categorical { text, .. } => text.len(),
+        });
+        let task_rows = self.tasks.iter().find_map(|t| match t {
+            TaskStore::Classes { values, .. } => Some(values.len()),
+            TaskStore::Discover(v) => Some(v.len()),
+            TaskStore::Reals { .. } | TaskStore::Nothing => None,
+        });
+        feature_rows.or(task_rows).unwrap_or(0)
+    }
+
+    /// The rows collected so far, leaving this accumulator empty with the
+    /// same columns.
+    pub fn take(&mut self) -> Accumulator {
+        let features = self
+            .features
+            .iter_mut()
+            .map(|f| match f {
+                FeatureStore::Numeric(v) => FeatureStore::Numeric(std::mem::take(v)),
+                FeatureStore::Categorical {
+                    encoding,
+                    categories,
+                    index,
+                    text,
+                } => FeatureStore::Categorical {
+                    encoding: *encoding,
+                    categories: categories.clone(),
+                    index: std::mem::take(index),
+                    text: std::mem::take(text),
+                },
+            })
+            .collect();
+        let tasks = self
+            .tasks
+            .iter_mut()
+            .map(|t| match t {
+                TaskStore::Classes {
+                    labels,
+                    classes,
+                    values,
+                } => TaskStore::Classes {
+                    labels: labels.clone(),
+                    classes: *classes,
+                    values: std::mem::take(values),
+                },
+                TaskStore::Discover(v) => TaskStore::Discover(std::mem::take(v)),
+                TaskStore::Reals { values, binary } => TaskStore::Reals {
+                    values: std::mem::take(values),
+                    binary: *binary,
+                },
+                TaskStore::Nothing => TaskStore::Nothing,
+            })
+            .collect();
+        Accumulator {
+            features,
+            tasks,
+            policy: self.policy,
+            mask_targets: self.mask_targets,
+        }
+    }
+
+    /// The data set of the collected rows (`rows` of them), and the schema
+    /// resolved from them.
+    pub fn finish(
         self,
-        layout: Layout,
+        layout: &Layout,
         schema: &CsvSchema,
         source: &str,
         name: &str,
@@ -680,7 +798,7 @@ impl Accumulator {
                     if let Some(entry) = resolved
                         .categorical
                         .iter_mut()
-                        .find(|c| layout_col(&layout, &c.column) == Some(*col))
+                        .find(|c| layout_col(layout, &c.column) == Some(*col))
                     {
                         entry.categories = Some(cats.clone());
                     }

@@ -31,6 +31,7 @@
 
 pub mod array;
 pub mod arrays;
+pub mod convert;
 pub mod csv;
 pub mod dataset;
 pub mod datasets;
@@ -46,6 +47,7 @@ pub mod standardize;
 
 pub use array::{Array, ArrayData};
 pub use arrays::ArraysConfig;
+pub use convert::{convert_csv, Converted};
 pub use csv::{read_csv, read_csv_from, CsvTable};
 pub use dataset::{Batch, Dataset, Description};
 pub use disk::{DiskArray, DiskFeatures};

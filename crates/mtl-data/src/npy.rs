@@ -79,6 +79,22 @@ impl Dtype {
         !matches!(self, Dtype::F32 | Dtype::F64 | Dtype::Bool)
     }
 
+    /// The descriptor written in headers (`<f4`, `|b1`, ...).
+    pub fn descr(self) -> &'static str {
+        match self {
+            Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
+            Dtype::U8 => "|u1",
+            Dtype::U16 => "<u2",
+            Dtype::U32 => "<u4",
+            Dtype::I8 => "|i1",
+            Dtype::I16 => "<i2",
+            Dtype::I32 => "<i4",
+            Dtype::I64 => "<i8",
+            Dtype::Bool => "|b1",
+        }
+    }
+
     fn from_descr(descr: &str) -> Option<Dtype> {
         Some(match descr {
             "<f4" => Dtype::F32,
@@ -329,6 +345,42 @@ pub fn write(path: impl AsRef<Path>, array: &Array) -> Result<()> {
     })
 }
 
+/// The header of an NPY 1.0 file of `dtype` and `shape`: magic, version,
+/// length and the dict, padded so that the data starts at a multiple of 64
+/// bytes, as numpy does.
+pub fn encode_header(dtype: Dtype, shape: &[usize]) -> Result<Vec<u8>> {
+    let shape_text = match shape {
+        [d] => format!("({d},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_text}, }}",
+        dtype.descr()
+    );
+    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.extend(std::iter::repeat(' ').take(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let header_len = u16::try_from(header.len()).map_err(|_| {
+        DataError::invalid(
+            "npy array",
+            format!("shape {shape:?} gives a header too long"),
+        )
+    })?;
+    let mut out = Vec::with_capacity(10 + header.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&header_len.to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    Ok(out)
+}
+
 /// The bytes of an NPY 1.0 file holding `array`.
 pub fn encode(array: &Array) -> Result<Vec<u8>> {
     let count = array
@@ -345,39 +397,16 @@ pub fn encode(array: &Array) -> Result<Vec<u8>> {
             ),
         ));
     }
-    let descr = match array.data {
-        ArrayData::F32(_) => "<f4",
-        ArrayData::F64(_) => "<f8",
-        ArrayData::U8(_) => "|u1",
-        ArrayData::I64(_) => "<i8",
-        ArrayData::Bool(_) => "|b1",
+    let dtype = match array.data {
+        ArrayData::F32(_) => Dtype::F32,
+        ArrayData::F64(_) => Dtype::F64,
+        ArrayData::U8(_) => Dtype::U8,
+        ArrayData::I64(_) => Dtype::I64,
+        ArrayData::Bool(_) => Dtype::Bool,
     };
-    let shape = match array.shape.as_slice() {
-        [d] => format!("({d},)"),
-        dims => format!(
-            "({})",
-            dims.iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
-    let unpadded = 10 + header.len() + 1;
-    header.extend(std::iter::repeat(' ').take(unpadded.next_multiple_of(64) - unpadded));
-    header.push('\n');
-    let header_len = u16::try_from(header.len()).map_err(|_| {
-        DataError::invalid(
-            "npy array",
-            format!("shape {:?} gives a header too long", array.shape),
-        )
-    })?;
-    let mut out = Vec::with_capacity(10 + header.len() + array.data.len() * 8);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&header_len.to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
+    let header = encode_header(dtype, &array.shape)?;
+    let mut out = Vec::with_capacity(header.len() + array.data.len() * 8);
+    out.extend_from_slice(&header);
     match &array.data {
         ArrayData::F32(v) => v
             .iter()
