@@ -76,7 +76,7 @@ impl DiskArray {
             .shape
             .first()
             .ok_or_else(|| err("a scalar has no rows".into()))?;
-        let row_bytes = if rows == 0 { 0 } else { header.data_len / rows };
+        let row_bytes = header.data_len.checked_div(rows).unwrap_or(0);
         Ok(DiskArray {
             path: path.to_path_buf(),
             file: Arc::new(file),
