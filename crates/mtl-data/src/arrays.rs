@@ -45,6 +45,10 @@ use crate::error::{DataError, Result};
 use crate::split::Split;
 use crate::{idx, npy};
 
+/// 2^24: every integer below it is exact in f32, so a float label below it
+/// is a class index without rounding.
+const F32_EXACT_INTEGERS: f32 = 16_777_216.0;
+
 /// The parts of an exported directory, in row order.
 const PARTS: [&str; 3] = ["train", "validation", "test"];
 
@@ -540,7 +544,7 @@ fn class_labels(array: &Array, missing: i64) -> std::result::Result<Vec<usize>, 
             .map(|(i, &x)| {
                 if x.is_nan() {
                     Ok(MISSING_CLASS)
-                } else if x >= 0.0 && x.fract() == 0.0 && x < 16_777_216.0 {
+                } else if x >= 0.0 && x.fract() == 0.0 && x < F32_EXACT_INTEGERS {
                     Ok(x as usize)
                 } else {
                     Err(bad(i, x.to_string()))

@@ -113,7 +113,10 @@ fn converted_csv_reads_back_as_training_reads_it() {
             .zip(b.data())
             .all(|(x, y)| x == y || (x.is_nan() && y.is_nan())));
         let labelled = (0..rows).filter(|i| i % 7 != 3).count();
-        assert_eq!(got.task_targets("score").unwrap().labelled_count(), labelled);
+        assert_eq!(
+            got.task_targets("score").unwrap().labelled_count(),
+            labelled
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
