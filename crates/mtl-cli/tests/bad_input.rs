@@ -888,7 +888,7 @@ array_cases! {
     npy_header_without_dtype: read_npy, "npy", "npy/no_descr.npy" => ["no 'descr'"];
     npy_header_without_shape: read_npy, "npy", "npy/no_shape.npy" => ["no 'shape'"];
     npy_big_endian_dtype: read_npy, "npy", "npy/big_endian.npy" => ["unsupported dtype \">f4\""];
-    npy_int32_dtype: read_npy, "npy", "npy/dtype_int32.npy" => ["unsupported dtype \"<i4\""];
+    npy_float16_dtype: read_npy, "npy", "npy/dtype_float16.npy" => ["unsupported dtype \"<f2\""];
     npy_object_dtype: read_npy, "npy", "npy/dtype_object.npy" => ["unsupported dtype \"|O\""];
     npy_fortran_order: read_npy, "npy", "npy/fortran_order.npy" => ["Fortran-ordered"];
     npy_malformed_shape: read_npy, "npy", "npy/bad_shape.npy" => ["bad shape (2, x)"];

@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod budget;
 pub mod error;
 pub mod graph;
 pub mod kernels;
@@ -58,7 +59,7 @@ pub use graph::{Gradients, Graph, Node, Op, Var};
 pub use params::{
     jacobian_view, BufferId, JacobianView, ParamGroup, ParamId, ParamStore, ParamView,
 };
-pub use task::{Targets, TaskKind, TaskSpec};
+pub use task::{Targets, TaskKind, TaskSpec, MISSING_CLASS};
 pub use tensor::Tensor;
 
 pub use graph::BatchStatistics;

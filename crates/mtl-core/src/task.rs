@@ -4,6 +4,12 @@
 //! The kind fixes the width of the task's head, the form of its targets, the
 //! losses that apply (in `mtl-losses`) and how data columns are read (in
 //! `mtl-data`).
+//!
+//! A row may be unlabelled for a task (merged data sets label each row for a
+//! subset of the tasks). The mark is kept in the targets themselves, so that
+//! gathering rows keeps it: a class index [`MISSING_CLASS`], or a row of
+//! `NaN` values. [`Targets::labelled_rows`] lists the labelled rows; losses
+//! and metrics use those only.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +90,10 @@ impl TaskKind {
     }
 }
 
+/// The class index that marks a row without a label (classification targets
+/// and clustering reference labels).
+pub const MISSING_CLASS: usize = usize::MAX;
+
 /// A task: its name and kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -95,11 +105,16 @@ pub struct TaskSpec {
 }
 
 /// The targets of one task for a batch (or a whole split).
+///
+/// Unlabelled rows are marked in place: [`MISSING_CLASS`] in `Classes` and in
+/// reference labels, a row whose values are all `NaN` in `Values`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Targets {
-    /// Class indices, one per example (classification).
+    /// Class indices, one per example (classification); [`MISSING_CLASS`]
+    /// for an unlabelled row.
     Classes(Vec<usize>),
-    /// A `[examples, width]` tensor of reals (binary and multilabel as 0/1, regression).
+    /// A `[examples, width]` tensor of reals (binary and multilabel as 0/1,
+    /// regression); a row of `NaN` for an unlabelled row.
     Values(Tensor),
     /// No training target (clustering); optional reference labels for scoring.
     Unsupervised {
@@ -122,6 +137,46 @@ impl Targets {
     /// Whether the targets hold no example.
     pub fn is_empty(&self) -> bool {
         self.len() == Some(0)
+    }
+
+    /// Whether row `row` carries a label: a class other than
+    /// [`MISSING_CLASS`], or a row of values not all `NaN`. Rows past the end,
+    /// and every row of unsupervised targets without reference labels, do not.
+    pub fn is_labelled(&self, row: usize) -> bool {
+        match self {
+            Targets::Classes(c) => c.get(row).is_some_and(|&v| v != MISSING_CLASS),
+            Targets::Values(t) => match t.shape() {
+                [rows, width] if row < *rows => {
+                    let start = row * width;
+                    let values = &t.data()[start..start + width];
+                    *width == 0 || !values.iter().all(|v| v.is_nan())
+                }
+                _ => false,
+            },
+            Targets::Unsupervised { reference } => reference
+                .as_ref()
+                .and_then(|r| r.get(row))
+                .is_some_and(|&v| v != MISSING_CLASS),
+        }
+    }
+
+    /// The rows that carry a label ([`Targets::is_labelled`]), in order.
+    pub fn labelled_rows(&self) -> Vec<usize> {
+        (0..self.len().unwrap_or(0))
+            .filter(|&i| self.is_labelled(i))
+            .collect()
+    }
+
+    /// The number of rows that carry a label.
+    pub fn labelled_count(&self) -> usize {
+        (0..self.len().unwrap_or(0))
+            .filter(|&i| self.is_labelled(i))
+            .count()
+    }
+
+    /// Whether some row has no label.
+    pub fn has_missing(&self) -> bool {
+        (0..self.len().unwrap_or(0)).any(|i| !self.is_labelled(i))
     }
 
     /// The targets of examples `indices`, in that order.
@@ -215,7 +270,7 @@ impl Targets {
         };
         match (self, kind) {
             (Targets::Classes(c), TaskKind::Classification { classes }) => {
-                if let Some(&v) = c.iter().find(|&&v| v >= *classes) {
+                if let Some(&v) = c.iter().find(|&&v| v >= *classes && v != MISSING_CLASS) {
                     return bad(format!("class {v} is not below {classes}"));
                 }
                 Ok(())
@@ -232,16 +287,23 @@ impl Targets {
                         k.output_width()
                     ));
                 }
-                if !matches!(k, TaskKind::Regression { .. })
-                    && t.data().iter().any(|&v| v != 0.0 && v != 1.0)
-                {
-                    return bad("binary targets must be 0 or 1".into());
-                }
-                if let Some(i) = t.data().iter().position(|v| !v.is_finite()) {
-                    return bad(format!(
-                        "value {} at flat index {i} is not finite",
-                        t.data()[i]
-                    ));
+                for (row, values) in t.data().chunks(width.max(1)).enumerate() {
+                    if values.iter().all(|v| v.is_nan()) {
+                        continue;
+                    }
+                    if !matches!(k, TaskKind::Regression { .. })
+                        && values.iter().any(|&v| v != 0.0 && v != 1.0)
+                    {
+                        return bad(format!("binary targets must be 0 or 1 (row {row})"));
+                    }
+                    if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+                        return bad(format!(
+                            "value {} at flat index {} is not finite (a row is unlabelled \
+                             only when all its values are NaN)",
+                            values[j],
+                            row * width + j
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -281,6 +343,35 @@ mod tests {
         assert_eq!(
             v.gather(&[2, 0]).unwrap(),
             Targets::Values(Tensor::from_vec(vec![0.5, 0.0], &[2, 1]).unwrap())
+        );
+    }
+
+    #[test]
+    fn unlabelled_rows_are_marked_in_place() {
+        let c = Targets::Classes(vec![2, MISSING_CLASS, 0]);
+        assert!(c
+            .check("a", &TaskKind::Classification { classes: 3 })
+            .is_ok());
+        assert_eq!(c.labelled_rows(), vec![0, 2]);
+        assert_eq!(c.gather(&[1, 2]).unwrap().labelled_count(), 1);
+        let nan = f32::NAN;
+        let v =
+            Targets::Values(Tensor::from_vec(vec![1.0, 0.0, nan, nan, 0.0, 1.0], &[3, 2]).unwrap());
+        assert!(v.check("m", &TaskKind::Multilabel { labels: 2 }).is_ok());
+        assert_eq!(v.labelled_rows(), vec![0, 2]);
+        assert!(v.has_missing());
+        let partial = Targets::Values(Tensor::from_vec(vec![1.0, nan], &[1, 2]).unwrap());
+        let e = partial
+            .check("r", &TaskKind::Regression { outputs: 2 })
+            .unwrap_err();
+        assert!(e.to_string().contains("flat index 1"), "{e}");
+        let r = Targets::Unsupervised {
+            reference: Some(vec![MISSING_CLASS, 4]),
+        };
+        assert_eq!(r.labelled_rows(), vec![1]);
+        assert_eq!(
+            Targets::Unsupervised { reference: None }.labelled_count(),
+            0
         );
     }
 }

@@ -13,8 +13,10 @@ pub enum ArrayData {
     F64(Vec<f64>),
     /// Bytes (`|u1`).
     U8(Vec<u8>),
-    /// 64-bit signed integers (`<i8`).
+    /// 64-bit signed integers (`<i8`; narrower integer files are widened).
     I64(Vec<i64>),
+    /// Booleans (`|b1`): yes/no labels.
+    Bool(Vec<bool>),
 }
 
 impl ArrayData {
@@ -25,6 +27,7 @@ impl ArrayData {
             ArrayData::F64(v) => v.len(),
             ArrayData::U8(v) => v.len(),
             ArrayData::I64(v) => v.len(),
+            ArrayData::Bool(v) => v.len(),
         }
     }
 
@@ -33,13 +36,14 @@ impl ArrayData {
         self.len() == 0
     }
 
-    /// The numpy dtype name: `float32`, `float64`, `uint8` or `int64`.
+    /// The numpy dtype name: `float32`, `float64`, `uint8`, `int64` or `bool`.
     pub fn dtype(&self) -> &'static str {
         match self {
             ArrayData::F32(_) => "float32",
             ArrayData::F64(_) => "float64",
             ArrayData::U8(_) => "uint8",
             ArrayData::I64(_) => "int64",
+            ArrayData::Bool(_) => "bool",
         }
     }
 }
@@ -56,8 +60,8 @@ pub struct Array {
 impl Array {
     /// An array; fails when the element count does not fill the shape.
     pub fn new(shape: Vec<usize>, data: ArrayData) -> Result<Self> {
-        let want: usize = shape.iter().product();
-        if data.len() != want {
+        let want = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if want != Some(data.len()) {
             return Err(DataError::invalid(
                 "array",
                 format!("{} elements cannot fill shape {shape:?}", data.len()),
@@ -73,6 +77,7 @@ impl Array {
             ArrayData::F64(v) => v.iter().map(|&x| x as f32).collect(),
             ArrayData::U8(v) => v.iter().map(|&x| f32::from(x)).collect(),
             ArrayData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            ArrayData::Bool(v) => v.iter().map(|&x| f32::from(u8::from(x))).collect(),
         }
     }
 
@@ -92,6 +97,7 @@ impl Array {
         };
         match &self.data {
             ArrayData::U8(v) => Ok(v.iter().map(|&x| usize::from(x)).collect()),
+            ArrayData::Bool(v) => Ok(v.iter().map(|&x| usize::from(x)).collect()),
             ArrayData::I64(v) => v
                 .iter()
                 .enumerate()

@@ -13,11 +13,13 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use mtl_core::{Targets, TaskKind, TaskSpec, Tensor};
+use mtl_core::{Targets, TaskKind, TaskSpec, Tensor, MISSING_CLASS};
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
-use crate::schema::{CategoryEncoding, Column, CsvSchema, MissingPolicy, TaskColumn};
+use crate::schema::{
+    CategoryEncoding, Column, CsvSchema, MissingPolicy, MissingTargets, TaskColumn,
+};
 use crate::standardize::Standardizer;
 
 /// The result of reading a file with a schema.
@@ -43,7 +45,7 @@ impl CsvTable {
     /// [`Standardizer`] ([`Dataset::standardizer`]).
     pub fn fit_transform(self, train: &[usize]) -> Result<Dataset> {
         let standardizer =
-            Standardizer::fit_columns(self.dataset.features(), train, &self.standardize_mask)?;
+            Standardizer::fit_columns(self.dataset.features()?, train, &self.standardize_mask)?;
         self.transform(standardizer)
     }
 
@@ -88,7 +90,7 @@ pub fn read_csv(path: impl AsRef<Path>, schema: &CsvSchema) -> Result<CsvTable> 
 /// assert_eq!(table.dataset.targets()[0], Targets::Classes(vec![0, 1, 0]));
 /// let ds = table.fit_transform(&[0, 1, 2]).unwrap();
 /// // x standardised on all three rows: mean 2, std sqrt(2/3).
-/// let z = ds.features().data()[0];
+/// let z = ds.features().unwrap().data()[0];
 /// assert!((z + 1.5f32.sqrt()).abs() < 1e-6);
 /// ```
 pub fn read_csv_from<R: Read>(
@@ -97,6 +99,36 @@ pub fn read_csv_from<R: Read>(
     name: &str,
     schema: &CsvSchema,
 ) -> Result<CsvTable> {
+    let streamed = stream_rows(reader, source, schema, usize::MAX, |_, _| Ok(()))?;
+    let Streamed {
+        layout,
+        rest,
+        rows,
+        dropped_lines,
+    } = streamed;
+    rest.finish(&layout, schema, source, name, rows, dropped_lines)
+}
+
+/// What [`stream_rows`] leaves: the layout, the rows not yet flushed, the
+/// number of rows kept and the lines dropped.
+pub(crate) struct Streamed {
+    pub layout: Layout,
+    pub rest: Accumulator,
+    pub rows: usize,
+    pub dropped_lines: Vec<u64>,
+}
+
+/// Reads the records of `reader` with `schema`, with every check and error
+/// of a CSV read, into an [`Accumulator`]; every `chunk` kept rows, calls
+/// `flush` with it (which may take its rows). Fails on a file without data
+/// rows.
+pub(crate) fn stream_rows<R: Read>(
+    reader: R,
+    source: &str,
+    schema: &CsvSchema,
+    chunk: usize,
+    mut flush: impl FnMut(&mut Accumulator, &Layout) -> Result<()>,
+) -> Result<Streamed> {
     schema.validate()?;
     let mut rdr = ::csv::ReaderBuilder::new()
         .has_headers(false)
@@ -139,6 +171,7 @@ pub fn read_csv_from<R: Read>(
 
     let mut state = Accumulator::new(&layout, schema);
     let mut rows = 0usize;
+    let mut pending = 0usize;
     let mut dropped_lines = Vec::new();
     let mut have = first_data_read;
     loop {
@@ -166,7 +199,12 @@ pub fn read_csv_from<R: Read>(
             missing: is_missing(&record[col], &schema.missing_values),
             col,
         };
-        if schema.missing == MissingPolicy::Drop && layout.used.iter().any(|&c| cell(c).missing) {
+        let checked = if schema.missing_targets == MissingTargets::Mask {
+            &layout.feature_columns
+        } else {
+            &layout.used
+        };
+        if schema.missing == MissingPolicy::Drop && checked.iter().any(|&c| cell(c).missing) {
             dropped_lines.push(line);
             continue;
         }
@@ -179,6 +217,11 @@ pub fn read_csv_from<R: Read>(
                 reason,
             })?;
         rows += 1;
+        pending += 1;
+        if pending == chunk {
+            flush(&mut state, &layout)?;
+            pending = 0;
+        }
     }
     if rows == 0 {
         let reason = if !dropped_lines.is_empty() {
@@ -190,7 +233,12 @@ pub fn read_csv_from<R: Read>(
         };
         return Err(table_err(None, reason.into()));
     }
-    state.finish(layout, schema, source, name, rows, dropped_lines)
+    Ok(Streamed {
+        layout,
+        rest: state,
+        rows,
+        dropped_lines,
+    })
 }
 
 /// Longest field text quoted whole in an error message.
@@ -243,11 +291,13 @@ enum FeatureKind {
 }
 
 /// Column positions resolved against the header.
-struct Layout {
+pub(crate) struct Layout {
     names: Option<Vec<String>>,
     features: Vec<(usize, FeatureKind)>,
     /// Every column that is read (for the drop policy).
     used: Vec<usize>,
+    /// The feature columns (for the drop policy when targets are masked).
+    feature_columns: Vec<usize>,
     /// Task columns, per task, in schema order.
     tasks: Vec<Vec<usize>>,
 }
@@ -351,8 +401,15 @@ impl Layout {
             names: names.map(<[String]>::to_vec),
             features,
             used,
+            feature_columns: feature_cols,
             tasks,
         })
+    }
+
+    /// The position among the feature columns of a schema column.
+    pub fn feature_position(&self, column: &Column) -> Option<usize> {
+        let col = layout_col(self, column)?;
+        self.features.iter().position(|(c, _)| *c == col)
     }
 
     fn column_label(&self, col: usize) -> String {
@@ -372,7 +429,7 @@ impl Layout {
 
 /// Sorts discovered categories: numerically when every value is a number,
 /// else as text.
-fn sorted_categories<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn sorted_categories<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     let set: BTreeSet<&str> = values.collect();
     let mut cats: Vec<String> = set.into_iter().map(str::to_string).collect();
     let numbers: Option<Vec<f64>> = cats.iter().map(|c| c.parse::<f64>().ok()).collect();
@@ -385,7 +442,7 @@ fn sorted_categories<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 /// The values of one feature column, in row order.
-enum FeatureStore {
+pub(crate) enum FeatureStore {
     /// Numbers (NaN: missing, to be imputed).
     Numeric(Vec<f32>),
     /// Category indices into a list (NaN: missing), or raw text while the
@@ -399,7 +456,7 @@ enum FeatureStore {
 }
 
 /// The values of one task, in row order.
-enum TaskStore {
+pub(crate) enum TaskStore {
     /// Class indices, decoded by a label list or as integers below `classes`.
     Classes {
         labels: Option<Vec<String>>,
@@ -408,7 +465,8 @@ enum TaskStore {
     },
     /// Raw labels whose list is discovered at the end (classification, or a
     /// clustering task's reference labels).
-    Discover(Vec<String>),
+    /// `None` marks a masked missing label.
+    Discover(Vec<Option<String>>),
     /// Real values, `width` per row; `binary` demands 0 or 1.
     Reals { values: Vec<f32>, binary: bool },
     /// A clustering task without reference labels.
@@ -418,10 +476,11 @@ enum TaskStore {
 type CellError = (usize, String);
 
 /// Values collected while streaming the records.
-struct Accumulator {
-    features: Vec<FeatureStore>,
-    tasks: Vec<TaskStore>,
+pub(crate) struct Accumulator {
+    pub features: Vec<FeatureStore>,
+    pub tasks: Vec<TaskStore>,
     policy: MissingPolicy,
+    mask_targets: bool,
 }
 
 fn parse_number(cell: &Cell) -> std::result::Result<f32, CellError> {
@@ -496,6 +555,7 @@ impl Accumulator {
             features,
             tasks,
             policy: schema.missing,
+            mask_targets: schema.missing_targets == MissingTargets::Mask,
         }
     }
 
@@ -546,17 +606,30 @@ impl Accumulator {
             }
         }
         for (cols, store) in layout.tasks.iter().zip(&mut self.tasks) {
+            let missing = cols.iter().filter(|&&col| cell(col).missing).count();
+            if self.mask_targets && missing > 0 && missing == cols.len() {
+                match store {
+                    TaskStore::Discover(v) => v.push(None),
+                    TaskStore::Reals { values, .. } => {
+                        values.extend(std::iter::repeat(f32::NAN).take(cols.len()))
+                    }
+                    TaskStore::Classes { values, .. } => values.push(MISSING_CLASS),
+                    TaskStore::Nothing => {}
+                }
+                continue;
+            }
             for &col in cols {
                 let c = cell(col);
                 if c.missing {
-                    return Err(missing_err(
-                        &c,
-                        "a task column",
-                        " (targets are never imputed)",
-                    ));
+                    let fix = if self.mask_targets {
+                        " (with `missing_targets = \"mask\"` a task's columns must be missing together)"
+                    } else {
+                        " (targets are never imputed; `missing_targets = \"mask\"` leaves the row unlabelled for the task)"
+                    };
+                    return Err(missing_err(&c, "a task column", fix));
                 }
                 match store {
-                    TaskStore::Discover(v) => v.push(c.text.to_string()),
+                    TaskStore::Discover(v) => v.push(Some(c.text.to_string())),
                     TaskStore::Reals { values, binary } => {
                         let v = parse_number(&c)?;
                         if *binary && v != 0.0 && v != 1.0 {
@@ -608,9 +681,80 @@ impl Accumulator {
         Ok(())
     }
 
-    fn finish(
+    /// The number of rows collected.
+    pub fn rows(&self) -> usize {
+        let feature_rows = self.features.first().map(|f| match f {
+            FeatureStore::Numeric(v) => v.len(),
+            FeatureStore::Categorical {
+                categories: Some(_),
+                index,
+                ..
+            } => index.len(),
+            FeatureStore::Categorical { text, .. } => text.len(),
+        });
+        let task_rows = self.tasks.iter().find_map(|t| match t {
+            TaskStore::Classes { values, .. } => Some(values.len()),
+            TaskStore::Discover(v) => Some(v.len()),
+            TaskStore::Reals { .. } | TaskStore::Nothing => None,
+        });
+        feature_rows.or(task_rows).unwrap_or(0)
+    }
+
+    /// The rows collected so far, leaving this accumulator empty with the
+    /// same columns.
+    pub fn take(&mut self) -> Accumulator {
+        let features = self
+            .features
+            .iter_mut()
+            .map(|f| match f {
+                FeatureStore::Numeric(v) => FeatureStore::Numeric(std::mem::take(v)),
+                FeatureStore::Categorical {
+                    encoding,
+                    categories,
+                    index,
+                    text,
+                } => FeatureStore::Categorical {
+                    encoding: *encoding,
+                    categories: categories.clone(),
+                    index: std::mem::take(index),
+                    text: std::mem::take(text),
+                },
+            })
+            .collect();
+        let tasks = self
+            .tasks
+            .iter_mut()
+            .map(|t| match t {
+                TaskStore::Classes {
+                    labels,
+                    classes,
+                    values,
+                } => TaskStore::Classes {
+                    labels: labels.clone(),
+                    classes: *classes,
+                    values: std::mem::take(values),
+                },
+                TaskStore::Discover(v) => TaskStore::Discover(std::mem::take(v)),
+                TaskStore::Reals { values, binary } => TaskStore::Reals {
+                    values: std::mem::take(values),
+                    binary: *binary,
+                },
+                TaskStore::Nothing => TaskStore::Nothing,
+            })
+            .collect();
+        Accumulator {
+            features,
+            tasks,
+            policy: self.policy,
+            mask_targets: self.mask_targets,
+        }
+    }
+
+    /// The data set of the collected rows (`rows` of them), and the schema
+    /// resolved from them.
+    pub fn finish(
         self,
-        layout: Layout,
+        layout: &Layout,
         schema: &CsvSchema,
         source: &str,
         name: &str,
@@ -654,7 +798,7 @@ impl Accumulator {
                     if let Some(entry) = resolved
                         .categorical
                         .iter_mut()
-                        .find(|c| layout_col(&layout, &c.column) == Some(*col))
+                        .find(|c| layout_col(layout, &c.column) == Some(*col))
                     {
                         entry.categories = Some(cats.clone());
                     }
@@ -712,7 +856,7 @@ impl Accumulator {
             let name = task.name().to_string();
             let (kind, targets) = match (task, store) {
                 (TaskColumn::Classification { .. }, TaskStore::Discover(text)) => {
-                    let labels = sorted_categories(text.iter().map(String::as_str));
+                    let labels = sorted_categories(text.iter().flatten().map(String::as_str));
                     if labels.len() < 2 {
                         return Err(DataError::Table {
                             source_name: source.to_string(),
@@ -727,10 +871,7 @@ impl Accumulator {
                             ),
                         });
                     }
-                    let values = text
-                        .iter()
-                        .map(|t| labels.iter().position(|l| l == t).expect("discovered"))
-                        .collect();
+                    let values = discovered_indices(&text, &labels);
                     let classes = labels.len();
                     if let TaskColumn::Classification { labels: l, .. } = resolved_task {
                         *l = Some(labels);
@@ -750,11 +891,8 @@ impl Accumulator {
                     Targets::Classes(values),
                 ),
                 (TaskColumn::Clustering { clusters, .. }, TaskStore::Discover(text)) => {
-                    let labels = sorted_categories(text.iter().map(String::as_str));
-                    let values = text
-                        .iter()
-                        .map(|t| labels.iter().position(|l| l == t).expect("discovered"))
-                        .collect();
+                    let labels = sorted_categories(text.iter().flatten().map(String::as_str));
+                    let values = discovered_indices(&text, &labels);
                     (
                         TaskKind::Clustering {
                             clusters: *clusters,
@@ -794,6 +932,17 @@ impl Accumulator {
             dropped_lines,
         })
     }
+}
+
+/// The index of each label in `labels`; [`MISSING_CLASS`] for a masked one.
+fn discovered_indices(text: &[Option<String>], labels: &[String]) -> Vec<usize> {
+    text.iter()
+        .map(|t| {
+            t.as_ref().map_or(MISSING_CLASS, |t| {
+                labels.iter().position(|l| l == t).expect("discovered")
+            })
+        })
+        .collect()
 }
 
 /// The position of a schema column in the layout, if it resolves.

@@ -6,6 +6,7 @@ use std::fmt;
 use mtl_core::{Targets, TaskSpec, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::disk::DiskFeatures;
 use crate::error::{DataError, Result};
 use crate::split::Split;
 use crate::standardize::Standardizer;
@@ -17,14 +18,25 @@ use crate::standardize::Standardizer;
 /// for images. A data set may carry a predefined [`Split`] (MultiMNIST's
 /// disjoint training and test pools, for instance) and the [`Standardizer`]
 /// already applied to its features, so that `predict` can apply the same one.
+///
+/// Features live in memory, or on disk ([`Dataset::on_disk`]): then every
+/// batch is read from the files when gathered, and [`Dataset::features`]
+/// is an error.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     name: String,
-    features: Tensor,
+    features: Features,
     tasks: Vec<TaskSpec>,
     targets: Vec<Targets>,
     split: Option<Split>,
     standardizer: Option<Standardizer>,
+}
+
+/// Where the features are.
+#[derive(Clone, Debug, PartialEq)]
+enum Features {
+    Memory(Tensor),
+    Disk(DiskFeatures),
 }
 
 /// A batch of examples: features `[b, ...]` and the targets of each task, in
@@ -112,8 +124,25 @@ impl Dataset {
         features: Tensor,
         tasks: Vec<(TaskSpec, Targets)>,
     ) -> Result<Self> {
-        let name = name.into();
-        let rows = *features.shape().first().ok_or_else(|| {
+        Dataset::build(name.into(), Features::Memory(features), tasks)
+    }
+
+    /// A data set whose features stay on disk: each batch is read from the
+    /// files when gathered. Targets are in memory, as for [`Dataset::new`].
+    pub fn on_disk(
+        name: impl Into<String>,
+        features: DiskFeatures,
+        tasks: Vec<(TaskSpec, Targets)>,
+    ) -> Result<Self> {
+        Dataset::build(name.into(), Features::Disk(features), tasks)
+    }
+
+    fn build(name: String, features: Features, tasks: Vec<(TaskSpec, Targets)>) -> Result<Self> {
+        let shape = match &features {
+            Features::Memory(t) => t.shape(),
+            Features::Disk(d) => d.shape(),
+        };
+        let rows = *shape.first().ok_or_else(|| {
             DataError::invalid(format!("data set {name:?}"), "features have no rows axis")
         })?;
         let mut specs = Vec::with_capacity(tasks.len());
@@ -162,7 +191,20 @@ impl Dataset {
 
     /// The number of examples.
     pub fn len(&self) -> usize {
-        self.features.shape()[0]
+        self.shape()[0]
+    }
+
+    /// The feature shape with its rows axis first.
+    fn shape(&self) -> &[usize] {
+        match &self.features {
+            Features::Memory(t) => t.shape(),
+            Features::Disk(d) => d.shape(),
+        }
+    }
+
+    /// Whether the features stay on disk ([`Dataset::on_disk`]).
+    pub fn is_on_disk(&self) -> bool {
+        matches!(self.features, Features::Disk(_))
     }
 
     /// Whether the data set holds no example.
@@ -170,15 +212,36 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// All features, `[n, ...]`.
-    pub fn features(&self) -> &Tensor {
-        &self.features
+    /// All features, `[n, ...]`; an error when they stay on disk (gather
+    /// rows with [`Dataset::gather`] instead).
+    pub fn features(&self) -> Result<&Tensor> {
+        match &self.features {
+            Features::Memory(t) => Ok(t),
+            Features::Disk(_) => Err(self.on_disk_error("the whole feature array")),
+        }
+    }
+
+    fn features_mut(&mut self, what: &str) -> Result<&mut Tensor> {
+        match &mut self.features {
+            Features::Memory(t) => Ok(t),
+            Features::Disk(_) => Err(DataError::invalid(
+                format!("data set {:?}", self.name),
+                format!("its features stay on disk, so {what} is not available"),
+            )),
+        }
+    }
+
+    fn on_disk_error(&self, what: &str) -> DataError {
+        DataError::invalid(
+            format!("data set {:?}", self.name),
+            format!("its features stay on disk, so {what} is not available; gather rows instead"),
+        )
     }
 
     /// The shape of one example's features (the feature tensor's shape
     /// without its first axis).
     pub fn feature_shape(&self) -> &[usize] {
-        &self.features.shape()[1..]
+        &self.shape()[1..]
     }
 
     /// The tasks, in order.
@@ -212,23 +275,28 @@ impl Dataset {
     /// Fits a [`Standardizer`] on rows `train` of a `[n, d]` feature matrix,
     /// applies it to every row (imputing missing values, stored as NaN, with
     /// the training mean) and keeps it; returns it so it can be saved.
+    /// Fails for features kept on disk.
     pub fn standardize(&mut self, train: &[usize]) -> Result<&Standardizer> {
-        let standardizer = Standardizer::fit(&self.features, train)?;
-        standardizer.apply(&mut self.features)?;
+        let features = self.features_mut("standardisation")?;
+        let standardizer = Standardizer::fit(features, train)?;
+        standardizer.apply(features)?;
         Ok(self.standardizer.insert(standardizer))
     }
 
     /// Applies an already-fitted standardisation (for example one read back
     /// from a run directory) and keeps it.
     pub fn apply_standardizer(&mut self, standardizer: Standardizer) -> Result<()> {
-        standardizer.apply(&mut self.features)?;
+        standardizer.apply(self.features_mut("standardisation")?)?;
         self.standardizer = Some(standardizer);
         Ok(())
     }
 
     /// The examples `indices`, in that order, as a batch.
     pub fn gather(&self, indices: &[usize]) -> Result<Batch> {
-        let x = self.features.gather_rows(indices)?;
+        let x = match &self.features {
+            Features::Memory(t) => t.gather_rows(indices)?,
+            Features::Disk(d) => d.gather_rows(indices)?,
+        };
         let targets = self
             .targets
             .iter()
@@ -242,12 +310,12 @@ impl Dataset {
     }
 
     /// The examples `indices` as a new data set with the same tasks (no split
-    /// attached; the standardizer, if any, is kept).
+    /// attached; the standardizer, if any, is kept), its features in memory.
     pub fn subset(&self, indices: &[usize]) -> Result<Dataset> {
         let batch = self.gather(indices)?;
         Ok(Dataset {
             name: self.name.clone(),
-            features: batch.x,
+            features: Features::Memory(batch.x),
             tasks: self.tasks.clone(),
             targets: batch.targets,
             split: None,

@@ -7,17 +7,24 @@
 //! (classification), float32 values `[n, width]` (binary, multilabel,
 //! regression), or int64 reference labels `[n]` (clustering, only when the
 //! data has them). In Python: `np.load("train_x.npy")`.
+//!
+//! Unlabelled rows are written as [`MISSING_LABEL`] (-1) in label files and
+//! as rows of `NaN` in value files, as the array reader reads them back by
+//! default ([`crate::arrays`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mtl_core::Targets;
+use mtl_core::{Targets, MISSING_CLASS};
 
 use crate::array::{Array, ArrayData};
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::npy;
 use crate::split::Split;
+
+/// The integer that marks an unlabelled row in an exported label file.
+pub const MISSING_LABEL: i64 = -1;
 
 /// Writes the parts of `split` of `dataset` into `dir` (created if needed)
 /// and returns the paths written, in order.
@@ -41,7 +48,7 @@ pub fn export_npy(dataset: &Dataset, split: &Split, dir: impl AsRef<Path>) -> Re
             let array = match targets {
                 Targets::Classes(c) | Targets::Unsupervised { reference: Some(c) } => Array::new(
                     vec![c.len()],
-                    ArrayData::I64(c.iter().map(|&v| v as i64).collect()),
+                    ArrayData::I64(c.iter().map(|&v| label_to_i64(v)).collect()),
                 )?,
                 Targets::Values(t) => Array::from(t),
                 Targets::Unsupervised { reference: None } => continue,
@@ -52,4 +59,14 @@ pub fn export_npy(dataset: &Dataset, split: &Split, dir: impl AsRef<Path>) -> Re
         }
     }
     Ok(written)
+}
+
+/// A class index as written to NPY: [`MISSING_CLASS`] (an unlabelled row)
+/// becomes [`MISSING_LABEL`].
+fn label_to_i64(v: usize) -> i64 {
+    if v == MISSING_CLASS {
+        MISSING_LABEL
+    } else {
+        i64::try_from(v).unwrap_or(i64::MAX)
+    }
 }

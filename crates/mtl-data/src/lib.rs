@@ -30,9 +30,12 @@
 #![warn(missing_docs)]
 
 pub mod array;
+pub mod arrays;
+pub mod convert;
 pub mod csv;
 pub mod dataset;
 pub mod datasets;
+pub mod disk;
 pub mod error;
 pub mod export;
 pub mod idx;
@@ -44,12 +47,17 @@ pub mod split;
 pub mod standardize;
 
 pub use array::{Array, ArrayData};
+pub use arrays::ArraysConfig;
+pub use convert::{convert_csv, Converted};
 pub use csv::{read_csv, read_csv_from, CsvTable};
 pub use dataset::{Batch, Dataset, Description};
+pub use disk::{DiskArray, DiskFeatures};
 pub use error::{DataError, Result};
 pub use export::export_npy;
 pub use loader::{DataLoader, Epoch, LoaderConfig};
-pub use schema::{Categorical, CategoryEncoding, Column, CsvSchema, MissingPolicy, TaskColumn};
+pub use schema::{
+    Categorical, CategoryEncoding, Column, CsvSchema, MissingPolicy, MissingTargets, TaskColumn,
+};
 pub use source::{BatchSource, FromFn, InMemory, Subset};
 pub use split::{Split, SplitConfig};
 pub use standardize::Standardizer;

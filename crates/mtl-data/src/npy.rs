@@ -1,7 +1,9 @@
 //! NPY files (numpy's `np.save` format), read and written.
 //!
-//! Supported element types: `float32`, `float64`, `uint8` and `int64`, little
-//! endian, C order; format versions 1.0 to 3.0 are read and 1.0 is written
+//! Supported element types, little endian, C order: `float32`, `float64`,
+//! `uint8`, `int64` and `bool` read and written as they are; `int8`, `int16`,
+//! `int32`, `uint16` and `uint32` read widened to `int64`. Format versions
+//! 1.0 to 3.0 are read and 1.0 is written
 //! (header padded so that the data starts at a multiple of 64 bytes, as numpy
 //! does). Fortran-ordered and big-endian files are refused with an error.
 
@@ -36,8 +38,180 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array> {
     parse(&bytes, path)
 }
 
-/// Parses the bytes of an NPY file; `path` names it in errors.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<Array> {
+/// An element type of an NPY file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// `<f4`.
+    F32,
+    /// `<f8`.
+    F64,
+    /// `|u1`.
+    U8,
+    /// `<u2`, read widened to i64.
+    U16,
+    /// `<u4`, read widened to i64.
+    U32,
+    /// `|i1`, read widened to i64.
+    I8,
+    /// `<i2`, read widened to i64.
+    I16,
+    /// `<i4`, read widened to i64.
+    I32,
+    /// `<i8`.
+    I64,
+    /// `|b1` (numpy's bool).
+    Bool,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::U8 | Dtype::I8 | Dtype::Bool => 1,
+            Dtype::U16 | Dtype::I16 => 2,
+            Dtype::F32 | Dtype::U32 | Dtype::I32 => 4,
+            Dtype::F64 | Dtype::I64 => 8,
+        }
+    }
+
+    /// Whether the elements are integers (bool excluded).
+    pub fn is_integer(self) -> bool {
+        !matches!(self, Dtype::F32 | Dtype::F64 | Dtype::Bool)
+    }
+
+    /// The descriptor written in headers (`<f4`, `|b1`, ...).
+    pub fn descr(self) -> &'static str {
+        match self {
+            Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
+            Dtype::U8 => "|u1",
+            Dtype::U16 => "<u2",
+            Dtype::U32 => "<u4",
+            Dtype::I8 => "|i1",
+            Dtype::I16 => "<i2",
+            Dtype::I32 => "<i4",
+            Dtype::I64 => "<i8",
+            Dtype::Bool => "|b1",
+        }
+    }
+
+    fn from_descr(descr: &str) -> Option<Dtype> {
+        Some(match descr {
+            "<f4" => Dtype::F32,
+            "<f8" => Dtype::F64,
+            "|u1" | "<u1" | "u1" => Dtype::U8,
+            "<u2" => Dtype::U16,
+            "<u4" => Dtype::U32,
+            "|i1" | "<i1" | "i1" => Dtype::I8,
+            "<i2" => Dtype::I16,
+            "<i4" => Dtype::I32,
+            "<i8" => Dtype::I64,
+            "|b1" | "<b1" | "b1" => Dtype::Bool,
+            _ => return None,
+        })
+    }
+
+    /// The elements of `bytes` (a whole number of elements, little endian)
+    /// appended to `out` as f32, bytes divided by `u8_divisor`.
+    pub(crate) fn extend_f32(self, bytes: &[u8], u8_divisor: f32, out: &mut Vec<f32>) {
+        match self {
+            Dtype::F32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("chunk of 4"))),
+            ),
+            Dtype::F64 => out.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32),
+            ),
+            Dtype::U8 => out.extend(bytes.iter().map(|&b| f32::from(b) / u8_divisor)),
+            Dtype::Bool => out.extend(bytes.iter().map(|&b| f32::from(u8::from(b != 0)))),
+            _ => {
+                let mut ints = Vec::new();
+                self.extend_i64(bytes, &mut ints);
+                out.extend(ints.into_iter().map(|v| v as f32));
+            }
+        }
+    }
+
+    /// Integer elements of `bytes` widened to i64 and appended to `out`.
+    fn extend_i64(self, bytes: &[u8], out: &mut Vec<i64>) {
+        match self {
+            Dtype::U8 => out.extend(bytes.iter().map(|&b| i64::from(b))),
+            Dtype::I8 => out.extend(bytes.iter().map(|&b| i64::from(b as i8))),
+            Dtype::U16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| i64::from(u16::from_le_bytes([c[0], c[1]]))),
+            ),
+            Dtype::I16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| i64::from(i16::from_le_bytes([c[0], c[1]]))),
+            ),
+            Dtype::U32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i64::from(u32::from_le_bytes(c.try_into().expect("chunk of 4")))),
+            ),
+            Dtype::I32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("chunk of 4")))),
+            ),
+            Dtype::I64 => out.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8"))),
+            ),
+            Dtype::F32 | Dtype::F64 | Dtype::Bool => {}
+        }
+    }
+
+    /// The elements of `bytes` as an [`ArrayData`]: floats and bytes as they
+    /// are, other integers widened to i64, bools as bools.
+    fn decode(self, bytes: &[u8]) -> ArrayData {
+        match self {
+            Dtype::F32 => {
+                let mut v = Vec::with_capacity(bytes.len() / 4);
+                self.extend_f32(bytes, 1.0, &mut v);
+                ArrayData::F32(v)
+            }
+            Dtype::F64 => ArrayData::F64(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")))
+                    .collect(),
+            ),
+            Dtype::U8 => ArrayData::U8(bytes.to_vec()),
+            Dtype::Bool => ArrayData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            _ => {
+                let mut v = Vec::with_capacity(bytes.len() / self.size());
+                self.extend_i64(bytes, &mut v);
+                ArrayData::I64(v)
+            }
+        }
+    }
+}
+
+/// What the header of an NPY file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The element type.
+    pub dtype: Dtype,
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The byte offset of the first element.
+    pub data_offset: usize,
+    /// The byte length of the data, `product(shape) · size(dtype)` (checked).
+    pub data_len: usize,
+}
+
+/// Parses the header at the start of `bytes` (the file's first bytes: the
+/// header needs at most its declared length); `path` names the file in
+/// errors. Every size is checked for overflow.
+pub fn parse_header(bytes: &[u8], path: &Path) -> Result<Header> {
     let err = |reason: String| DataError::Array {
         path: path.to_path_buf(),
         format: "npy",
@@ -49,15 +223,21 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Array> {
         ));
     }
     let (major, minor) = (bytes[6], bytes[7]);
-    let (header_len, start) = match major {
+    let (header_len, start): (usize, usize) = match major {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
         2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            usize::try_from(u32::from_le_bytes([
+                bytes[8], bytes[9], bytes[10], bytes[11],
+            ]))
+            .map_err(|_| err("header length does not fit in memory".into()))?,
             12,
         ),
         _ => return Err(err(format!("unsupported format version {major}.{minor}"))),
     };
-    let header = bytes.get(start..start + header_len).ok_or_else(|| {
+    let data_offset = start
+        .checked_add(header_len)
+        .ok_or_else(|| err("header length overflows".into()))?;
+    let header = bytes.get(start..data_offset).ok_or_else(|| {
         err(format!(
             "header of {header_len} bytes runs past the end of the file"
         ))
@@ -75,51 +255,45 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Array> {
     let shape_text =
         header_value(header, "shape").ok_or_else(|| err("header has no 'shape'".into()))?;
     let shape = parse_shape(shape_text).ok_or_else(|| err(format!("bad shape {shape_text}")))?;
-    let count = shape
+    let dtype = Dtype::from_descr(descr).ok_or_else(|| {
+        err(format!(
+            "unsupported dtype {descr:?}; supported (little endian): <f4, <f8, |u1, <u2, <u4, \
+             |i1, <i2, <i4, <i8, |b1"
+        ))
+    })?;
+    let data_len = shape
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
-    let body = &bytes[start + header_len..];
-    let width = match descr {
-        "<f4" => 4,
-        "<f8" => 8,
-        "|u1" | "<u1" | "u1" => 1,
-        "<i8" => 8,
-        other => {
-            return Err(err(format!(
-                "unsupported dtype {other:?}; supported: <f4, <f8, |u1, <i8 (little endian)"
-            )))
-        }
-    };
-    let expected = count
-        .checked_mul(width)
-        .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
-    if body.len() != expected {
-        return Err(err(format!(
-            "data length {} bytes does not match shape {shape:?} of dtype {descr} ({} bytes)",
-            body.len(),
-            expected
-        )));
+    Ok(Header {
+        dtype,
+        shape,
+        data_offset,
+        data_len,
+    })
+}
+
+/// Parses the bytes of an NPY file; `path` names it in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Array> {
+    let header = parse_header(bytes, path)?;
+    let body = &bytes[header.data_offset..];
+    if body.len() != header.data_len {
+        return Err(DataError::Array {
+            path: path.to_path_buf(),
+            format: "npy",
+            reason: format!(
+                "data length {} bytes does not match shape {:?} of dtype {:?} ({} bytes)",
+                body.len(),
+                header.shape,
+                header.dtype,
+                header.data_len
+            ),
+        });
     }
-    let data = match descr {
-        "<f4" => ArrayData::F32(
-            body.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("chunk of 4")))
-                .collect(),
-        ),
-        "<f8" => ArrayData::F64(
-            body.chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")))
-                .collect(),
-        ),
-        "<i8" => ArrayData::I64(
-            body.chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
-                .collect(),
-        ),
-        _ => ArrayData::U8(body.to_vec()),
-    };
-    Ok(Array { shape, data })
+    Ok(Array {
+        data: header.dtype.decode(body),
+        shape: header.shape,
+    })
 }
 
 /// The text of the value of `key` in a numpy header dict, up to the next
@@ -171,26 +345,11 @@ pub fn write(path: impl AsRef<Path>, array: &Array) -> Result<()> {
     })
 }
 
-/// The bytes of an NPY 1.0 file holding `array`.
-pub fn encode(array: &Array) -> Result<Vec<u8>> {
-    let count: usize = array.shape.iter().product();
-    if count != array.data.len() {
-        return Err(DataError::invalid(
-            "npy array",
-            format!(
-                "{} elements cannot fill shape {:?}",
-                array.data.len(),
-                array.shape
-            ),
-        ));
-    }
-    let descr = match array.data {
-        ArrayData::F32(_) => "<f4",
-        ArrayData::F64(_) => "<f8",
-        ArrayData::U8(_) => "|u1",
-        ArrayData::I64(_) => "<i8",
-    };
-    let shape = match array.shape.as_slice() {
+/// The header of an NPY 1.0 file of `dtype` and `shape`: magic, version,
+/// length and the dict, padded so that the data starts at a multiple of 64
+/// bytes, as numpy does.
+pub fn encode_header(dtype: Dtype, shape: &[usize]) -> Result<Vec<u8>> {
+    let shape_text = match shape {
         [d] => format!("({d},)"),
         dims => format!(
             "({})",
@@ -200,7 +359,10 @@ pub fn encode(array: &Array) -> Result<Vec<u8>> {
                 .join(", ")
         ),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_text}, }}",
+        dtype.descr()
+    );
     // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
     let unpadded = 10 + header.len() + 1;
     header.extend(std::iter::repeat(' ').take(unpadded.next_multiple_of(64) - unpadded));
@@ -208,14 +370,43 @@ pub fn encode(array: &Array) -> Result<Vec<u8>> {
     let header_len = u16::try_from(header.len()).map_err(|_| {
         DataError::invalid(
             "npy array",
-            format!("shape {:?} gives a header too long", array.shape),
+            format!("shape {shape:?} gives a header too long"),
         )
     })?;
-    let mut out = Vec::with_capacity(10 + header.len() + count * 8);
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    Ok(out)
+}
+
+/// The bytes of an NPY 1.0 file holding `array`.
+pub fn encode(array: &Array) -> Result<Vec<u8>> {
+    let count = array
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if count != Some(array.data.len()) {
+        return Err(DataError::invalid(
+            "npy array",
+            format!(
+                "{} elements cannot fill shape {:?}",
+                array.data.len(),
+                array.shape
+            ),
+        ));
+    }
+    let dtype = match array.data {
+        ArrayData::F32(_) => Dtype::F32,
+        ArrayData::F64(_) => Dtype::F64,
+        ArrayData::U8(_) => Dtype::U8,
+        ArrayData::I64(_) => Dtype::I64,
+        ArrayData::Bool(_) => Dtype::Bool,
+    };
+    let header = encode_header(dtype, &array.shape)?;
+    let mut out = Vec::with_capacity(header.len() + array.data.len() * 8);
+    out.extend_from_slice(&header);
     match &array.data {
         ArrayData::F32(v) => v
             .iter()
@@ -227,6 +418,7 @@ pub fn encode(array: &Array) -> Result<Vec<u8>> {
         ArrayData::I64(v) => v
             .iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        ArrayData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
     }
     Ok(out)
 }
@@ -259,6 +451,7 @@ mod tests {
             Array::new(vec![2], ArrayData::I64(vec![i64::MIN, i64::MAX])).unwrap(),
             Array::new(vec![], ArrayData::F32(vec![42.0])).unwrap(),
             Array::new(vec![0, 4], ArrayData::F32(vec![])).unwrap(),
+            Array::new(vec![2, 2], ArrayData::Bool(vec![true, false, false, true])).unwrap(),
         ];
         for a in &cases {
             assert_eq!(&round_trip(a), a);
@@ -280,6 +473,18 @@ mod tests {
         );
         assert!(msg(&replace(&good, b"False", b"True ")).contains("Fortran"));
         assert!(msg(&replace(&good, b"(2,)", b"(3,)")).contains("shape [3]"));
+        let huge = replace(&good, b"(2,)", b"(99999999999,99999999999,)");
+        assert!(msg(&huge).contains("too large"), "{}", msg(&huge));
+    }
+
+    #[test]
+    fn narrow_integers_are_widened() {
+        let good = encode(&Array::new(vec![2], ArrayData::F32(vec![1.0, 2.0])).unwrap()).unwrap();
+        let mut i4 = replace(&good, b"<f4", b"<i4");
+        let at = i4.len() - 8;
+        i4[at..].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 7, 0, 0, 0]);
+        let a = parse(&i4, Path::new("i.npy")).unwrap();
+        assert_eq!(a.data, ArrayData::I64(vec![-1, 7]));
     }
 
     fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

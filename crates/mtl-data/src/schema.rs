@@ -103,6 +103,19 @@ pub enum MissingPolicy {
     ImputeMean,
 }
 
+/// What to do with a missing target (an empty field or one of
+/// [`CsvSchema::missing_values`] in a task column).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingTargets {
+    /// Fail, naming the file, line and column (default).
+    #[default]
+    Error,
+    /// Keep the row with no label for that task: it takes part in the
+    /// other tasks only. A task of several columns must miss all of them.
+    Mask,
+}
+
 /// A task and the column(s) its targets come from, tagged by `kind` like
 /// [`mtl_core::TaskKind`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +223,10 @@ pub struct CsvSchema {
     /// What to do with missing values (default: error).
     #[serde(default)]
     pub missing: MissingPolicy,
+    /// What to do with missing targets (default: error); `"mask"` keeps the
+    /// row unlabelled for that task.
+    #[serde(default)]
+    pub missing_targets: MissingTargets,
     /// Field values that mean "missing", besides the empty field (default
     /// `NA`, `N/A`, `NaN`, `nan`, `?`).
     #[serde(default = "default_missing_values")]
@@ -243,6 +260,7 @@ impl CsvSchema {
             categorical: Vec::new(),
             tasks,
             missing: MissingPolicy::Error,
+            missing_targets: MissingTargets::Error,
             missing_values: default_missing_values(),
             standardize: true,
         }

@@ -177,13 +177,15 @@ pub fn k_fold(n: usize, k: usize, seed: u64) -> Result<Vec<Split>> {
 }
 
 /// Row indices of each class, in increasing order, for classes `0..=max`.
+/// The rows of each class, in increasing class order; unlabelled rows
+/// ([`mtl_core::MISSING_CLASS`]) form the last group. Any label value is
+/// accepted: nothing is allocated per possible class.
 fn class_members(labels: &[usize]) -> Vec<Vec<usize>> {
-    let classes = labels.iter().max().map_or(0, |&m| m + 1);
-    let mut members = vec![Vec::new(); classes];
+    let mut members = std::collections::BTreeMap::<usize, Vec<usize>>::new();
     for (i, &c) in labels.iter().enumerate() {
-        members[c].push(i);
+        members.entry(c).or_default().push(i);
     }
-    members
+    members.into_values().collect()
 }
 
 impl Split {

@@ -74,7 +74,7 @@ fn registry_lists_builds_and_describes() {
 #[test]
 fn multimnist_default_shapes_labels_and_balance() {
     let ds = datasets::load("multimnist", 0).unwrap();
-    assert_eq!(ds.features().shape(), &[25_000, 1, CANVAS, CANVAS]);
+    assert_eq!(ds.features().unwrap().shape(), &[25_000, 1, CANVAS, CANVAS]);
     let split = ds.split().unwrap();
     assert_eq!(
         (split.train.len(), split.validation.len(), split.test.len()),
@@ -82,6 +82,7 @@ fn multimnist_default_shapes_labels_and_balance() {
     );
     assert!(ds
         .features()
+        .unwrap()
         .data()
         .iter()
         .all(|&p| (0.0..=1.0).contains(&p)));
@@ -106,6 +107,7 @@ fn multimnist_default_shapes_labels_and_balance() {
     // 10 full-intensity pixels.
     let ink: Vec<f32> = ds
         .features()
+        .unwrap()
         .data()
         .chunks(CANVAS * CANVAS)
         .map(|c| c.iter().sum())
@@ -162,7 +164,7 @@ fn multimnist_is_deterministic_and_seed_dependent() {
     let a = config.build(11).unwrap();
     assert_eq!(a, config.build(11).unwrap());
     let b = config.build(12).unwrap();
-    assert_ne!(a.features(), b.features());
+    assert_ne!(a.features().unwrap(), b.features().unwrap());
     assert_ne!(
         MultiMnist::pools(11).unwrap(),
         MultiMnist::pools(12).unwrap()
@@ -179,7 +181,7 @@ fn multimnist_is_deterministic_and_seed_dependent() {
 #[test]
 fn autompg_shapes_balance_and_standardisation() {
     let ds = datasets::load("autompg", 0).unwrap();
-    assert_eq!(ds.features().shape(), &[392, 6]);
+    assert_eq!(ds.features().unwrap().shape(), &[392, 6]);
     assert_eq!(counts(&classes(&ds, "origin"), 3), [245, 68, 79]);
     let mpg = values(&ds, "mpg");
     let total: f64 = mpg.data().iter().map(|&v| f64::from(v)).sum();
@@ -187,7 +189,7 @@ fn autompg_shapes_balance_and_standardisation() {
     let split = ds.split().unwrap();
     assert_eq!((split.validation.len(), split.test.len()), (59, 59));
     for j in 0..6 {
-        let (mean, std) = column_stats(ds.features(), &split.train, j);
+        let (mean, std) = column_stats(ds.features().unwrap(), &split.train, j);
         assert!(
             mean.abs() < STANDARD_TOL && (std - 1.0).abs() < STANDARD_TOL,
             "column {j}: {mean} {std}"
@@ -200,7 +202,7 @@ fn autompg_shapes_balance_and_standardisation() {
         .chain(&split.test)
         .copied()
         .collect();
-    assert!((0..6).any(|j| column_stats(ds.features(), &held, j).0.abs() > STANDARD_TOL));
+    assert!((0..6).any(|j| column_stats(ds.features().unwrap(), &held, j).0.abs() > STANDARD_TOL));
     assert_eq!(ds.standardizer().unwrap().width(), 6);
     assert_ne!(ds, datasets::load("autompg", 1).unwrap());
     assert_eq!(ds, datasets::load("autompg", 0).unwrap());
@@ -209,7 +211,7 @@ fn autompg_shapes_balance_and_standardisation() {
 #[test]
 fn linnerud_shapes_and_targets() {
     let ds = datasets::load("linnerud", 5).unwrap();
-    assert_eq!(ds.features().shape(), &[20, 3]);
+    assert_eq!(ds.features().unwrap().shape(), &[20, 3]);
     let names: Vec<&str> = ds.tasks().iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["weight", "waist", "pulse"]);
     for (task, total) in [("weight", 3572.0), ("waist", 708.0), ("pulse", 1122.0)] {
@@ -220,7 +222,7 @@ fn linnerud_shapes_and_targets() {
     let st = ds.standardizer().unwrap();
     for (j, total) in [189.0, 2911.0, 1406.0].into_iter().enumerate() {
         let s: f64 = (0..20)
-            .map(|i| f64::from(st.invert_column(j, ds.features().data()[i * 3 + j])))
+            .map(|i| f64::from(st.invert_column(j, ds.features().unwrap().data()[i * 3 + j])))
             .sum();
         assert!((s - total).abs() < SUM_TOL * 10.0, "column {j}: {s}");
     }
@@ -230,16 +232,23 @@ fn linnerud_shapes_and_targets() {
 #[test]
 fn digits_classification_and_clustering() {
     let ds = datasets::load("digits", 2).unwrap();
-    assert_eq!(ds.features().shape(), &[1797, 1, 8, 8]);
+    assert_eq!(ds.features().unwrap().shape(), &[1797, 1, 8, 8]);
     let digit = classes(&ds, "digit");
     assert_eq!(
         counts(&digit, 10),
         [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
     );
-    let ink: f64 = ds.features().data().iter().map(|&v| f64::from(v)).sum();
+    let ink: f64 = ds
+        .features()
+        .unwrap()
+        .data()
+        .iter()
+        .map(|&v| f64::from(v))
+        .sum();
     assert!((ink - 561_718.0 / 16.0).abs() < SUM_TOL * 100.0, "{ink}");
     assert!(ds
         .features()
+        .unwrap()
         .data()
         .iter()
         .all(|&v| (0.0..=1.0).contains(&v)));
@@ -263,13 +272,14 @@ fn digits_classification_and_clustering() {
 #[test]
 fn blobs_three_equal_groups() {
     let ds = datasets::load("blobs", 0).unwrap();
-    assert_eq!(ds.features().shape(), &[150, 2]);
+    assert_eq!(ds.features().unwrap().shape(), &[150, 2]);
     match &ds.targets()[0] {
         Targets::Unsupervised { reference: Some(g) } => assert_eq!(counts(g, 3), [50, 50, 50]),
         other => panic!("{other:?}"),
     }
     let sx: f64 = ds
         .features()
+        .unwrap()
         .data()
         .iter()
         .step_by(2)
@@ -283,9 +293,10 @@ fn blobs_three_equal_groups() {
 #[test]
 fn gradnorm_toy_scales_and_determinism() {
     let ds = datasets::load("gradnorm-toy", 0).unwrap();
-    assert_eq!(ds.features().shape(), &[10_000, 250]);
+    assert_eq!(ds.features().unwrap().shape(), &[10_000, 250]);
     assert!(ds
         .features()
+        .unwrap()
         .data()
         .iter()
         .all(|&v| (0.0..1.0).contains(&v)));

@@ -55,13 +55,13 @@ fn rest_of_columns_become_features_with_one_hot_categories() {
     );
     assert_eq!(table.standardize_mask, [true, false, false, false]);
     let ds = &table.dataset;
-    assert_eq!(ds.features().shape(), &[4, 4]);
+    assert_eq!(ds.features().unwrap().shape(), &[4, 4]);
     assert_eq!(
-        &ds.features().data()[..8],
+        &ds.features().unwrap().data()[..8],
         &[1.0, 0.0, 0.0, 1.0, 2.0, 1.0, 0.0, 0.0]
     );
     assert!(
-        ds.features().data()[12].is_nan(),
+        ds.features().unwrap().data()[12].is_nan(),
         "missing size kept for imputation"
     );
     assert_eq!(ds.tasks()[1].kind, TaskKind::Classification { classes: 2 });
@@ -101,16 +101,22 @@ fn standardisation_is_fitted_on_training_rows_and_reapplied_at_prediction() {
     let st = ds.standardizer().unwrap().clone();
     assert_eq!(st.mean[0], 2.0);
     assert_eq!(st.std[0], 1.0);
-    let size: Vec<f32> = ds.features().data().chunks(4).map(|r| r[0]).collect();
+    let size: Vec<f32> = ds
+        .features()
+        .unwrap()
+        .data()
+        .chunks(4)
+        .map(|r| r[0])
+        .collect();
     close(&size, &[-1.0, 0.0, 1.0, 0.0]);
     // One-hot columns are not standardised.
-    assert_eq!(&ds.features().data()[1..4], &[0.0, 0.0, 1.0]);
+    assert_eq!(&ds.features().unwrap().data()[1..4], &[0.0, 0.0, 1.0]);
 
     // Prediction: new rows without targets, same encoding and transform.
     let new = "name,size,color,price,sold\nz,5.0,green,,\n";
     let predict = read_csv_from(new.as_bytes(), "new.csv", "new", &schema.features_only()).unwrap();
     let pds = predict.transform(st).unwrap();
-    close(pds.features().data(), &[3.0, 0.0, 1.0, 0.0]);
+    close(pds.features().unwrap().data(), &[3.0, 0.0, 1.0, 0.0]);
     assert!(pds.tasks().is_empty());
 
     // A category never seen in training is an error at prediction.
@@ -179,7 +185,7 @@ fn no_header_index_columns_index_encoding_and_other_kinds() {
     let t = read_csv_from(text.as_bytes(), "p.txt", "p", &s).unwrap();
     assert_eq!(t.feature_names, ["5", "0", "1"]);
     assert_eq!(
-        t.dataset.features().data(),
+        t.dataset.features().unwrap().data(),
         &[2.5, 0.5, 0.0, 3.5, 1.5, 1.0, 4.5, 2.5, 0.0]
     );
     assert_eq!(
@@ -220,4 +226,51 @@ fn discovered_numeric_labels_sort_as_numbers() {
     }]);
     let t = read_csv_from(text.as_bytes(), "n.csv", "n", &s).unwrap();
     assert_eq!(t.dataset.targets()[0], Targets::Classes(vec![2, 1, 2, 0]));
+}
+
+#[test]
+fn missing_targets_are_masked_on_request_and_errors_otherwise() {
+    use mtl_core::MISSING_CLASS;
+    use mtl_data::MissingTargets;
+    let text = "x,kind,score,a,b\n1,cat,0.5,1,2\n2,,NA,3,4\n3,dog,1.5,,\n4,cat,,5,\n";
+    let mut schema = CsvSchema::new(vec![
+        TaskColumn::Classification {
+            name: "kind".into(),
+            column: "kind".into(),
+            classes: None,
+            labels: None,
+        },
+        TaskColumn::Regression {
+            name: "score".into(),
+            columns: vec!["score".into()],
+        },
+        TaskColumn::Regression {
+            name: "ab".into(),
+            columns: vec!["a".into(), "b".into()],
+        },
+    ]);
+    let e = read_csv_from(text.as_bytes(), "m.csv", "m", &schema)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("m.csv:3: column 1 (\"kind\"): missing value in a task column")
+            && e.contains("missing_targets"),
+        "{e}"
+    );
+    schema.missing_targets = MissingTargets::Mask;
+    // Row 4 misses `b` but not `a`: a task's columns go missing together.
+    let e = read_csv_from(text.as_bytes(), "m.csv", "m", &schema)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("m.csv:5: column 4 (\"b\")"), "{e}");
+    let text = &text[..text.rfind("4,cat").unwrap()];
+    let ds = read_csv_from(text.as_bytes(), "m.csv", "m", &schema)
+        .unwrap()
+        .dataset;
+    assert_eq!(ds.targets()[0], Targets::Classes(vec![0, MISSING_CLASS, 1]));
+    assert_eq!(ds.targets()[1].labelled_rows(), vec![0, 2]);
+    assert_eq!(ds.targets()[2].labelled_rows(), vec![0, 1]);
+    // Stratifying on a task with unlabelled rows keeps every row.
+    let split = mtl_data::split::stratified(&[0, MISSING_CLASS, 1, 0], 0.0, 0.5, 1).unwrap();
+    assert_eq!(split.train.len() + split.test.len(), 4);
 }

@@ -32,7 +32,7 @@ fn exported_split_reads_back_exactly() {
     assert_eq!(x.shape, vec![split.test.len(), 1, 8, 8]);
     assert_eq!(
         x.to_tensor().unwrap(),
-        ds.features().gather_rows(&split.test).unwrap()
+        ds.features().unwrap().gather_rows(&split.test).unwrap()
     );
     let y = npy::read(dir.join("train_digit.npy")).unwrap();
     assert!(matches!(y.data, ArrayData::I64(_)));

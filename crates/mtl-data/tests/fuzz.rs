@@ -180,7 +180,7 @@ fn check_csv(bytes: &[u8], schema: &CsvSchema) -> Result<(), TestCaseError> {
     let rows = table.dataset.len();
     prop_assert!(rows > 0);
     prop_assert_eq!(
-        table.dataset.features().shape(),
+        table.dataset.features().unwrap().shape(),
         &[rows, table.feature_names.len()][..]
     );
     prop_assert_eq!(table.standardize_mask.len(), table.feature_names.len());

@@ -34,7 +34,7 @@ fn every_row_exactly_once_per_epoch() {
     }
     // Each batch holds the rows it names.
     let b = &collect(&loader, 0)[3];
-    assert_eq!(b.x, ds.features().gather_rows(&b.indices).unwrap());
+    assert_eq!(b.x, ds.features().unwrap().gather_rows(&b.indices).unwrap());
     assert_eq!(b.targets[0], ds.targets()[0].gather(&b.indices).unwrap());
 }
 

@@ -133,7 +133,7 @@ impl Preprocessing {
                     }
                 };
                 let table = read_csv(path, &schema)?;
-                let x = table.dataset.features().clone();
+                let x = table.dataset.features()?.clone();
                 let n = x.shape()[0];
                 if x.len() != n * self.width() {
                     return Err(bad(format!(

@@ -32,7 +32,7 @@ files = {
     "npy/no_descr.npy": npy("{'fortran_order': False, 'shape': (2,), }\n", two_f32),
     "npy/no_shape.npy": npy("{'descr': '<f4', 'fortran_order': False, }\n", two_f32),
     "npy/big_endian.npy": npy(hdr(descr=">f4"), two_f32),
-    "npy/dtype_int32.npy": npy(hdr(descr="<i4"), two_f32),
+    "npy/dtype_float16.npy": npy(hdr(descr="<f2"), two_f32),
     "npy/dtype_object.npy": npy(hdr(descr="|O"), two_f32),
     "npy/fortran_order.npy": npy(hdr(fortran="True", shape="(2, 1)"), two_f32),
     "npy/bad_shape.npy": npy(hdr(shape="(2, x)"), two_f32),

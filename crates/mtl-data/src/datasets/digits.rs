@@ -37,7 +37,7 @@ pub fn digits(seed: u64) -> Result<Dataset> {
     let n = labels.len();
     let x = table
         .dataset
-        .features()
+        .features()?
         .map(|v| v / MAX_COUNT)
         .reshape(&[n, 1, 8, 8])?;
     let dataset = Dataset::new(

@@ -50,7 +50,7 @@ pub fn linnerud(seed: u64) -> Result<Dataset> {
         .zip(physiological.dataset.targets())
         .map(|(spec, targets)| (spec.clone(), targets.clone()))
         .collect();
-    let mut dataset = Dataset::new("linnerud", exercise.dataset.features().clone(), tasks)?;
+    let mut dataset = Dataset::new("linnerud", exercise.dataset.features()?.clone(), tasks)?;
     let split = random(dataset.len(), HELD_OUT, HELD_OUT, seed)?;
     dataset.standardize(&split.train)?;
     dataset.with_split(split)

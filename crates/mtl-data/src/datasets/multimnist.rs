@@ -81,7 +81,7 @@ pub(crate) fn source_digits() -> Result<(Tensor, Vec<usize>)> {
     schema.standardize = false;
     let table = read_csv_from(&text[..], "mnist_5k.csv.gz", "mnist", &schema)?;
     let labels = table.dataset.class_labels("digit")?.to_vec();
-    Ok((table.dataset.features().clone(), labels))
+    Ok((table.dataset.features()?.clone(), labels))
 }
 
 /// How one example was composed: which source digits (rows of the bundled
@@ -236,7 +236,7 @@ mod tests {
         let per = CANVAS * CANVAS;
         for (i, (c, canvas)) in comps
             .iter()
-            .zip(ds.features().data().chunks(per))
+            .zip(ds.features().unwrap().data().chunks(per))
             .enumerate()
         {
             let mut alone_left = vec![0.0f32; per];

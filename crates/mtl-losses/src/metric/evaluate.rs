@@ -15,6 +15,8 @@ pub struct MetricValue {
     pub metric: Metric,
     /// Its value over the split.
     pub value: f64,
+    /// The number of rows scored: the split's rows labelled for the task.
+    pub rows: usize,
 }
 
 /// Scores `task`'s head `outputs` `[n, width]` (all batches of a split, in
@@ -28,6 +30,10 @@ pub struct MetricValue {
 /// create. Clustering is scored against the reference labels of the targets;
 /// without reference labels there is nothing to score against and the result
 /// is empty.
+///
+/// Only rows labelled for the task are scored ([`Targets::labelled_rows`]);
+/// each value says how many ([`MetricValue::rows`]). A split with no labelled
+/// row for the task gives an empty result.
 ///
 /// Errors, each naming the task: targets that do not fit the kind, outputs of
 /// the wrong shape or not finite, a metric that does not apply to the kind, or
@@ -63,6 +69,17 @@ fn score(
         return Ok(Vec::new());
     }
     task.check_output(outputs, rows)?;
+    let labelled = targets.labelled_rows();
+    if labelled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kept;
+    let (outputs, targets) = if labelled.len() == rows {
+        (outputs, targets)
+    } else {
+        kept = (outputs.gather_rows(&labelled)?, targets.gather(&labelled)?);
+        (&kept.0, &kept.1)
+    };
     let prediction = Prediction::from_output(task.kind(), outputs)?;
     metrics
         .iter()
@@ -114,7 +131,11 @@ fn score(
                     })
                 }
             };
-            Ok(MetricValue { metric, value })
+            Ok(MetricValue {
+                metric,
+                value,
+                rows: labelled.len(),
+            })
         })
         .collect()
 }

@@ -107,6 +107,11 @@ impl Task {
     /// count, 0/1 binary targets, finite regression targets, no targets for
     /// clustering), that `output` is `[B, width]` with `B` the number of
     /// targets, and that it is finite. Every error names the task.
+    ///
+    /// Rows without a label ([`mtl_core::MISSING_CLASS`], a row of `NaN`)
+    /// are left out: the loss is the mean over the labelled rows only. With
+    /// no labelled row the loss is 0 and its gradient is zero (see
+    /// [`Task::labelled_count`]).
     pub fn loss(&self, g: &mut Graph, output: Var, targets: &Targets) -> Result<Var> {
         self.checked_loss(g, output, targets)
             .map_err(|e| in_task(self.name(), e))
@@ -119,7 +124,34 @@ impl Task {
             .len()
             .unwrap_or(out.shape().first().copied().unwrap_or(0));
         self.check_output(out, rows)?;
-        self.loss.apply(g, output, targets)
+        if matches!(targets, Targets::Unsupervised { .. }) {
+            return self.loss.apply(g, output, targets);
+        }
+        let labelled = targets.labelled_rows();
+        if labelled.len() == rows {
+            return self.loss.apply(g, output, targets);
+        }
+        if labelled.is_empty() {
+            // Absent from this batch: 0·Σ output is a zero loss whose gradient
+            // is zero everywhere, still attached to the head.
+            let total = g.sum(output)?;
+            return Ok(g.mul_scalar(total, 0.0)?);
+        }
+        let picked = g.gather_rows(output, &labelled)?;
+        let kept = targets.gather(&labelled)?;
+        self.loss.apply(g, picked, &kept)
+    }
+
+    /// How many of a batch's `rows` rows take part in this task's loss: the
+    /// rows labelled for it ([`Targets::labelled_count`]), or every row for
+    /// clustering, whose loss needs no label. Zero means the task is absent
+    /// from the batch: [`Task::loss`] is then 0 with a zero gradient, and a
+    /// balancer should leave the task out of the step.
+    pub fn labelled_count(&self, targets: &Targets, rows: usize) -> usize {
+        match targets {
+            Targets::Unsupervised { .. } => rows,
+            _ => targets.labelled_count(),
+        }
     }
 
     /// Checks that a head output is a finite `[rows, width]` array with
