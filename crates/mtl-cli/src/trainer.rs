@@ -243,12 +243,7 @@ impl Trainer {
         let (loss_vars, losses, rep) = self.forward_losses(batch)?;
         let shared = self.shared_range();
         let t_count = self.tasks.len();
-        let input = BalanceInput {
-            losses: &losses,
-            grads: None,
-            step: self.step,
-            epoch,
-        };
+        let input = BalanceInput::from_losses(&losses).at(self.step, epoch);
         let mut grads = std::mem::take(&mut self.grads);
         grads.fill(0.0);
         let weights = match self.balancer.needs() {

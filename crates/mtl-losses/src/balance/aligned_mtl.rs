@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use super::solver::normalized;
 use super::solver::spectral::{gram_rank_tolerance, SortedEigen};
-use super::{gram, require_tasks, BalanceInput, Balanced, Balancer, GradientSource, MethodConfig};
+use super::{
+    require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep, MethodConfig,
+    MethodState,
+};
 use crate::error::Result;
 
 /// Which kept eigenvalue sets the common norm of the aligned gradients.
@@ -78,14 +81,13 @@ impl MethodConfig for AlignedMtlConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(AlignedMtl::new(num_tasks, self.clone())?))
+        GramBalancer::boxed(num_tasks, AlignedMtl::new(num_tasks, self.clone())?)
     }
 }
 
 /// Aligned-MTL; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct AlignedMtl {
-    num_tasks: usize,
     config: AlignedMtlConfig,
 }
 
@@ -96,7 +98,7 @@ impl AlignedMtl {
     /// [`Error::NoTasks`](crate::Error::NoTasks).
     pub fn new(num_tasks: usize, config: AlignedMtlConfig) -> Result<Self> {
         require_tasks(num_tasks)?;
-        Ok(Self { num_tasks, config })
+        Ok(Self { config })
     }
 
     /// The balance matrix `B` (in the units of `gram`).
@@ -143,27 +145,12 @@ impl AlignedMtl {
     }
 }
 
-impl Balancer for AlignedMtl {
-    fn name(&self) -> &'static str {
-        AlignedMtlConfig::NAME
-    }
+impl MethodState for AlignedMtl {}
 
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
+impl GramMethod for AlignedMtl {
+    type Config = AlignedMtlConfig;
 
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g);
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
+    fn weights(&mut self, gram: &DMatrix<f64>, _step: &GramStep<'_>) -> Result<Vec<f64>> {
+        Ok(self.weights_from_gram(gram))
     }
 }

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use super::solver::cagrad_dual;
 use super::{
-    check_parameter, gram, require_tasks, BalanceInput, Balanced, Balancer, GradientSource,
-    MethodConfig,
+    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
+    MethodConfig, MethodState,
 };
 use crate::error::Result;
 
@@ -68,14 +68,13 @@ impl MethodConfig for CagradConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(Cagrad::new(num_tasks, self.clone())?))
+        GramBalancer::boxed(num_tasks, Cagrad::new(num_tasks, self.clone())?)
     }
 }
 
 /// CAGrad; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Cagrad {
-    num_tasks: usize,
     config: CagradConfig,
     stationary: bool,
 }
@@ -104,7 +103,6 @@ impl Cagrad {
             "0, 1 or 2",
         )?;
         Ok(Self {
-            num_tasks,
             config,
             stationary: false,
         })
@@ -142,31 +140,16 @@ impl Cagrad {
     }
 }
 
-impl Balancer for Cagrad {
-    fn name(&self) -> &'static str {
-        CagradConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g)?;
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
-    }
-
+impl MethodState for Cagrad {
     fn learnable(&self) -> Vec<(String, f32)> {
         vec![("stationary".into(), if self.stationary { 1.0 } else { 0.0 })]
+    }
+}
+
+impl GramMethod for Cagrad {
+    type Config = CagradConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, _step: &GramStep<'_>) -> Result<Vec<f64>> {
+        self.weights_from_gram(gram)
     }
 }

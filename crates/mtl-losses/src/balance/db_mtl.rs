@@ -27,8 +27,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_parameter, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer,
-    GradRows, GradientSource, MethodConfig,
+    check_parameter, parse_state, require_tasks, to_state, Balancer, Combined, GradRows,
+    GradientSource, MethodConfig, MethodState, RowBalancer, RowMethod, RowStep,
 };
 use crate::error::{Error, Result};
 
@@ -79,9 +79,12 @@ impl MethodConfig for DbMtlConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(DbMtl::new(num_tasks, self)?))
+        RowBalancer::boxed(num_tasks, DbMtl::new(num_tasks, self)?)
     }
 }
+
+/// One task's buffer, gradient row, loss and presence in the EMA update.
+type TaskRow<'a> = (&'a mut [f32], (&'a [f32], (&'a f32, &'a bool)));
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct DbMtlState {
@@ -142,135 +145,16 @@ impl DbMtl {
     }
 }
 
-impl Balancer for DbMtl {
-    fn name(&self) -> &'static str {
-        DbMtlConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        let t = self.num_tasks;
-        input.validate(t)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let p = grads.cols();
-        if let Some(task) = input
-            .losses
-            .iter()
-            .position(|&l| f64::from(l) + LOG_GUARD <= 0.0)
-        {
-            return Err(Error::LossOutOfDomain {
-                balancer: self.name(),
-                task,
-                value: f64::from(input.losses[task]),
-                bound: -LOG_GUARD,
-            });
-        }
-        if let Some((task, norm)) = grads
-            .row_norms()
-            .into_iter()
-            .enumerate()
-            .find(|(_, n)| !n.is_finite())
-        {
-            return Err(Error::NonFiniteGradient { task, norm });
-        }
-        if self.state.buffers.is_empty() {
-            self.state.buffers = vec![0.0; t * p];
-        } else if self.state.buffers.len() != t * p {
-            return Err(Error::CountMismatch {
-                what: "gradient columns (DB-MTL buffers were sized on the first step)",
-                expected: self.state.buffers.len() / t,
-                got: p,
-            });
-        }
-
-        let k = self.state.step + 1;
-        let beta_k = self.config.beta / (k as f64).powf(self.config.beta_sigma);
-        let parallel = t * p >= PARALLEL_EMA_MIN_ENTRIES;
-        // buf ← (1 − β_k) g/(L + ε) + β_k buf, one row per task.
-        let update = |(buf, (row, &loss)): (&mut [f32], (&[f32], &f32))| {
-            let new_share = ((1.0 - beta_k) / (f64::from(loss) + LOG_GUARD)) as f32;
-            let keep = beta_k as f32;
-            for (b, &g) in buf.iter_mut().zip(row) {
-                *b = new_share * g + keep * *b;
-            }
-        };
-        let rows: Vec<&[f32]> = grads.iter().collect();
-        if parallel {
-            self.state
-                .buffers
-                .par_chunks_mut(p.max(1))
-                .zip(rows.par_iter().copied().zip(input.losses.par_iter()))
-                .for_each(update);
-        } else {
-            self.state
-                .buffers
-                .chunks_mut(p.max(1))
-                .zip(rows.iter().copied().zip(input.losses.iter()))
-                .for_each(update);
-        }
-        self.state.step = k;
-
-        let norms = GradRows::new(&self.state.buffers, t, p)?.row_norms();
-        let max = norms.iter().copied().fold(0.0, f64::max);
-        // d = (1/T) Σ_t (max/‖buf_t‖) buf_t; a zero buffer contributes nothing.
-        let scales: Vec<f32> = norms
-            .iter()
-            .map(|&n| {
-                if n > 0.0 {
-                    (max / n / t as f64) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let buffers = &self.state.buffers;
-        // Each block of columns sums the tasks in task order, so the result
-        // does not depend on how blocks are spread over threads.
-        let combine = |(block, out): (usize, &mut [f32])| {
-            let start = block * DIRECTION_BLOCK;
-            let end = start + out.len();
-            for (buf, &scale) in buffers.chunks_exact(p.max(1)).zip(&scales) {
-                for (d, &b) in out.iter_mut().zip(&buf[start..end]) {
-                    *d += scale * b;
-                }
-            }
-        };
-        let mut direction = vec![0.0f32; p];
-        if parallel {
-            direction
-                .par_chunks_mut(DIRECTION_BLOCK)
-                .enumerate()
-                .for_each(combine);
-        } else {
-            direction
-                .chunks_mut(DIRECTION_BLOCK)
-                .enumerate()
-                .for_each(combine);
-        }
-        let weights = input
-            .losses
-            .iter()
-            .map(|&l| (1.0 / (t as f64 * (f64::from(l) + LOG_GUARD))) as f32)
-            .collect();
-        Ok(Balanced::Direction { direction, weights })
-    }
-
+impl MethodState for DbMtl {
     fn state(&self) -> serde_json::Value {
         to_state(&self.state)
     }
 
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let loaded: DbMtlState = parse_state(self.name(), state)?;
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let loaded: DbMtlState = parse_state(balancer, state)?;
         if loaded.buffers.len() % self.num_tasks != 0 {
             return Err(Error::State {
-                balancer: self.name(),
+                balancer,
                 reason: format!(
                     "{} buffer values are not {} equal rows",
                     loaded.buffers.len(),
@@ -302,9 +186,139 @@ impl Balancer for DbMtl {
     }
 }
 
+impl RowMethod for DbMtl {
+    type Config = DbMtlConfig;
+
+    /// An absent task's buffer is not updated and takes no part in the
+    /// largest norm nor in the direction; the mean is over present tasks.
+    fn combine(&mut self, grads: &GradRows<'_>, step: &RowStep<'_>) -> Result<Combined> {
+        let t = self.num_tasks;
+        let p = grads.cols();
+        let losses = step.losses;
+        let present = step.present;
+        let t_present = step.present_count() as f64;
+        if let Some(task) = (0..t).find(|&i| present[i] && f64::from(losses[i]) + LOG_GUARD <= 0.0)
+        {
+            return Err(Error::LossOutOfDomain {
+                balancer: DbMtlConfig::NAME,
+                task,
+                value: f64::from(losses[task]),
+                bound: -LOG_GUARD,
+            });
+        }
+        if let Some((task, norm)) = grads
+            .row_norms()
+            .into_iter()
+            .enumerate()
+            .find(|(_, n)| !n.is_finite())
+        {
+            return Err(Error::NonFiniteGradient { task, norm });
+        }
+        if self.state.buffers.is_empty() {
+            self.state.buffers = vec![0.0; t * p];
+        } else if self.state.buffers.len() != t * p {
+            return Err(Error::CountMismatch {
+                what: "gradient columns (DB-MTL buffers were sized on the first step)",
+                expected: self.state.buffers.len() / t,
+                got: p,
+            });
+        }
+
+        let k = self.state.step + 1;
+        let beta_k = self.config.beta / (k as f64).powf(self.config.beta_sigma);
+        let parallel = t * p >= PARALLEL_EMA_MIN_ENTRIES;
+        // buf ← (1 − β_k) g/(L + ε) + β_k buf, one row per task.
+        let update = |(buf, (row, (&loss, &here))): TaskRow<'_>| {
+            if !here {
+                return;
+            }
+            let new_share = ((1.0 - beta_k) / (f64::from(loss) + LOG_GUARD)) as f32;
+            let keep = beta_k as f32;
+            for (b, &g) in buf.iter_mut().zip(row) {
+                *b = new_share * g + keep * *b;
+            }
+        };
+        let rows: Vec<&[f32]> = grads.iter().collect();
+        if parallel {
+            self.state
+                .buffers
+                .par_chunks_mut(p.max(1))
+                .zip(
+                    rows.par_iter()
+                        .copied()
+                        .zip(losses.par_iter().zip(present.par_iter())),
+                )
+                .for_each(update);
+        } else {
+            self.state
+                .buffers
+                .chunks_mut(p.max(1))
+                .zip(rows.iter().copied().zip(losses.iter().zip(present)))
+                .for_each(update);
+        }
+        self.state.step = k;
+
+        let norms: Vec<f64> = GradRows::new(&self.state.buffers, t, p)?
+            .row_norms()
+            .into_iter()
+            .zip(present)
+            .map(|(n, &here)| if here { n } else { 0.0 })
+            .collect();
+        let max = norms.iter().copied().fold(0.0, f64::max);
+        // d = (1/T) Σ_t (max/‖buf_t‖) buf_t; a zero buffer contributes nothing.
+        let scales: Vec<f32> = norms
+            .iter()
+            .map(|&n| {
+                if n > 0.0 {
+                    (max / n / t_present) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let buffers = &self.state.buffers;
+        // Each block of columns sums the tasks in task order, so the result
+        // does not depend on how blocks are spread over threads.
+        let combine = |(block, out): (usize, &mut [f32])| {
+            let start = block * DIRECTION_BLOCK;
+            let end = start + out.len();
+            for (buf, &scale) in buffers.chunks_exact(p.max(1)).zip(&scales) {
+                for (d, &b) in out.iter_mut().zip(&buf[start..end]) {
+                    *d += scale * b;
+                }
+            }
+        };
+        let mut direction = vec![0.0f32; p];
+        if parallel {
+            direction
+                .par_chunks_mut(DIRECTION_BLOCK)
+                .enumerate()
+                .for_each(combine);
+        } else {
+            direction
+                .chunks_mut(DIRECTION_BLOCK)
+                .enumerate()
+                .for_each(combine);
+        }
+        let weights = losses
+            .iter()
+            .zip(present)
+            .map(|(&l, &here)| {
+                if here {
+                    f64::from(1.0 / (t_present * (f64::from(l) + LOG_GUARD)) as f32)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Combined { direction, weights })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::BalanceInput;
     use proptest::prelude::*;
 
     /// f32 buffers against 6-decimal ground truths; the 1e-8 log guard and
@@ -314,7 +328,7 @@ mod tests {
     fn run(config: DbMtlConfig, rows: &[f32], losses: &[f32], steps: usize) -> Vec<Vec<f32>> {
         let t = losses.len();
         let grads = GradRows::new(rows, t, rows.len() / t).unwrap();
-        let mut db = DbMtl::new(t, &config).unwrap();
+        let mut db = RowBalancer::new(t, DbMtl::new(t, &config).unwrap()).unwrap();
         (0..steps)
             .map(|_| {
                 let out = db
@@ -369,7 +383,7 @@ mod tests {
         // L = 2, ∇L = (2, 0) ⇒ ĝ = (1, 0); first buffer 0.1·ĝ.
         let rows = [2.0f32, 0.0];
         let grads = GradRows::new(&rows, 1, 2).unwrap();
-        let mut db = DbMtl::new(1, &DbMtlConfig::default()).unwrap();
+        let mut db = RowBalancer::new(1, DbMtl::new(1, &DbMtlConfig::default()).unwrap()).unwrap();
         let out = db
             .balance(&BalanceInput::from_losses(&[2.0]).with_grads(grads))
             .unwrap();
@@ -380,7 +394,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        let mut db = DbMtl::new(2, &DbMtlConfig::default()).unwrap();
+        let mut db = RowBalancer::new(2, DbMtl::new(2, &DbMtlConfig::default()).unwrap()).unwrap();
         assert!(matches!(
             db.balance(&BalanceInput::from_losses(&[1.0, 1.0])),
             Err(Error::MissingGradients { .. })
@@ -426,12 +440,12 @@ mod tests {
             [0.2, -0.8, 1.5, 0.4, 0.3, -0.1],
         ];
         let losses = [2.0f32, 0.4];
-        let mut a = DbMtl::new(2, &DbMtlConfig::default()).unwrap();
+        let mut a = RowBalancer::new(2, DbMtl::new(2, &DbMtlConfig::default()).unwrap()).unwrap();
         let g0 = GradRows::new(&rows[0], 2, 3).unwrap();
         a.balance(&BalanceInput::from_losses(&losses).with_grads(g0))
             .unwrap();
         let text = serde_json::to_string(&a.state()).unwrap();
-        let mut b = DbMtl::new(2, &DbMtlConfig::default()).unwrap();
+        let mut b = RowBalancer::new(2, DbMtl::new(2, &DbMtlConfig::default()).unwrap()).unwrap();
         b.load_state(&serde_json::from_str(&text).unwrap()).unwrap();
         let g1 = GradRows::new(&rows[1], 2, 3).unwrap();
         assert_eq!(
@@ -441,7 +455,7 @@ mod tests {
                 .unwrap()
         );
         b.reset();
-        assert!(b.buffers().is_none());
+        assert!(b.method().buffers().is_none());
     }
 
     #[test]
@@ -455,11 +469,11 @@ mod tests {
             .collect();
         let losses = [0.5f32, 1.5, 4.0];
         let grads = GradRows::new(&rows, t, p).unwrap();
-        let mut db = DbMtl::new(t, &DbMtlConfig::default()).unwrap();
+        let mut db = RowBalancer::new(t, DbMtl::new(t, &DbMtlConfig::default()).unwrap()).unwrap();
         let out = db
             .balance(&BalanceInput::from_losses(&losses).with_grads(grads))
             .unwrap();
-        let bufs = db.buffers().unwrap();
+        let bufs = db.method().buffers().unwrap();
         let norms = bufs.row_norms();
         let max = norms.iter().copied().fold(0.0, f64::max);
         for col in [0, 1, DIRECTION_BLOCK - 1, DIRECTION_BLOCK, p - 1] {
@@ -483,9 +497,9 @@ mod tests {
         ) {
             // T = 3, P = 4, one step: buf_t = 0.1 ĝ_t and T·d = Σ_t max‖buf‖ buf_t/‖buf_t‖.
             let grads = GradRows::new(&rows, 3, 4).unwrap();
-            let mut db = DbMtl::new(3, &DbMtlConfig::default()).unwrap();
+            let mut db = RowBalancer::new(3, DbMtl::new(3, &DbMtlConfig::default()).unwrap()).unwrap();
             let out = db.balance(&BalanceInput::from_losses(&losses).with_grads(grads)).unwrap();
-            let bufs = db.buffers().unwrap();
+            let bufs = db.method().buffers().unwrap();
             let norms = bufs.row_norms();
             let max = norms.iter().copied().fold(0.0, f64::max);
             for (t, row) in bufs.iter().enumerate() {

@@ -37,8 +37,8 @@ use super::gram::PARALLEL_MIN_VALUES;
 use super::pcgrad::Reduction;
 use super::rng_state::RngState;
 use super::{
-    check_parameter, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer,
-    GradRows, GradientSource, MethodConfig,
+    check_parameter, parse_state, require_tasks, to_state, Balancer, Combined, GradRows,
+    GradientSource, MethodConfig, MethodState, RowBalancer, RowMethod, RowStep,
 };
 use crate::error::{Error, Result};
 
@@ -78,14 +78,13 @@ impl MethodConfig for GradDropConfig {
     ];
 
     fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(GradDrop::new(num_tasks, self.clone(), seed)?))
+        RowBalancer::boxed(num_tasks, GradDrop::new(num_tasks, self.clone(), seed)?)
     }
 }
 
 /// GradDrop; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct GradDrop {
-    num_tasks: usize,
     config: GradDropConfig,
     seed: u64,
     rng: ChaCha8Rng,
@@ -94,6 +93,7 @@ pub struct GradDrop {
 /// Masks and combines one block of columns `start..start + out.len()`.
 fn drop_block(
     grads: &GradRows<'_>,
+    present: &[bool],
     start: usize,
     out: &mut [f32],
     rng: &mut ChaCha8Rng,
@@ -103,7 +103,7 @@ fn drop_block(
     let len = out.len();
     let mut signed = vec![0.0f64; len];
     let mut absolute = vec![0.0f64; len];
-    for row in grads.iter() {
+    for (row, _) in grads.iter().zip(present).filter(|(_, &p)| p) {
         for ((s, a), &x) in signed
             .iter_mut()
             .zip(&mut absolute)
@@ -127,7 +127,7 @@ fn drop_block(
         };
         *a = 0.0;
     }
-    for row in grads.iter() {
+    for (row, _) in grads.iter().zip(present).filter(|(_, &p)| p) {
         for ((keep, acc), &x) in signed
             .iter()
             .zip(&mut absolute)
@@ -160,50 +160,86 @@ impl GradDrop {
             "in [0, 1]",
         )?;
         Ok(Self {
-            num_tasks,
             config,
             seed,
             rng: ChaCha8Rng::seed_from_u64(seed),
         })
     }
 
-    /// The masked combination of `grads` (draws one step seed).
+    /// The masked combination of `grads` (draws one step seed), mean over
+    /// all rows for `reduction = mean`.
     pub fn direction(&mut self, grads: &GradRows<'_>) -> Vec<f32> {
+        let factor = self.config.reduction.factor(grads.rows());
+        let present = vec![true; grads.rows()];
+        self.direction_at(grads, &present, 0, factor)
+    }
+
+    /// The masked combination of `grads`, whose first column is global
+    /// column `offset`. The uniform of global column `k` is word pair
+    /// `k mod B` of ChaCha stream `k / B` (`B` = [`BLOCK_COLUMNS`]) under the
+    /// step seed, so a column shard draws exactly the unsharded values.
+    fn direction_at(
+        &mut self,
+        grads: &GradRows<'_>,
+        present: &[bool],
+        offset: usize,
+        factor: f64,
+    ) -> Vec<f32> {
         let step_seed: u64 = self.rng.gen();
         let leak = self.config.leak;
-        let factor = self.config.reduction.factor(grads.rows());
         let mut out = vec![0.0f32; grads.cols()];
-        let work = |(b, chunk): (usize, &mut [f32])| {
+        let mut pieces: Vec<(usize, &mut [f32])> = Vec::new();
+        let mut rest = out.as_mut_slice();
+        let mut local = 0;
+        while !rest.is_empty() {
+            let global = offset + local;
+            let len = (BLOCK_COLUMNS - global % BLOCK_COLUMNS).min(rest.len());
+            let (piece, tail) = rest.split_at_mut(len);
+            pieces.push((local, piece));
+            rest = tail;
+            local += len;
+        }
+        let work = |(start, chunk): (usize, &mut [f32])| {
+            let global = offset + start;
             let mut rng = ChaCha8Rng::seed_from_u64(step_seed);
-            rng.set_stream(b as u64);
-            drop_block(grads, b * BLOCK_COLUMNS, chunk, &mut rng, leak, factor);
+            rng.set_stream((global / BLOCK_COLUMNS) as u64);
+            // One f64 uniform per column: two 32-bit words.
+            rng.set_word_pos(2 * (global % BLOCK_COLUMNS) as u128);
+            drop_block(grads, present, start, chunk, &mut rng, leak, factor);
         };
         if grads.rows() * grads.cols() >= PARALLEL_MIN_VALUES {
-            out.par_chunks_mut(BLOCK_COLUMNS).enumerate().for_each(work);
+            pieces.into_par_iter().for_each(work);
         } else {
-            out.chunks_mut(BLOCK_COLUMNS).enumerate().for_each(work);
+            pieces.into_iter().for_each(work);
         }
         out
     }
 }
 
-impl Balancer for GradDrop {
-    fn name(&self) -> &'static str {
-        GradDropConfig::NAME
+impl MethodState for GradDrop {
+    fn state(&self) -> serde_json::Value {
+        to_state(&RngState::of(&self.rng))
     }
 
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let saved: RngState = parse_state(balancer, state)?;
+        self.rng = saved.restore();
+        Ok(())
     }
 
-    fn needs(&self) -> GradientSource {
-        GradientSource::Representation
+    fn reset(&mut self) {
+        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
     }
+}
 
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let direction = self.direction(&grads);
+impl RowMethod for GradDrop {
+    type Config = GradDropConfig;
+
+    /// Absent tasks' rows are skipped (they neither change the purity nor
+    /// add to the sum); the mean is over the present tasks.
+    fn combine(&mut self, grads: &GradRows<'_>, step: &RowStep<'_>) -> Result<Combined> {
+        let factor = self.config.reduction.factor(step.present_count());
+        let direction = self.direction_at(grads, step.present, step.column_offset(), factor);
         // A NaN or infinite input entry makes its column non-finite (0·∞ and
         // 0·NaN are NaN), so only the output needs checking on the fast path.
         if direction.iter().any(|x| !x.is_finite()) {
@@ -216,24 +252,15 @@ impl Balancer for GradDrop {
                 }
             }
         }
-        let factor = self.config.reduction.factor(self.num_tasks) as f32;
-        Ok(Balanced::Direction {
-            direction,
-            weights: vec![factor; self.num_tasks],
-        })
+        let weights = step
+            .present
+            .iter()
+            .map(|&p| if p { factor } else { 0.0 })
+            .collect();
+        Ok(Combined { direction, weights })
     }
 
-    fn state(&self) -> serde_json::Value {
-        to_state(&RngState::of(&self.rng))
-    }
-
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let saved: RngState = parse_state(self.name(), state)?;
-        self.rng = saved.restore();
-        Ok(())
-    }
-
-    fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+    fn supports_column_shards(&self) -> bool {
+        true
     }
 }

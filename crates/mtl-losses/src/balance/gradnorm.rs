@@ -25,9 +25,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use nalgebra::DMatrix;
+
 use super::{
-    check_parameter, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer,
-    GradientSource, MethodConfig, OptimizerKind, StateOptimizer,
+    check_parameter, parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer,
+    GramMethod, GramStep, MethodConfig, MethodState, OptimizerKind, StateOptimizer,
 };
 use crate::error::{Error, Result};
 
@@ -80,7 +82,7 @@ impl MethodConfig for GradNormConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(GradNorm::new(num_tasks, self)?))
+        GramBalancer::boxed(num_tasks, GradNorm::new(num_tasks, self)?)
     }
 }
 
@@ -157,7 +159,7 @@ impl GradNorm {
     }
 
     /// The native weights `w_t` (summing to `T`).
-    pub fn weights(&self) -> &[f64] {
+    pub fn native_weights(&self) -> &[f64] {
         &self.state.weights
     }
 
@@ -168,7 +170,13 @@ impl GradNorm {
 
     /// `∂L_grad/∂w` for gradient norms `norms` and losses `losses` at the
     /// current weights (the reference losses must be set).
-    fn weight_gradient(&self, norms: &[f64], losses: &[f32], initial: &[f64]) -> Vec<f64> {
+    fn weight_gradient(
+        &self,
+        weights: &[f64],
+        norms: &[f64],
+        losses: &[f32],
+        initial: &[f64],
+    ) -> Vec<f64> {
         let t = norms.len() as f64;
         let ratios: Vec<f64> = losses
             .iter()
@@ -176,13 +184,7 @@ impl GradNorm {
             .map(|(&l, &l0)| f64::from(l) / l0)
             .collect();
         let mean_ratio = ratios.iter().sum::<f64>() / t;
-        let g: Vec<f64> = self
-            .state
-            .weights
-            .iter()
-            .zip(norms)
-            .map(|(w, n)| w * n)
-            .collect();
+        let g: Vec<f64> = weights.iter().zip(norms).map(|(w, n)| w * n).collect();
         let g_mean = g.iter().sum::<f64>() / t;
         g.iter()
             .zip(&ratios)
@@ -208,67 +210,91 @@ impl GradNorm {
     }
 }
 
-impl Balancer for GradNorm {
-    fn name(&self) -> &'static str {
-        GradNormConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.state.weights.len()
-    }
-
-    fn needs(&self) -> GradientSource {
-        GradientSource::LastSharedLayer
-    }
-
-    /// Returns `w(k)/T`, then updates `w` from the gradient norms of the rows.
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        let num_tasks = self.state.weights.len();
-        input.validate(num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let norms = grads.row_norms();
-        if let Some(task) = norms.iter().position(|n| !n.is_finite()) {
-            return Err(Error::NonFiniteGradient {
-                task,
-                norm: norms[task],
-            });
-        }
-        let initial = match &self.state.initial_losses {
-            Some(initial) => initial.clone(),
-            None => {
-                if let Some(task) = input.losses.iter().position(|&l| l <= 0.0) {
-                    return Err(Error::LossOutOfDomain {
-                        balancer: self.name(),
-                        task,
-                        value: f64::from(input.losses[task]),
-                        bound: 0.0,
-                    });
-                }
-                let initial: Vec<f64> = input.losses.iter().map(|&l| f64::from(l)).collect();
-                self.state.initial_losses = Some(initial.clone());
-                initial
+impl GradNorm {
+    /// The reference losses of `tasks`, recording the current `losses` for
+    /// any task seen for the first time (an absent task's reference waits
+    /// until it is present; unknown entries are stored as 0).
+    fn references(&mut self, tasks: &[usize], losses: &[f32]) -> Result<Vec<f64>> {
+        let t_all = self.state.weights.len();
+        let known = |init: &Option<Vec<f64>>, t: usize| init.as_ref().is_some_and(|i| i[t] > 0.0);
+        for (&t, &l) in tasks.iter().zip(losses) {
+            if !known(&self.state.initial_losses, t) && l <= 0.0 {
+                return Err(Error::LossOutOfDomain {
+                    balancer: GradNormConfig::NAME,
+                    task: t,
+                    value: f64::from(l),
+                    bound: 0.0,
+                });
             }
-        };
-        let t = num_tasks as f64;
-        let out = self.state.weights.iter().map(|w| (w / t) as f32).collect();
-        let grad = self.weight_gradient(&norms, input.losses, &initial);
-        self.state.optimizer.step(&mut self.state.weights, &grad);
-        for w in &mut self.state.weights {
-            *w = w.max(MIN_WEIGHT);
         }
-        let scale = t / self.state.weights.iter().sum::<f64>();
-        for w in &mut self.state.weights {
-            *w *= scale;
+        let initial = self
+            .state
+            .initial_losses
+            .get_or_insert_with(|| vec![0.0; t_all]);
+        for (&t, &l) in tasks.iter().zip(losses) {
+            if initial[t] <= 0.0 {
+                initial[t] = f64::from(l);
+            }
         }
-        Ok(Balanced::Weights(out))
+        Ok(tasks.iter().map(|&t| initial[t]).collect())
     }
+}
 
+impl GramMethod for GradNorm {
+    type Config = GradNormConfig;
+
+    /// The norms `n_t` are the square roots of the Gram's diagonal. Only the
+    /// present tasks' weights take the step; they are renormalised to keep
+    /// their sum (`T` when every task is present).
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        let tasks = step.tasks;
+        let norms: Vec<f64> = (0..tasks.len())
+            .map(|i| gram[(i, i)].max(0.0).sqrt())
+            .collect();
+        let initial = self.references(tasks, step.losses)?;
+        let t_all = self.state.weights.len();
+        let current: Vec<f64> = tasks.iter().map(|&t| self.state.weights[t]).collect();
+        let kept_sum: f64 = current.iter().sum();
+        let denominator = if step.all_present() {
+            t_all as f64
+        } else {
+            kept_sum
+        };
+        let out = current.iter().map(|w| w / denominator).collect();
+        let sub_grad = self.weight_gradient(&current, &norms, step.losses, &initial);
+        let mut grad = vec![0.0f64; t_all];
+        let mut active = vec![false; t_all];
+        for (&t, g) in tasks.iter().zip(sub_grad) {
+            grad[t] = g;
+            active[t] = true;
+        }
+        let mask = (!step.all_present()).then_some(active.as_slice());
+        self.state
+            .optimizer
+            .step_active(&mut self.state.weights, &grad, mask);
+        for &t in tasks {
+            self.state.weights[t] = self.state.weights[t].max(MIN_WEIGHT);
+        }
+        let target = if step.all_present() {
+            t_all as f64
+        } else {
+            kept_sum
+        };
+        let scale = target / tasks.iter().map(|&t| self.state.weights[t]).sum::<f64>();
+        for &t in tasks {
+            self.state.weights[t] *= scale;
+        }
+        Ok(out)
+    }
+}
+
+impl MethodState for GradNorm {
     fn state(&self) -> serde_json::Value {
         to_state(&self.state)
     }
 
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let loaded: GradNormState = parse_state(self.name(), state)?;
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let loaded: GradNormState = parse_state(balancer, state)?;
         let n = self.state.weights.len();
         let initial_ok = loaded
             .initial_losses
@@ -276,7 +302,7 @@ impl Balancer for GradNorm {
             .map_or(true, |l| l.len() == n);
         if loaded.weights.len() != n || !initial_ok {
             return Err(Error::State {
-                balancer: self.name(),
+                balancer,
                 reason: format!("state has {} weights for {n} tasks", loaded.weights.len()),
             });
         }
@@ -301,7 +327,7 @@ impl Balancer for GradNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::GradRows;
+    use crate::balance::{BalanceInput, GradRows};
     use proptest::prelude::*;
 
     /// One closed-form step in f64, compared with 6-decimal ground truths.
@@ -328,20 +354,20 @@ mod tests {
         optimizer: OptimizerKind,
         initial: Vec<f32>,
         t: usize,
-    ) -> GradNorm {
+    ) -> GramBalancer<GradNorm> {
         let config = GradNormConfig {
             alpha,
             lr,
             optimizer,
             initial_losses: initial,
         };
-        GradNorm::new(t, &config).unwrap()
+        GramBalancer::new(t, GradNorm::new(t, &config).unwrap()).unwrap()
     }
 
     /// Runs `steps` updates on fixed rows and losses and returns the mean of
     /// the last `tail` native weight vectors.
     fn tail_mean(
-        gn: &mut GradNorm,
+        gn: &mut GramBalancer<GradNorm>,
         rows: &[f32],
         losses: &[f32],
         steps: usize,
@@ -354,7 +380,7 @@ mod tests {
             gn.balance(&BalanceInput::from_losses(losses).with_grads(grads))
                 .unwrap();
             if k >= steps - tail {
-                for (s, w) in sum.iter_mut().zip(gn.weights()) {
+                for (s, w) in sum.iter_mut().zip(gn.method().native_weights()) {
                     *s += w;
                 }
             }
@@ -373,7 +399,7 @@ mod tests {
             .balance(&BalanceInput::from_losses(&[0.7, 0.7]).with_grads(grads))
             .unwrap();
         assert_eq!(out.weights(), &[0.5, 0.5]);
-        let w = gn.weights();
+        let w = gn.method().native_weights();
         assert!((w[0] - 1.154930).abs() < CLOSED_FORM, "{w:?}");
         assert!((w[1] - 0.845070).abs() < CLOSED_FORM, "{w:?}");
     }
@@ -439,10 +465,10 @@ mod tests {
         let rows = diagonal_rows(&[1.0, 2.0]);
         let grads = GradRows::new(&rows, 2, 2).unwrap();
         let mut gn = gradnorm(1.5, 0.025, OptimizerKind::Adam, vec![], 2);
-        assert!(gn.initial_losses().is_none());
+        assert!(gn.method().initial_losses().is_none());
         gn.balance(&BalanceInput::from_losses(&[2.0, 0.5]).with_grads(grads))
             .unwrap();
-        assert_eq!(gn.initial_losses(), Some(&[2.0, 0.5][..]));
+        assert_eq!(gn.method().initial_losses(), Some(&[2.0, 0.5][..]));
     }
 
     #[test]
@@ -512,13 +538,15 @@ mod tests {
             [0.8, 1.7, 2.9],
             [0.7, 1.8, 2.2],
         ];
-        let mut a = GradNorm::new(3, &GradNormConfig::default()).unwrap();
+        let mut a =
+            GramBalancer::new(3, GradNorm::new(3, &GradNormConfig::default()).unwrap()).unwrap();
         for l in &losses[..2] {
             a.balance(&BalanceInput::from_losses(l).with_grads(grads))
                 .unwrap();
         }
         let text = serde_json::to_string(&a.state()).unwrap();
-        let mut b = GradNorm::new(3, &GradNormConfig::default()).unwrap();
+        let mut b =
+            GramBalancer::new(3, GradNorm::new(3, &GradNormConfig::default()).unwrap()).unwrap();
         b.load_state(&serde_json::from_str(&text).unwrap()).unwrap();
         for l in &losses[2..] {
             let wa = a
@@ -529,10 +557,10 @@ mod tests {
                 .unwrap();
             assert_eq!(wa, wb);
         }
-        assert_eq!(a.weights(), b.weights());
+        assert_eq!(a.method().native_weights(), b.method().native_weights());
         a.reset();
-        assert_eq!(a.weights(), &[1.0, 1.0, 1.0]);
-        assert!(a.initial_losses().is_none());
+        assert_eq!(a.method().native_weights(), &[1.0, 1.0, 1.0]);
+        assert!(a.method().initial_losses().is_none());
     }
 
     proptest! {
@@ -553,7 +581,7 @@ mod tests {
                 let sum: f32 = out.weights().iter().sum();
                 prop_assert!((sum - 1.0).abs() < 1e-5);
                 prop_assert!(out.weights().iter().all(|w| w.is_finite() && *w > 0.0));
-                let native: f64 = gn.weights().iter().sum();
+                let native: f64 = gn.method().native_weights().iter().sum();
                 prop_assert!((native - t as f64).abs() < 1e-9);
             }
         }

@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 use super::pcgrad::Reduction;
 use super::rng_state::RngState;
 use super::{
-    check_parameter, gram, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer,
-    GradRows, GradientSource, MethodConfig,
+    check_parameter, gram, parse_state, require_tasks, to_state, Balancer, Combined, GradRows,
+    GradientSource, MethodConfig, MethodState, RowBalancer, RowMethod, RowStep,
 };
 use crate::error::{Error, Result};
 
@@ -86,7 +86,7 @@ impl MethodConfig for GradVacConfig {
     ];
 
     fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(GradVac::new(num_tasks, self.clone(), seed)?))
+        RowBalancer::boxed(num_tasks, GradVac::new(num_tasks, self.clone(), seed)?)
     }
 }
 
@@ -150,7 +150,15 @@ impl GradVac {
     /// The corrected-sum weights of group `group` from its Gram matrix
     /// (draws the orders, updates the targets).
     pub fn weights_from_gram(&mut self, group: usize, gram: &DMatrix<f64>) -> Vec<f64> {
+        let tasks: Vec<usize> = (0..gram.nrows()).collect();
+        self.weights_for(group, gram, &tasks)
+    }
+
+    /// [`weights_from_gram`](Self::weights_from_gram) for the tasks `tasks`
+    /// (rows of `gram`): only their pairs' targets are read and updated.
+    fn weights_for(&mut self, group: usize, gram: &DMatrix<f64>, tasks: &[usize]) -> Vec<f64> {
         let t = gram.nrows();
+        let n = self.num_tasks;
         let beta = self.config.beta;
         let mut total = vec![0.0f64; t];
         let mut coef = vec![0.0f64; t];
@@ -175,7 +183,7 @@ impl GradVac {
                     continue;
                 }
                 let phi = (gc[j] / (p_norm * g_norm)).clamp(-1.0, 1.0);
-                let target = &mut self.targets[group][i * t + j];
+                let target = &mut self.targets[group][tasks[i] * n + tasks[j]];
                 let root_target = (1.0 - *target * *target).max(0.0).sqrt();
                 if phi < *target && root_target >= TARGET_DEGENERATE {
                     let root_phi = (1.0 - phi * phi).max(0.0).sqrt();
@@ -218,15 +226,36 @@ impl GradVac {
             .collect())
     }
 
-    fn combine(&mut self, grads: &GradRows<'_>) -> Result<(Vec<f32>, Vec<f64>)> {
+    /// The direction and the mean weights over the groups, for the present
+    /// tasks (`tasks`) of `grads`; `shard_gram` replaces the single group's
+    /// Gram for a column shard.
+    fn combine_groups(
+        &mut self,
+        grads: &GradRows<'_>,
+        tasks: &[usize],
+        shard_gram: Option<&DMatrix<f64>>,
+    ) -> Result<(Vec<f32>, Vec<f64>)> {
         let (t, cols) = (grads.rows(), grads.cols());
-        let ranges = self.ranges(cols)?;
+        let ranges = match shard_gram {
+            Some(_) => std::iter::once(0..cols).collect(),
+            None => self.ranges(cols)?,
+        };
         let mut direction = vec![0.0f32; cols];
         let mut mean_weights = vec![0.0f64; t];
         for (k, range) in ranges.iter().enumerate() {
-            let g = gram::gram_of_columns(grads.as_slice(), t, cols, range.clone());
-            gram::check_diagonal(&g)?;
-            let w = self.weights_from_gram(k, &g);
+            let g = match shard_gram {
+                Some(g) => g.clone(),
+                None => {
+                    let g = gram::gram_of_columns(grads.as_slice(), t, cols, range.clone());
+                    gram::check_diagonal(&g)?;
+                    g
+                }
+            };
+            let sub = self.weights_for(k, &gram::restrict(&g, tasks), tasks);
+            let mut w = vec![0.0f64; t];
+            for (&task, x) in tasks.iter().zip(sub) {
+                w[task] = x;
+            }
             gram::combine_columns(grads.as_slice(), cols, &w, range.clone(), &mut direction);
             for (m, x) in mean_weights.iter_mut().zip(&w) {
                 *m += x / ranges.len() as f64;
@@ -236,31 +265,7 @@ impl GradVac {
     }
 }
 
-impl Balancer for GradVac {
-    fn name(&self) -> &'static str {
-        GradVacConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    /// The reported weights are those of the single group, or their average
-    /// over the groups (for the heads and for logging).
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let (direction, weights) = self.combine(&grads)?;
-        Ok(Balanced::Direction {
-            direction,
-            weights: weights.iter().map(|&v| v as f32).collect(),
-        })
-    }
-
+impl MethodState for GradVac {
     fn state(&self) -> serde_json::Value {
         to_state(&GradVacState {
             targets: self.targets.clone(),
@@ -268,8 +273,8 @@ impl Balancer for GradVac {
         })
     }
 
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let saved: GradVacState = parse_state(self.name(), state)?;
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let saved: GradVacState = parse_state(balancer, state)?;
         let fits = saved.targets.len() == self.targets.len()
             && saved
                 .targets
@@ -277,7 +282,7 @@ impl Balancer for GradVac {
                 .all(|t| t.len() == self.num_tasks * self.num_tasks);
         if !fits {
             return Err(Error::State {
-                balancer: self.name(),
+                balancer,
                 reason: "saved targets do not match the tasks and groups".into(),
             });
         }
@@ -291,6 +296,23 @@ impl Balancer for GradVac {
             .iter_mut()
             .for_each(|t| t.iter_mut().for_each(|x| *x = 0.0));
         self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+    }
+}
+
+impl RowMethod for GradVac {
+    type Config = GradVacConfig;
+
+    /// Runs on the Gram of each parameter group; with a column shard (one
+    /// group only) on the shard's full Gram.
+    fn combine(&mut self, grads: &GradRows<'_>, step: &RowStep<'_>) -> Result<Combined> {
+        let tasks: Vec<usize> = (0..grads.rows()).filter(|&i| step.present[i]).collect();
+        let shard_gram = step.shard.map(|s| s.gram);
+        let (direction, weights) = self.combine_groups(grads, &tasks, shard_gram)?;
+        Ok(Combined { direction, weights })
+    }
+
+    fn supports_column_shards(&self) -> bool {
+        self.config.group_sizes.is_empty()
     }
 }
 

@@ -250,6 +250,11 @@ pub fn direction(grads: &GradRows<'_>, weights: &[f64]) -> Vec<f32> {
     d
 }
 
+/// The Gram matrix of the rows in `tasks` only: `G[tasks, tasks]`.
+pub fn restrict(g: &DMatrix<f64>, tasks: &[usize]) -> DMatrix<f64> {
+    DMatrix::from_fn(tasks.len(), tasks.len(), |i, j| g[(tasks[i], tasks[j])])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use super::solver::normalized;
 use super::solver::spectral::{gram_rank_tolerance, SortedEigen};
 use super::{
-    check_parameter, gram, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer,
-    GradientSource, MethodConfig, OptimizerKind, StateOptimizer,
+    check_parameter, parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer,
+    GramMethod, GramStep, MethodConfig, MethodState, OptimizerKind, StateOptimizer,
 };
 use crate::error::Result;
 
@@ -108,7 +108,7 @@ impl MethodConfig for ImtlConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(Imtl::new(num_tasks, self.clone())?))
+        GramBalancer::boxed(num_tasks, Imtl::new(num_tasks, self.clone())?)
     }
 }
 
@@ -177,7 +177,17 @@ impl Imtl {
     /// Weights on the raw gradient rows for the Gram of the raw rows, using
     /// the current scales (does not update them).
     pub fn weights_from_gram(&self, gram: &DMatrix<f64>) -> Vec<f64> {
-        let e: Vec<f64> = self.state.log_scales.iter().map(|s| s.exp()).collect();
+        let tasks: Vec<usize> = (0..self.state.log_scales.len()).collect();
+        self.weights_for(gram, &tasks)
+    }
+
+    /// The weights of the tasks `tasks` (rows of `gram`, which is empty or
+    /// all-zero in loss mode): `e^{s_t}/T'` in loss mode.
+    fn weights_for(&self, gram: &DMatrix<f64>, tasks: &[usize]) -> Vec<f64> {
+        let e: Vec<f64> = tasks
+            .iter()
+            .map(|&t| self.state.log_scales[t].exp())
+            .collect();
         match self.config.mode {
             ImtlMode::Gradient => imtl_g_weights(gram, self.config.negative_sum),
             ImtlMode::Loss => e.iter().map(|x| x / e.len() as f64).collect(),
@@ -194,55 +204,28 @@ impl Imtl {
         }
     }
 
-    /// One optimiser step of the scales on `e^{s}L − s` (`∇ = e^{s}L − 1`).
-    fn update_scales(&mut self, losses: &[f32]) {
+    /// One optimiser step of the scales of the tasks `tasks` on
+    /// `e^{s}L − s` (`∇ = e^{s}L − 1`); `losses` are theirs. The other
+    /// scales and their optimiser moments are left alone.
+    fn update_scales(&mut self, losses: &[f32], tasks: &[usize]) {
         if self.config.mode == ImtlMode::Gradient {
             return;
         }
-        let grad: Vec<f64> = self
-            .state
-            .log_scales
-            .iter()
-            .zip(losses)
-            .map(|(s, l)| s.exp() * f64::from(*l) - 1.0)
-            .collect();
-        self.state.optimizer.step(&mut self.state.log_scales, &grad);
+        let t = self.state.log_scales.len();
+        let mut grad = vec![0.0f64; t];
+        let mut active = vec![false; t];
+        for (&task, &l) in tasks.iter().zip(losses) {
+            grad[task] = self.state.log_scales[task].exp() * f64::from(l) - 1.0;
+            active[task] = true;
+        }
+        let mask = (tasks.len() < t).then_some(active.as_slice());
+        self.state
+            .optimizer
+            .step_active(&mut self.state.log_scales, &grad, mask);
     }
 }
 
-impl Balancer for Imtl {
-    fn name(&self) -> &'static str {
-        ImtlConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.state.log_scales.len()
-    }
-
-    fn needs(&self) -> GradientSource {
-        match self.config.mode {
-            ImtlMode::Loss => GradientSource::None,
-            _ => GradientSource::SharedParameters,
-        }
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks())?;
-        if self.config.mode == ImtlMode::Loss {
-            let w = self.weights_from_gram(&DMatrix::zeros(0, 0));
-            self.update_scales(input.losses);
-            return Ok(Balanced::Weights(w.iter().map(|&v| v as f32).collect()));
-        }
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g);
-        self.update_scales(input.losses);
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
-    }
-
+impl MethodState for Imtl {
     fn state(&self) -> serde_json::Value {
         match self.config.mode {
             ImtlMode::Gradient => serde_json::Value::Null,
@@ -250,18 +233,18 @@ impl Balancer for Imtl {
         }
     }
 
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
         if self.config.mode == ImtlMode::Gradient && state.is_null() {
             return Ok(());
         }
-        let saved: ImtlState = parse_state(self.name(), state)?;
-        if saved.log_scales.len() != self.num_tasks() {
+        let saved: ImtlState = parse_state(balancer, state)?;
+        let t = self.state.log_scales.len();
+        if saved.log_scales.len() != t {
             return Err(crate::Error::State {
-                balancer: self.name(),
+                balancer,
                 reason: format!(
-                    "{} loss scales saved, {} tasks configured",
+                    "{} loss scales saved, {t} tasks configured",
                     saved.log_scales.len(),
-                    self.num_tasks()
                 ),
             });
         }
@@ -270,7 +253,7 @@ impl Balancer for Imtl {
     }
 
     fn reset(&mut self) {
-        let t = self.num_tasks();
+        let t = self.state.log_scales.len();
         self.state = ImtlState {
             log_scales: vec![0.0; t],
             optimizer: StateOptimizer::new(self.config.optimizer, t, self.config.lr),
@@ -291,9 +274,28 @@ impl Balancer for Imtl {
     }
 }
 
+impl GramMethod for Imtl {
+    type Config = ImtlConfig;
+
+    /// In loss mode the Gram is all-zero and unused.
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        let w = self.weights_for(gram, step.tasks);
+        self.update_scales(step.losses, step.tasks);
+        Ok(w)
+    }
+
+    fn needs(&self) -> GradientSource {
+        match self.config.mode {
+            ImtlMode::Loss => GradientSource::None,
+            _ => ImtlConfig::NEEDS,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::BalanceInput;
 
     /// balancers.md §19.11 prints six decimals.
     const PRINTED_TOL: f64 = 1e-6;
@@ -306,18 +308,18 @@ mod tests {
             lr: 0.1,
             ..ImtlConfig::default()
         };
-        let mut imtl = Imtl::new(2, config).unwrap();
+        let mut imtl = GramBalancer::new(2, Imtl::new(2, config).unwrap()).unwrap();
         let losses = [2.0f32, 0.5];
         // First SGD step from s = 0 moves by −lr·(1, −0.5).
         imtl.balance(&BalanceInput::from_losses(&losses)).unwrap();
-        assert!((imtl.log_scales()[0] + 0.1).abs() < PRINTED_TOL);
-        assert!((imtl.log_scales()[1] - 0.05).abs() < PRINTED_TOL);
+        assert!((imtl.method().log_scales()[0] + 0.1).abs() < PRINTED_TOL);
+        assert!((imtl.method().log_scales()[1] - 0.05).abs() < PRINTED_TOL);
         for _ in 0..2000 {
             imtl.balance(&BalanceInput::from_losses(&losses)).unwrap();
         }
         // s* = −log L = (−0.693147, 0.693147); weights e^{s*}/T = 1/(T L).
-        assert!((imtl.log_scales()[0] + std::f64::consts::LN_2).abs() < PRINTED_TOL);
-        assert!((imtl.log_scales()[1] - std::f64::consts::LN_2).abs() < PRINTED_TOL);
+        assert!((imtl.method().log_scales()[0] + std::f64::consts::LN_2).abs() < PRINTED_TOL);
+        assert!((imtl.method().log_scales()[1] - std::f64::consts::LN_2).abs() < PRINTED_TOL);
         let out = imtl.balance(&BalanceInput::from_losses(&losses)).unwrap();
         assert!((out.weights()[0] - 0.25).abs() < 1e-5 && (out.weights()[1] - 1.0).abs() < 1e-5);
     }

@@ -1,7 +1,7 @@
 //! What a balancer receives each step: the task losses, optional gradient
 //! rows, and the position in training.
 
-use nalgebra::{DMatrixView, Dyn};
+use nalgebra::{DMatrix, DMatrixView, Dyn};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -160,28 +160,129 @@ fn squared_norm(row: &[f32]) -> f64 {
     lanes.iter().sum()
 }
 
+/// One process's share of the gradient columns in data-parallel training.
+///
+/// Each process owns a contiguous slice of the `P` gradient columns; the rows
+/// it passes in [`BalanceInput::grads`] are restricted to that slice. The
+/// `T × T` Gram matrix over **all** columns is the all-reduced sum of the
+/// per-slice Grams ([`gram_of_columns`](super::gram::gram_of_columns) of each
+/// slice), computed by the caller in `f64`. A balancer that
+/// [supports column shards](super::Balancer::supports_column_shards) returns
+/// the same weights on every slice and the direction for its slice only, so
+/// concatenating the slices' directions gives the unsharded direction.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnShard<'a> {
+    /// The Gram matrix `G = J Jᵀ` over all `total_cols` columns (`T × T`).
+    pub gram: &'a DMatrix<f64>,
+    /// Global index of the slice's first column.
+    pub offset: usize,
+    /// The total number of columns `P` over all slices.
+    pub total_cols: usize,
+}
+
+impl ColumnShard<'_> {
+    /// Checks the shard against `num_tasks` tasks and a slice of `cols` columns.
+    ///
+    /// # Errors
+    /// [`Error::CountMismatch`] for a Gram that is not `T × T` or a slice that
+    /// does not fit in `total_cols`; [`Error::NonFiniteGradient`] for a
+    /// non-finite diagonal.
+    pub fn validate(&self, num_tasks: usize, cols: usize) -> Result<()> {
+        if self.gram.nrows() != num_tasks || self.gram.ncols() != num_tasks {
+            return Err(Error::CountMismatch {
+                what: "shard Gram rows and columns vs. tasks",
+                expected: num_tasks,
+                got: self.gram.nrows().max(self.gram.ncols()),
+            });
+        }
+        match self.offset.checked_add(cols) {
+            Some(end) if end <= self.total_cols => {}
+            _ => {
+                return Err(Error::CountMismatch {
+                    what: "shard end (offset + columns) vs. total columns",
+                    expected: self.total_cols,
+                    got: self.offset.saturating_add(cols),
+                })
+            }
+        }
+        super::gram::check_diagonal(self.gram)
+    }
+}
+
+/// The validation look-ahead a balancer asked for with
+/// [`Balancer::lookahead_weights`](super::Balancer::lookahead_weights)
+/// (Auto-Lambda).
+///
+/// With `w` the weights the balancer returned from `lookahead_weights` and
+/// `g_t` the current training rows ([`BalanceInput::grads`]), the trainer
+/// forms the look-ahead parameters `θ' = θ − lr · Σ_t w_t g_t` (a plain SGD
+/// step on the shared parameters; task-specific parameters stay at `θ`),
+/// evaluates the validation losses at `θ'` and passes their gradients at
+/// `θ'`, one row per task, over the same columns as the training rows.
+#[derive(Debug, Clone, Copy)]
+pub struct LookAhead<'a> {
+    /// The learning rate `lr` of the virtual step.
+    pub lr: f64,
+    /// The validation losses at `θ'`, one per task.
+    pub losses: &'a [f32],
+    /// `∇_θ L^val_t(θ')` over the training rows' columns, one row per task.
+    pub grads: GradRows<'a>,
+}
+
+/// Gradients of a second, independent mini-batch (MoDo, SDMGrad), asked for
+/// with [`Balancer::needs_second_batch`](super::Balancer::needs_second_batch).
+/// The trainer draws the second batch deterministically from its seed and
+/// computes the same rows ([`Balancer::needs`](super::Balancer::needs)) on it.
+#[derive(Debug, Clone, Copy)]
+pub struct SecondBatch<'a> {
+    /// The task losses on the second batch.
+    pub losses: &'a [f32],
+    /// The gradient rows on the second batch, same shape as the first.
+    pub grads: GradRows<'a>,
+}
+
 /// Everything a balancer may use at one training step.
+///
+/// Build it with [`from_losses`](Self::from_losses) and the `with_*` methods;
+/// new optional fields may be added.
 #[derive(Debug, Clone, Copy)]
 pub struct BalanceInput<'a> {
     /// The `T` task losses `L_t` of the current mini-batch.
     pub losses: &'a [f32],
     /// The gradient rows the balancer asked for with [`Balancer::needs`](super::Balancer::needs),
-    /// `None` when it asked for [`GradientSource::None`].
+    /// `None` when it asked for [`GradientSource::None`]. With a
+    /// [`shard`](Self::shard), only the shard's columns.
     pub grads: Option<GradRows<'a>>,
     /// Global optimisation step, starting at 0.
     pub step: u64,
     /// Epoch, starting at 0.
     pub epoch: u64,
+    /// Which tasks have labels in this batch (`None`: all of them). An absent
+    /// task's loss is 0 and its gradient row is 0; it gets weight 0,
+    /// contributes nothing to the direction, and no learnable state learns
+    /// from it. With every task absent the direction is zero.
+    pub present: Option<&'a [bool]>,
+    /// The column shard these rows cover, with the full Gram (`None`: the
+    /// rows hold every column).
+    pub shard: Option<ColumnShard<'a>>,
+    /// The second independent mini-batch, for balancers that need one.
+    pub second: Option<SecondBatch<'a>>,
+    /// The validation look-ahead, for balancers that ask for one.
+    pub lookahead: Option<LookAhead<'a>>,
 }
 
 impl<'a> BalanceInput<'a> {
-    /// An input with losses only, at step 0 of epoch 0.
+    /// An input with losses only, at step 0 of epoch 0, every task present.
     pub fn from_losses(losses: &'a [f32]) -> Self {
         Self {
             losses,
             grads: None,
             step: 0,
             epoch: 0,
+            present: None,
+            shard: None,
+            second: None,
+            lookahead: None,
         }
     }
 
@@ -202,14 +303,68 @@ impl<'a> BalanceInput<'a> {
         }
     }
 
-    /// Checks the losses (count and finiteness) and, when present, the number
-    /// of gradient rows against `num_tasks`.
+    /// The same input with a presence flag per task.
+    pub fn with_present(self, present: &'a [bool]) -> Self {
+        Self {
+            present: Some(present),
+            ..self
+        }
+    }
+
+    /// The same input for one column shard (the rows must be the shard's).
+    pub fn with_shard(self, shard: ColumnShard<'a>) -> Self {
+        Self {
+            shard: Some(shard),
+            ..self
+        }
+    }
+
+    /// The same input with a second independent mini-batch.
+    pub fn with_second(self, second: SecondBatch<'a>) -> Self {
+        Self {
+            second: Some(second),
+            ..self
+        }
+    }
+
+    /// The same input with a validation look-ahead.
+    pub fn with_lookahead(self, lookahead: LookAhead<'a>) -> Self {
+        Self {
+            lookahead: Some(lookahead),
+            ..self
+        }
+    }
+
+    /// Whether task `t` is present.
+    pub fn is_present(&self, t: usize) -> bool {
+        self.present
+            .map_or(true, |p| p.get(t).copied().unwrap_or(false))
+    }
+
+    /// The indices of the present tasks, ascending.
+    pub fn present_tasks(&self) -> Vec<usize> {
+        (0..self.losses.len())
+            .filter(|&t| self.is_present(t))
+            .collect()
+    }
+
+    /// Checks the losses (count and finiteness), the presence flags and, when
+    /// present, the number of gradient rows and the shard against `num_tasks`.
     ///
     /// # Errors
     /// [`Error::CountMismatch`] naming both counts, or [`Error::NonFiniteLoss`]
-    /// naming the first bad task.
+    /// naming the first bad task; a bad shard (see [`ColumnShard::validate`]).
     pub fn validate(&self, num_tasks: usize) -> Result<()> {
         check_losses(self.losses, num_tasks)?;
+        if let Some(present) = self.present {
+            if present.len() != num_tasks {
+                return Err(Error::CountMismatch {
+                    what: "presence flags",
+                    expected: num_tasks,
+                    got: present.len(),
+                });
+            }
+        }
         if let Some(grads) = &self.grads {
             if grads.rows() != num_tasks {
                 return Err(Error::CountMismatch {
@@ -217,6 +372,9 @@ impl<'a> BalanceInput<'a> {
                     expected: num_tasks,
                     got: grads.rows(),
                 });
+            }
+            if let Some(shard) = &self.shard {
+                shard.validate(num_tasks, grads.cols())?;
             }
         }
         Ok(())

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use super::solver::min_norm;
 use super::{
-    check_parameter, gram, require_tasks, BalanceInput, Balanced, Balancer, GradientSource,
-    MethodConfig,
+    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
+    MethodConfig, MethodState,
 };
 use crate::error::{Error, Result};
 
@@ -132,7 +132,7 @@ impl MethodConfig for MgdaConfig {
     const PARAMS: &'static [(&'static str, &'static str)] = PARAMS;
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(Mgda::new(num_tasks, self.clone(), false)?))
+        GramBalancer::boxed(num_tasks, Mgda::new(num_tasks, self.clone(), false)?)
     }
 }
 
@@ -150,14 +150,16 @@ impl MethodConfig for MgdaUbConfig {
     const PARAMS: &'static [(&'static str, &'static str)] = PARAMS;
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(Mgda::new(num_tasks, self.0.clone(), true)?))
+        GramBalancer::boxed(
+            num_tasks,
+            MgdaUb(Mgda::new(num_tasks, self.0.clone(), true)?),
+        )
     }
 }
 
 /// MGDA / MGDA-UB; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Mgda {
-    num_tasks: usize,
     config: MgdaConfig,
     upper_bound: bool,
 }
@@ -186,7 +188,6 @@ impl Mgda {
         let iters = config.fw_max_iter as f64;
         check_parameter(name, "fw_max_iter", iters, iters >= 1.0, "must be ≥ 1")?;
         Ok(Self {
-            num_tasks,
             config,
             upper_bound,
         })
@@ -252,36 +253,38 @@ impl Mgda {
     }
 }
 
-impl Balancer for Mgda {
-    fn name(&self) -> &'static str {
+impl Mgda {
+    /// The registry name (`mgda`, or `mgda-ub` for the upper-bound variant).
+    pub fn name(&self) -> &'static str {
         if self.upper_bound {
             MgdaUbConfig::NAME
         } else {
             MgdaConfig::NAME
         }
     }
+}
 
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
+impl MethodState for Mgda {}
+
+impl GramMethod for Mgda {
+    type Config = MgdaConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        self.weights_from_gram(gram, step.losses)
     }
+}
 
-    fn needs(&self) -> GradientSource {
-        if self.upper_bound {
-            GradientSource::Representation
-        } else {
-            GradientSource::SharedParameters
-        }
-    }
+/// MGDA-UB: [`Mgda`] registered under `mgda-ub`, on representation rows.
+#[derive(Debug, Clone)]
+pub struct MgdaUb(pub Mgda);
 
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g, input.losses)?;
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
+impl MethodState for MgdaUb {}
+
+impl GramMethod for MgdaUb {
+    type Config = MgdaUbConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        self.0.weights_from_gram(gram, step.losses)
     }
 }
 

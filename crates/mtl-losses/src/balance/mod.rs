@@ -34,6 +34,42 @@
 //! 4. At the end of every epoch pass the epoch-mean losses to
 //!    [`Balancer::end_epoch`] (DWA).
 //!
+//! # Adding a method
+//!
+//! A method that is a function of the Gram matrix implements [`GramMethod`]
+//! (its weights from `G` and the losses) and [`MethodState`]; one that works
+//! on the rows themselves implements [`RowMethod`]. [`GramBalancer`] and
+//! [`RowBalancer`] supply the [`Balancer`] implementation. Then one line in
+//! the registry table (`registry.rs`) adds the configuration variant, the
+//! build arm and the listing.
+//!
+//! # Absent tasks
+//!
+//! [`BalanceInput::present`] flags the tasks labelled in the batch. An absent
+//! task gets weight 0, adds nothing to the direction, and no learnable state
+//! learns from it: Gram methods solve over the present tasks only (as if only
+//! they existed, so mean-scale weights are `1/T'` over `T'` present tasks);
+//! loss methods leave the absent task's state untouched. With no task
+//! present the weights and the direction are zero.
+//!
+//! # Column shards (data-parallel training)
+//!
+//! With [`BalanceInput::shard`] a balancer gets the rows of one contiguous
+//! column slice and the full `T × T` Gram (the all-reduced sum of the slices'
+//! Grams, see [`ColumnShard`]); it returns the same weights on every slice
+//! and its slice's part of the direction. [`Balancer::supports_column_shards`]
+//! says which do:
+//!
+//! * **on shards** (weights from the Gram, direction a combination of the
+//!   rows): MGDA, MGDA-UB, PCGrad, CAGrad, IMTL (all modes), Nash-MTL,
+//!   Aligned-MTL, UPGrad, ConFIG, GradNorm (norms are the Gram's diagonal),
+//!   GradVac with one parameter group; GradDrop (its uniforms are drawn per
+//!   global column from a ChaCha stream position, so every slice draws the
+//!   unsharded values);
+//! * **full rows**: DB-MTL (a per-coordinate gradient EMA), GradVac with
+//!   several parameter groups (one Gram per group), and the loss-only
+//!   methods, which take no rows at all.
+//!
 //! Balancers are built by name from a typed configuration with
 //! [`BalancerConfig`]; [`methods`] lists every method with its parameters and
 //! defaults.
@@ -41,7 +77,7 @@
 mod aligned_mtl;
 mod auto_lambda;
 mod cagrad;
-mod config;
+mod conflict_free;
 mod cr_mogm;
 mod db_mtl;
 mod dualproj;
@@ -56,9 +92,11 @@ mod graddrop;
 mod gradnorm;
 mod gradvac;
 pub mod gram;
+mod gram_method;
 mod imtl;
 mod input;
 mod krum;
+mod method_state;
 mod mgda;
 mod moco;
 mod modo;
@@ -69,6 +107,7 @@ mod pcgrad;
 mod registry;
 mod rlw;
 mod rng_state;
+mod row_method;
 mod sdmgrad;
 pub mod solver;
 mod state_optimizer;
@@ -80,7 +119,7 @@ mod upgrad;
 pub use aligned_mtl::{AlignedMtl, AlignedMtlConfig, AlignedPreference, AlignedScale};
 pub use auto_lambda::meta_gradient as auto_lambda_meta_gradient;
 pub use cagrad::{Cagrad, CagradConfig};
-pub use config::{ConFig, ConFigConfig};
+pub use conflict_free::{ConFig, ConFigConfig};
 pub use cr_mogm::smooth as cr_mogm_smooth;
 pub use db_mtl::{DbMtl, DbMtlConfig, PARALLEL_EMA_MIN_ENTRIES};
 pub use dualproj::dualproj_weights;
@@ -94,10 +133,17 @@ pub use gls::gls_weights;
 pub use graddrop::{GradDrop, GradDropConfig};
 pub use gradnorm::{GradNorm, GradNormConfig};
 pub use gradvac::{GradVac, GradVacConfig};
+pub use gram_method::{GramBalancer, GramMethod, GramStep};
 pub use imtl::{imtl_g_weights, Imtl, ImtlConfig, ImtlMode, NegativeSumPolicy};
-pub use input::{check_losses, BalanceInput, GradRows, GradientSource, PARALLEL_NORM_MIN_ENTRIES};
+pub use input::{
+    check_losses, BalanceInput, ColumnShard, GradRows, GradientSource, LookAhead, SecondBatch,
+    PARALLEL_NORM_MIN_ENTRIES,
+};
 pub use krum::krum_weights;
-pub use mgda::{GradNormalization, Mgda, MgdaConfig, MgdaUbConfig, MgdaUpdate, MinNormSolverKind};
+pub use method_state::MethodState;
+pub use mgda::{
+    GradNormalization, Mgda, MgdaConfig, MgdaUb, MgdaUbConfig, MgdaUpdate, MinNormSolverKind,
+};
 pub use moco::{decayed as moco_rate, track as moco_track, weight_step as moco_weight_step};
 pub use modo::modo_step;
 pub use nash_mtl::{NashMtl, NashMtlConfig};
@@ -107,6 +153,7 @@ pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};
 pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
 pub use rlw::{RandomLossWeighting, RlwConfig};
 pub use rng_state::RngState;
+pub use row_method::{Combined, RowBalancer, RowMethod, RowStep};
 pub use sdmgrad::sdmgrad_step;
 pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};
 pub use stch::{stch_weights, warmup_weights as stch_warmup_weights};
@@ -188,6 +235,33 @@ pub trait Balancer: Send {
 
     /// Returns the balancer to its freshly built state.
     fn reset(&mut self) {}
+
+    /// Whether [`balance`](Balancer::balance) accepts a
+    /// [`ColumnShard`]: rows restricted to a contiguous column slice plus the
+    /// full Gram, returning the same weights on every slice and the slice's
+    /// part of the direction. When false, a data-parallel trainer gathers the
+    /// full rows instead. Loss-only balancers (needing no rows) return false.
+    fn supports_column_shards(&self) -> bool {
+        false
+    }
+
+    /// Whether the balancer needs the gradients of a second, independent
+    /// mini-batch in [`BalanceInput::second`] (MoDo, SDMGrad). The trainer
+    /// draws that batch deterministically from its seed and computes the
+    /// same rows ([`needs`](Balancer::needs)) on it.
+    fn needs_second_batch(&self) -> bool {
+        false
+    }
+
+    /// `Some(w)` when the balancer needs a validation look-ahead in
+    /// [`BalanceInput::lookahead`] (Auto-Lambda): the trainer steps the shared
+    /// parameters to `θ' = θ − lr · Σ_t w_t g_t` with these weights and the
+    /// current training rows `g_t`, and supplies the validation losses and
+    /// their gradient rows at `θ'` (see [`LookAhead`]). `None` (default): no
+    /// look-ahead.
+    fn lookahead_weights(&self) -> Option<Vec<f32>> {
+        None
+    }
 
     /// The learnable or adaptive values worth logging, as `(name, value)`
     /// pairs such as `("log_var[0]", -0.31)`.

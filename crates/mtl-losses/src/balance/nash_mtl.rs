@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::solver::nash_bargaining::{self, NashOutcome};
 use super::{
-    check_parameter, gram, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer,
-    GradientSource, MethodConfig,
+    check_parameter, parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer,
+    GramMethod, GramStep, MethodConfig, MethodState,
 };
 use crate::error::Result;
 
@@ -74,7 +74,7 @@ impl MethodConfig for NashMtlConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(NashMtl::new(num_tasks, self.clone())?))
+        GramBalancer::boxed(num_tasks, NashMtl::new(num_tasks, self.clone())?)
     }
 }
 
@@ -137,24 +137,39 @@ impl NashMtl {
     /// # Errors
     /// A Newton failure (not expected on finite data).
     pub fn alpha_from_gram(&mut self, gram: &DMatrix<f64>) -> Result<Vec<f64>> {
+        let tasks: Vec<usize> = (0..gram.nrows()).collect();
+        self.alpha_for(gram, &tasks)
+    }
+
+    /// [`alpha_from_gram`](Self::alpha_from_gram) for the tasks `tasks`
+    /// (rows of `gram`): the warm start and the reused `α` are restricted to
+    /// them, and only their entries of the kept `α` are updated.
+    fn alpha_for(&mut self, gram: &DMatrix<f64>, tasks: &[usize]) -> Result<Vec<f64>> {
         let step = self.state.steps;
         self.state.steps += 1;
         let reuse = step % self.config.update_weights_every != 0;
-        if let (true, Some(alpha)) = (reuse, &self.state.alpha) {
-            return Ok(alpha.clone());
-        }
-        let warm = self
+        let kept: Option<Vec<f64>> = self
             .state
             .alpha
             .as_ref()
-            .map(|a| DVector::from_column_slice(a));
+            .map(|a| tasks.iter().map(|&t| a[t]).collect());
+        if let (true, Some(alpha)) = (reuse, &kept) {
+            return Ok(alpha.clone());
+        }
+        let warm = kept.map(DVector::from_vec);
         match nash_bargaining::solve(gram, warm.as_ref())? {
             NashOutcome::Solved {
                 alpha, residual, ..
             } => {
                 self.state.residual = residual;
                 let alpha: Vec<f64> = alpha.iter().copied().collect();
-                self.state.alpha = Some(alpha.clone());
+                if tasks.len() == self.num_tasks {
+                    self.state.alpha = Some(alpha.clone());
+                } else if let Some(stored) = &mut self.state.alpha {
+                    for (&t, &a) in tasks.iter().zip(&alpha) {
+                        stored[t] = a;
+                    }
+                }
                 self.state.stationary = false;
                 Ok(alpha)
             }
@@ -170,7 +185,12 @@ impl NashMtl {
     /// # Errors
     /// A Newton failure (not expected on finite data).
     pub fn weights_from_gram(&mut self, gram: &DMatrix<f64>) -> Result<Vec<f64>> {
-        let alpha = self.alpha_from_gram(gram)?;
+        let tasks: Vec<usize> = (0..gram.nrows()).collect();
+        self.weights_for(gram, &tasks)
+    }
+
+    fn weights_for(&mut self, gram: &DMatrix<f64>, tasks: &[usize]) -> Result<Vec<f64>> {
+        let alpha = self.alpha_for(gram, tasks)?;
         let a = DVector::from_column_slice(&alpha);
         let norm = a.dot(&(gram * &a)).max(0.0).sqrt();
         let max = self.config.max_norm;
@@ -183,43 +203,20 @@ impl NashMtl {
     }
 }
 
-impl Balancer for NashMtl {
-    fn name(&self) -> &'static str {
-        NashMtlConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g)?;
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
-    }
-
+impl MethodState for NashMtl {
     fn state(&self) -> serde_json::Value {
         to_state(&self.state)
     }
 
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let saved: NashState = parse_state(self.name(), state)?;
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let saved: NashState = parse_state(balancer, state)?;
         if saved
             .alpha
             .as_ref()
             .is_some_and(|a| a.len() != self.num_tasks)
         {
             return Err(crate::Error::State {
-                balancer: self.name(),
+                balancer,
                 reason: format!("saved alpha does not have {} entries", self.num_tasks),
             });
         }
@@ -246,6 +243,14 @@ impl Balancer for NashMtl {
         ));
         out.push(("residual".into(), self.state.residual as f32));
         out
+    }
+}
+
+impl GramMethod for NashMtl {
+    type Config = NashMtlConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        self.weights_for(gram, step.tasks)
     }
 }
 

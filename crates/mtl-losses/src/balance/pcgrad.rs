@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use super::rng_state::RngState;
 use super::{
-    gram, parse_state, require_tasks, to_state, BalanceInput, Balanced, Balancer, GradientSource,
-    MethodConfig,
+    parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer, GramMethod,
+    GramStep, MethodConfig, MethodState,
 };
 use crate::error::Result;
 
@@ -90,14 +90,13 @@ impl MethodConfig for PcGradConfig {
     ];
 
     fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(PcGrad::new(num_tasks, self.clone(), seed)?))
+        GramBalancer::boxed(num_tasks, PcGrad::new(num_tasks, self.clone(), seed)?)
     }
 }
 
 /// PCGrad; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct PcGrad {
-    num_tasks: usize,
     config: PcGradConfig,
     seed: u64,
     rng: ChaCha8Rng,
@@ -135,7 +134,6 @@ impl PcGrad {
     pub fn new(num_tasks: usize, config: PcGradConfig, seed: u64) -> Result<Self> {
         require_tasks(num_tasks)?;
         Ok(Self {
-            num_tasks,
             config,
             seed,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -162,42 +160,27 @@ impl PcGrad {
     }
 }
 
-impl Balancer for PcGrad {
-    fn name(&self) -> &'static str {
-        PcGradConfig::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g);
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
-    }
-
+impl MethodState for PcGrad {
     fn state(&self) -> serde_json::Value {
         to_state(&RngState::of(&self.rng))
     }
 
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let saved: RngState = parse_state(self.name(), state)?;
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let saved: RngState = parse_state(balancer, state)?;
         self.rng = saved.restore();
         Ok(())
     }
 
     fn reset(&mut self) {
         self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+    }
+}
+
+impl GramMethod for PcGrad {
+    type Config = PcGradConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, _step: &GramStep<'_>) -> Result<Vec<f64>> {
+        Ok(self.weights_from_gram(gram))
     }
 }
 
@@ -248,7 +231,7 @@ mod tests {
         let saved = a.state();
         let next: Vec<Vec<f64>> = (0..5).map(|_| a.weights_from_gram(&g)).collect();
         let mut b = PcGrad::new(3, PcGradConfig::default(), 1).unwrap();
-        b.load_state(&saved).unwrap();
+        b.load_state("pcgrad", &saved).unwrap();
         let again: Vec<Vec<f64>> = (0..5).map(|_| b.weights_from_gram(&g)).collect();
         assert_eq!(next, again);
     }

@@ -7,9 +7,9 @@
 //! an [`Error::UnknownBalancer`] listing the valid names; an unknown parameter
 //! is an [`Error::Config`] listing the valid parameters.
 //!
-//! Adding a method: implement [`MethodConfig`] for its configuration type,
-//! add one variant to [`BalancerConfig`] and one arm to each of its `match`es,
-//! and one line to [`methods`].
+//! Adding a method: implement [`MethodConfig`] for its configuration type and
+//! add one line `Variant(Config)` to the `registry!` table below; that line
+//! is the enum variant, the `name` and `build` arms and the listing entry.
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,16 +47,62 @@ pub trait MethodConfig:
     fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>>;
 }
 
-/// A balancer configuration: the method's name plus its typed parameters.
-///
-/// Serialised with the tag `name`, e.g. `{ "name": "dwa", "temperature": 2.0 }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "kebab-case")]
-pub enum BalancerConfig {
-    /// Fixed user weights.
-    Fixed(FixedConfig),
+/// The one table of methods: each line `Variant(ConfigType)` adds the
+/// [`BalancerConfig`] variant (serde name: the variant in kebab-case, which
+/// must equal the config's `NAME`), its arm in [`BalancerConfig::name`] and
+/// [`BalancerConfig::build`], and its line in [`methods`], in table order.
+macro_rules! registry {
+    ($($(#[$doc:meta])* $variant:ident($config:ty),)*) => {
+        /// A balancer configuration: the method's name plus its typed parameters.
+        ///
+        /// Serialised with the tag `name`, e.g. `{ "name": "dwa", "temperature": 2.0 }`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "name", rename_all = "kebab-case")]
+        pub enum BalancerConfig {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        impl BalancerConfig {
+            /// The registry name of the configured method.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(BalancerConfig::$variant(_) => <$config as MethodConfig>::NAME,)*
+                }
+            }
+
+            /// Builds the balancer for `num_tasks` tasks; `seed` seeds its randomness.
+            ///
+            /// # Errors
+            /// Invalid parameters, or parameters that disagree with `num_tasks`.
+            pub fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>> {
+                match self {
+                    $(BalancerConfig::$variant(c) => c.build(num_tasks, seed),)*
+                }
+            }
+        }
+
+        /// Every registered method with its parameters and their defaults.
+        pub fn methods() -> Vec<MethodInfo> {
+            vec![$(info::<$config>(),)*]
+        }
+
+        /// Whether every method's serialised parameters are exactly its
+        /// documented `PARAMS`; the first mismatching name otherwise.
+        #[cfg(test)]
+        fn undocumented_parameters() -> Option<&'static str> {
+            [$(documents_its_parameters::<$config>(),)*]
+                .into_iter()
+                .flatten()
+                .next()
+        }
+    };
+}
+
+registry! {
     /// Equal weighting, `1/T` each.
     Equal(EqualConfig),
+    /// Fixed user weights.
+    Fixed(FixedConfig),
     /// Uncertainty weighting (Kendall et al. 2018).
     Uncertainty(UncertaintyConfig),
     /// GradNorm (Chen et al. 2018).
@@ -100,59 +146,6 @@ impl Default for BalancerConfig {
 }
 
 impl BalancerConfig {
-    /// The registry name of the configured method.
-    pub fn name(&self) -> &'static str {
-        match self {
-            BalancerConfig::Fixed(_) => FixedConfig::NAME,
-            BalancerConfig::Equal(_) => EqualConfig::NAME,
-            BalancerConfig::Uncertainty(_) => UncertaintyConfig::NAME,
-            BalancerConfig::Gradnorm(_) => GradNormConfig::NAME,
-            BalancerConfig::Dwa(_) => DwaConfig::NAME,
-            BalancerConfig::Rlw(_) => RlwConfig::NAME,
-            BalancerConfig::Famo(_) => FamoConfig::NAME,
-            BalancerConfig::DbMtl(_) => DbMtlConfig::NAME,
-            BalancerConfig::Mgda(_) => MgdaConfig::NAME,
-            BalancerConfig::MgdaUb(_) => MgdaUbConfig::NAME,
-            BalancerConfig::Pcgrad(_) => PcGradConfig::NAME,
-            BalancerConfig::Graddrop(_) => GradDropConfig::NAME,
-            BalancerConfig::Gradvac(_) => GradVacConfig::NAME,
-            BalancerConfig::Cagrad(_) => CagradConfig::NAME,
-            BalancerConfig::Imtl(_) => ImtlConfig::NAME,
-            BalancerConfig::NashMtl(_) => NashMtlConfig::NAME,
-            BalancerConfig::AlignedMtl(_) => AlignedMtlConfig::NAME,
-            BalancerConfig::Upgrad(_) => UpGradConfig::NAME,
-            BalancerConfig::Config(_) => ConFigConfig::NAME,
-        }
-    }
-
-    /// Builds the balancer for `num_tasks` tasks; `seed` seeds its randomness.
-    ///
-    /// # Errors
-    /// Invalid parameters, or parameters that disagree with `num_tasks`.
-    pub fn build(&self, num_tasks: usize, seed: u64) -> Result<Box<dyn Balancer>> {
-        match self {
-            BalancerConfig::Fixed(c) => c.build(num_tasks, seed),
-            BalancerConfig::Equal(c) => c.build(num_tasks, seed),
-            BalancerConfig::Uncertainty(c) => c.build(num_tasks, seed),
-            BalancerConfig::Gradnorm(c) => c.build(num_tasks, seed),
-            BalancerConfig::Dwa(c) => c.build(num_tasks, seed),
-            BalancerConfig::Rlw(c) => c.build(num_tasks, seed),
-            BalancerConfig::Famo(c) => c.build(num_tasks, seed),
-            BalancerConfig::DbMtl(c) => c.build(num_tasks, seed),
-            BalancerConfig::Mgda(c) => c.build(num_tasks, seed),
-            BalancerConfig::MgdaUb(c) => c.build(num_tasks, seed),
-            BalancerConfig::Pcgrad(c) => c.build(num_tasks, seed),
-            BalancerConfig::Graddrop(c) => c.build(num_tasks, seed),
-            BalancerConfig::Gradvac(c) => c.build(num_tasks, seed),
-            BalancerConfig::Cagrad(c) => c.build(num_tasks, seed),
-            BalancerConfig::Imtl(c) => c.build(num_tasks, seed),
-            BalancerConfig::NashMtl(c) => c.build(num_tasks, seed),
-            BalancerConfig::AlignedMtl(c) => c.build(num_tasks, seed),
-            BalancerConfig::Upgrad(c) => c.build(num_tasks, seed),
-            BalancerConfig::Config(c) => c.build(num_tasks, seed),
-        }
-    }
-
     /// The names of every registered method, in listing order.
     pub fn names() -> Vec<&'static str> {
         methods().into_iter().map(|m| m.name).collect()
@@ -239,76 +232,29 @@ fn info<C: MethodConfig>() -> MethodInfo {
     }
 }
 
-/// Every registered method with its parameters and their defaults.
-pub fn methods() -> Vec<MethodInfo> {
-    vec![
-        info::<EqualConfig>(),
-        info::<FixedConfig>(),
-        info::<UncertaintyConfig>(),
-        info::<GradNormConfig>(),
-        info::<DwaConfig>(),
-        info::<RlwConfig>(),
-        info::<FamoConfig>(),
-        info::<DbMtlConfig>(),
-        info::<MgdaConfig>(),
-        info::<MgdaUbConfig>(),
-        info::<PcGradConfig>(),
-        info::<GradDropConfig>(),
-        info::<GradVacConfig>(),
-        info::<CagradConfig>(),
-        info::<ImtlConfig>(),
-        info::<NashMtlConfig>(),
-        info::<AlignedMtlConfig>(),
-        info::<UpGradConfig>(),
-        info::<ConFigConfig>(),
-    ]
+/// `Some(name)` when `C`'s serialised parameters differ from its `PARAMS`.
+#[cfg(test)]
+fn documents_its_parameters<C: MethodConfig>() -> Option<&'static str> {
+    let Ok(defaults) = serde_json::to_value(C::default()) else {
+        return Some(C::NAME);
+    };
+    let mut serialised: Vec<&str> = defaults
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    serialised.sort_unstable();
+    let mut documented: Vec<&str> = C::PARAMS.iter().map(|(n, _)| *n).collect();
+    documented.sort_unstable();
+    (serialised != documented).then_some(C::NAME)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn default_keys<C: MethodConfig>() -> Vec<String> {
-        let v = serde_json::to_value(C::default()).unwrap();
-        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        keys.sort();
-        keys
-    }
-
-    fn documented_keys<C: MethodConfig>() -> Vec<String> {
-        let mut keys: Vec<String> = C::PARAMS.iter().map(|(n, _)| n.to_string()).collect();
-        keys.sort();
-        keys
-    }
-
     #[test]
     fn every_serialised_parameter_is_documented_and_vice_versa() {
-        assert_eq!(
-            default_keys::<EqualConfig>(),
-            documented_keys::<EqualConfig>()
-        );
-        assert_eq!(
-            default_keys::<FixedConfig>(),
-            documented_keys::<FixedConfig>()
-        );
-        assert_eq!(
-            default_keys::<UncertaintyConfig>(),
-            documented_keys::<UncertaintyConfig>()
-        );
-        assert_eq!(
-            default_keys::<GradNormConfig>(),
-            documented_keys::<GradNormConfig>()
-        );
-        assert_eq!(default_keys::<DwaConfig>(), documented_keys::<DwaConfig>());
-        assert_eq!(default_keys::<RlwConfig>(), documented_keys::<RlwConfig>());
-        assert_eq!(
-            default_keys::<FamoConfig>(),
-            documented_keys::<FamoConfig>()
-        );
-        assert_eq!(
-            default_keys::<DbMtlConfig>(),
-            documented_keys::<DbMtlConfig>()
-        );
+        assert_eq!(undocumented_parameters(), None);
     }
 
     #[test]

@@ -70,12 +70,22 @@ impl StateAdam {
 
     /// One Adam step on `x` with gradient `grad` (same length as `x`).
     pub fn step(&mut self, x: &mut [f64], grad: &[f64]) {
+        self.step_active(x, grad, None);
+    }
+
+    /// [`step`](Self::step) on the entries where `active` is true only: the
+    /// others keep their value and their moments (the step count is shared).
+    pub fn step_active(&mut self, x: &mut [f64], grad: &[f64], active: Option<&[bool]>) {
         debug_assert_eq!(x.len(), grad.len());
         debug_assert_eq!(x.len(), self.m.len());
         self.t += 1;
         let bias1 = 1.0 - decayed(self.beta1, self.t);
         let bias2 = 1.0 - decayed(self.beta2, self.t);
-        for (((xi, &gi), mi), vi) in x.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
+        let entries = x.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v);
+        for (k, (((xi, &gi), mi), vi)) in entries.enumerate() {
+            if active.is_some_and(|a| !a.get(k).copied().unwrap_or(false)) {
+                continue;
+            }
             let g = gi + self.weight_decay * *xi;
             *mi = self.beta1 * *mi + (1.0 - self.beta1) * g;
             *vi = self.beta2 * *vi + (1.0 - self.beta2) * g * g;
@@ -141,13 +151,22 @@ impl StateOptimizer {
 
     /// One descent step on `x` with gradient `grad`.
     pub fn step(&mut self, x: &mut [f64], grad: &[f64]) {
+        self.step_active(x, grad, None);
+    }
+
+    /// One step on the entries where `active` is true only (`None`: all);
+    /// the others are left exactly as they are, optimiser moments included.
+    /// Used for absent tasks, which must not teach the state anything.
+    pub fn step_active(&mut self, x: &mut [f64], grad: &[f64], active: Option<&[bool]>) {
         match self {
             StateOptimizer::Sgd { lr } => {
-                for (xi, gi) in x.iter_mut().zip(grad) {
-                    *xi -= *lr * gi;
+                for (k, (xi, gi)) in x.iter_mut().zip(grad).enumerate() {
+                    if active.map_or(true, |a| a.get(k).copied().unwrap_or(false)) {
+                        *xi -= *lr * gi;
+                    }
                 }
             }
-            StateOptimizer::Adam(adam) => adam.step(x, grad),
+            StateOptimizer::Adam(adam) => adam.step_active(x, grad, active),
         }
     }
 

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::solver::dual_cone;
 use super::{
-    check_parameter, gram, require_tasks, BalanceInput, Balanced, Balancer, GradientSource,
-    MethodConfig,
+    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
+    MethodConfig, MethodState,
 };
 use crate::error::{Error, Result};
 
@@ -76,7 +76,7 @@ impl MethodConfig for UpGradConfig {
     ];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(UpGrad::new(num_tasks, self.clone())?))
+        GramBalancer::boxed(num_tasks, UpGrad::new(num_tasks, self.clone())?)
     }
 }
 
@@ -84,7 +84,6 @@ impl MethodConfig for UpGradConfig {
 #[derive(Debug, Clone)]
 pub struct UpGrad {
     config: UpGradConfig,
-    preference: DVector<f64>,
 }
 
 impl UpGrad {
@@ -111,63 +110,58 @@ impl UpGrad {
             config.reg_eps >= 0.0,
             "must be ≥ 0",
         )?;
-        let preference = if config.preference.is_empty() {
-            DVector::from_element(num_tasks, 1.0 / num_tasks as f64)
-        } else if config.preference.len() != num_tasks {
+        if !config.preference.is_empty() && config.preference.len() != num_tasks {
             return Err(Error::CountMismatch {
                 what: "upgrad preference weights",
                 expected: num_tasks,
                 got: config.preference.len(),
             });
-        } else {
-            for &u in &config.preference {
-                check_parameter(name, "preference", u, u >= 0.0, "must be finite and ≥ 0")?;
-            }
-            DVector::from_column_slice(&config.preference)
-        };
-        Ok(Self { config, preference })
+        }
+        for &u in &config.preference {
+            check_parameter(name, "preference", u, u >= 0.0, "must be finite and ≥ 0")?;
+        }
+        Ok(Self { config })
     }
 
-    /// The weights `Σ_i w(u_i e_i)` from the Gram matrix.
+    /// The weights `Σ_i w(u_i e_i)` from the Gram matrix of all tasks.
     ///
     /// # Errors
     /// A QP failure (non-finite Gram).
     pub fn weights_from_gram(&self, gram: &DMatrix<f64>) -> Result<Vec<f64>> {
+        let tasks: Vec<usize> = (0..gram.nrows()).collect();
+        self.weights_of(gram, &tasks)
+    }
+
+    /// The weights for the tasks `tasks` (rows of `gram`): the configured
+    /// preference of each, or `1/T'` over the `T'` rows by default.
+    fn weights_of(&self, gram: &DMatrix<f64>, tasks: &[usize]) -> Result<Vec<f64>> {
         let t = gram.nrows();
+        let preference = DVector::from_fn(t, |i, _| {
+            self.config
+                .preference
+                .get(tasks[i])
+                .copied()
+                .unwrap_or(1.0 / t as f64)
+        });
         if gram.trace() < self.config.norm_eps {
-            return Ok(self.preference.iter().copied().collect());
+            return Ok(preference.iter().copied().collect());
         }
         let mut total = DVector::zeros(t);
         for i in 0..t {
             let mut u = DVector::zeros(t);
-            u[i] = self.preference[i];
+            u[i] = preference[i];
             total += dual_cone::project_weights(gram, &u, self.config.reg_eps)?;
         }
         Ok(total.iter().copied().collect())
     }
 }
 
-impl Balancer for UpGrad {
-    fn name(&self) -> &'static str {
-        UpGradConfig::NAME
-    }
+impl MethodState for UpGrad {}
 
-    fn num_tasks(&self) -> usize {
-        self.preference.len()
-    }
+impl GramMethod for UpGrad {
+    type Config = UpGradConfig;
 
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks())?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g)?;
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        self.weights_of(gram, step.tasks)
     }
 }

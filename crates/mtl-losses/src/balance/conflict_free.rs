@@ -30,7 +30,10 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::solver::spectral::{gram_rank_tolerance, SortedEigen};
-use super::{gram, require_tasks, BalanceInput, Balanced, Balancer, GradientSource, MethodConfig};
+use super::{
+    require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep, MethodConfig,
+    MethodState,
+};
 use crate::error::Result;
 
 /// Below this `‖v‖²/T` (unit-gradient units, where a single task gives 1)
@@ -51,15 +54,13 @@ impl MethodConfig for ConFigConfig {
     const PARAMS: &'static [(&'static str, &'static str)] = &[];
 
     fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
-        Ok(Box::new(ConFig::new(num_tasks)?))
+        GramBalancer::boxed(num_tasks, ConFig::new(num_tasks)?)
     }
 }
 
 /// ConFIG; see the module documentation.
 #[derive(Debug, Clone)]
-pub struct ConFig {
-    num_tasks: usize,
-}
+pub struct ConFig;
 
 impl ConFig {
     /// ConFIG for `num_tasks` tasks.
@@ -68,7 +69,7 @@ impl ConFig {
     /// [`Error::NoTasks`](crate::Error::NoTasks).
     pub fn new(num_tasks: usize) -> Result<Self> {
         require_tasks(num_tasks)?;
-        Ok(Self { num_tasks })
+        Ok(Self)
     }
 
     /// The weights from the Gram matrix; see the module documentation.
@@ -99,27 +100,12 @@ impl ConFig {
     }
 }
 
-impl Balancer for ConFig {
-    fn name(&self) -> &'static str {
-        ConFigConfig::NAME
-    }
+impl MethodState for ConFig {}
 
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
+impl GramMethod for ConFig {
+    type Config = ConFigConfig;
 
-    fn needs(&self) -> GradientSource {
-        GradientSource::SharedParameters
-    }
-
-    fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.num_tasks)?;
-        let grads = input.require_grads(self.name(), self.needs())?;
-        let g = gram::checked_gram(&grads)?;
-        let w = self.weights_from_gram(&g);
-        Ok(Balanced::Direction {
-            direction: gram::direction(&grads, &w),
-            weights: w.iter().map(|&v| v as f32).collect(),
-        })
+    fn weights(&mut self, gram: &DMatrix<f64>, _step: &GramStep<'_>) -> Result<Vec<f64>> {
+        Ok(self.weights_from_gram(gram))
     }
 }
