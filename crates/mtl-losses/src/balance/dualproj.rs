@@ -21,8 +21,14 @@
 
 use nalgebra::{DMatrix, DVector};
 
+use serde::{Deserialize, Serialize};
+
 use super::solver::dual_cone;
-use crate::error::Result;
+use super::{
+    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
+    MethodConfig, MethodState,
+};
+use crate::error::{Error, Result};
 
 /// The weights `w = argmin_{v ⪰ u} vᵀ(G/tr G + reg_eps·I)v`, or `u` when
 /// `tr G < norm_eps`.
@@ -42,6 +48,118 @@ pub fn dualproj_weights(
         .iter()
         .copied()
         .collect())
+}
+
+/// Configuration of [`DualProj`] (registry name `dualproj`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DualProjConfig {
+    /// Below this trace of `G` the gradients count as zero and the
+    /// preference weights are returned (default 1e-4, torchjd).
+    pub norm_eps: f64,
+    /// Ridge added to the trace-normalised Gram (default 1e-4, torchjd;
+    /// 0 = exact projection).
+    pub reg_eps: f64,
+    /// Preference weights `u`, one per task (default: empty = `1/T` each).
+    pub preference: Vec<f64>,
+}
+
+impl Default for DualProjConfig {
+    fn default() -> Self {
+        Self {
+            norm_eps: 1e-4,
+            reg_eps: 1e-4,
+            preference: Vec::new(),
+        }
+    }
+}
+
+impl MethodConfig for DualProjConfig {
+    const NAME: &'static str = "dualproj";
+    const SUMMARY: &'static str =
+        "mean gradient projected onto the dual cone of the gradients (Lopez-Paz & Ranzato 2017)";
+    const NEEDS: GradientSource = GradientSource::SharedParameters;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[
+        (
+            "norm_eps",
+            "below this trace of the Gram the preference weights are returned",
+        ),
+        (
+            "reg_eps",
+            "ridge on the trace-normalised Gram (0 = exact projection)",
+        ),
+        (
+            "preference",
+            "one non-negative weight per task (empty = 1/T each)",
+        ),
+    ];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        GramBalancer::boxed(num_tasks, DualProj::new(num_tasks, self.clone())?)
+    }
+}
+
+/// DualProj; see the module documentation. Absent tasks are left out (the
+/// default preference is `1/T'` over the present tasks).
+#[derive(Debug, Clone)]
+pub struct DualProj {
+    config: DualProjConfig,
+}
+
+impl DualProj {
+    /// DualProj for `num_tasks` tasks.
+    ///
+    /// # Errors
+    /// [`Error::NoTasks`]; [`Error::InvalidParameter`] for negative epsilons
+    /// or preference weights; [`Error::CountMismatch`] for a preference of
+    /// the wrong length.
+    pub fn new(num_tasks: usize, config: DualProjConfig) -> Result<Self> {
+        require_tasks(num_tasks)?;
+        let name = DualProjConfig::NAME;
+        check_parameter(
+            name,
+            "norm_eps",
+            config.norm_eps,
+            config.norm_eps >= 0.0,
+            "must be ≥ 0",
+        )?;
+        check_parameter(
+            name,
+            "reg_eps",
+            config.reg_eps,
+            config.reg_eps >= 0.0,
+            "must be ≥ 0",
+        )?;
+        if !config.preference.is_empty() && config.preference.len() != num_tasks {
+            return Err(Error::CountMismatch {
+                what: "dualproj preference weights",
+                expected: num_tasks,
+                got: config.preference.len(),
+            });
+        }
+        for &u in &config.preference {
+            check_parameter(name, "preference", u, u >= 0.0, "must be finite and ≥ 0")?;
+        }
+        Ok(Self { config })
+    }
+}
+
+impl MethodState for DualProj {}
+
+impl GramMethod for DualProj {
+    type Config = DualProjConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        let t = gram.nrows();
+        let u = DVector::from_fn(t, |i, _| {
+            self.config
+                .preference
+                .get(step.tasks[i])
+                .copied()
+                .unwrap_or(1.0 / t as f64)
+        });
+        dualproj_weights(gram, &u, self.config.norm_eps, self.config.reg_eps)
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,13 @@
 //!   returns zero weights (no update), as Nash-MTL does here.
 
 use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
+    MethodConfig, MethodState,
+};
+use crate::error::Result;
 
 /// Newton steps before the solve is declared without solution.
 pub const MAX_NEWTON_STEPS: usize = 100;
@@ -39,9 +46,9 @@ pub const MAX_NEWTON_STEPS: usize = 100;
 /// before this.
 const RESIDUAL_TOL: f64 = 1e-9;
 
-/// Rows whose squared norm is below this fraction of the largest count as
-/// zero (a few `f32` ulps of the largest squared norm).
-const ZERO_ROW: f64 = 1e-12;
+/// Newton decrement, relative to `1 + |φ|`, at which the minimiser is
+/// reached to `f64` rounding (a few hundred ulps of `φ`).
+const DECREMENT_TOL: f64 = 1e-13;
 
 /// FairGrad's weights for the Gram matrix and `alpha ≥ 0` (see the module
 /// docs): `1/T` each for `alpha = 0`, zero weights when no solution exists.
@@ -53,10 +60,9 @@ pub fn fairgrad_weights(gram: &DMatrix<f64>, alpha: f64) -> Vec<f64> {
     if alpha == 0.0 {
         return vec![1.0 / t as f64; t];
     }
-    let max_diag = (0..t).map(|i| gram[(i, i)]).fold(0.0, f64::max);
-    let live: Vec<usize> = (0..t)
-        .filter(|&i| gram[(i, i)] > ZERO_ROW * max_diag)
-        .collect();
+    // Only an exactly zero row is left out: a row of tiny norm (1e-6 of
+    // the largest) is a legitimate task whose weight is large.
+    let live: Vec<usize> = (0..t).filter(|&i| gram[(i, i)] > 0.0).collect();
     let mut w = vec![0.0; t];
     if live.is_empty() {
         return w;
@@ -88,8 +94,12 @@ fn objective(g: &DMatrix<f64>, x: &DVector<f64>, alpha: f64) -> f64 {
     0.5 * x.dot(&(g * x)) - x.iter().map(|&v| utility(v, alpha)).sum::<f64>()
 }
 
-/// Damped Newton on `φ` from `x = 1`, or `None` when the residual does not
-/// fall below [`RESIDUAL_TOL`] within [`MAX_NEWTON_STEPS`].
+/// Damped Newton on `φ` from `x = 1`: converged when the residual falls
+/// below [`RESIDUAL_TOL`] or the Newton decrement `gradᵀH⁻¹grad` below
+/// [`DECREMENT_TOL`]` · (1 + |φ|)` (the floor of `f64` rounding when the
+/// weights are large and `Gw` cancels); `None` when neither happens within
+/// [`MAX_NEWTON_STEPS`] (no minimiser: `φ` is unbounded below and the
+/// decrement stays large).
 fn solve(g: &DMatrix<f64>, alpha: f64) -> Option<Vec<f64>> {
     let n = g.nrows();
     let mut x = DVector::from_element(n, 1.0);
@@ -107,6 +117,11 @@ fn solve(g: &DMatrix<f64>, alpha: f64) -> Option<Vec<f64>> {
             hessian[(i, i)] += x[i].powf(-1.0 / alpha - 1.0) / alpha;
         }
         let step = hessian.cholesky()?.solve(&(-&grad));
+        let f0 = objective(g, &x, alpha);
+        let slope = grad.dot(&step);
+        if -slope <= DECREMENT_TOL * (1.0 + f0.abs()) {
+            return Some(x.iter().copied().collect());
+        }
         // Stay inside w > 0: at most 99 % of the way to the boundary.
         let mut s: f64 = 1.0;
         for i in 0..n {
@@ -115,8 +130,6 @@ fn solve(g: &DMatrix<f64>, alpha: f64) -> Option<Vec<f64>> {
             }
         }
         // Armijo backtracking on φ.
-        let f0 = objective(g, &x, alpha);
-        let slope = grad.dot(&step);
         loop {
             let trial = &x + s * &step;
             if objective(g, &trial, alpha) <= f0 + 1e-4 * s * slope || s < 1e-12 {
@@ -130,6 +143,57 @@ fn solve(g: &DMatrix<f64>, alpha: f64) -> Option<Vec<f64>> {
         }
     }
     None
+}
+
+/// Configuration of [`FairGrad`] (registry name `fairgrad`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FairGradConfig {
+    /// The fairness `α ≥ 0` (default 1, LibMTL's; `α = 1` is proportional
+    /// fairness, larger approaches max-min fairness).
+    pub alpha: f64,
+}
+
+impl Default for FairGradConfig {
+    fn default() -> Self {
+        Self { alpha: 1.0 }
+    }
+}
+
+impl MethodConfig for FairGradConfig {
+    const NAME: &'static str = "fairgrad";
+    const SUMMARY: &'static str = "α-fair allocation of the update, G w = w^(−1/α) (Ban & Ji 2024)";
+    const NEEDS: GradientSource = GradientSource::SharedParameters;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[(
+        "alpha",
+        "fairness α ≥ 0 (0 = mean, 1 = proportional, large = max-min)",
+    )];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        require_tasks(num_tasks)?;
+        check_parameter(
+            Self::NAME,
+            "alpha",
+            self.alpha,
+            self.alpha >= 0.0,
+            "must be finite and ≥ 0",
+        )?;
+        GramBalancer::boxed(num_tasks, FairGrad(self.clone()))
+    }
+}
+
+/// FairGrad; see the module documentation. Absent tasks are left out.
+#[derive(Debug, Clone)]
+pub struct FairGrad(FairGradConfig);
+
+impl MethodState for FairGrad {}
+
+impl GramMethod for FairGrad {
+    type Config = FairGradConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, _step: &GramStep<'_>) -> Result<Vec<f64>> {
+        Ok(fairgrad_weights(gram, self.0.alpha))
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +242,17 @@ mod tests {
             assert!(w.iter().all(|&x| x > 0.0));
             assert!(residual(&g, &w, alpha) < 1e-8, "α={alpha}: {w:?}");
         }
+    }
+
+    #[test]
+    fn norms_six_orders_apart_keep_every_task() {
+        // G = diag(1e-6, 1e6): w_i = G_ii^{−1/2} for α = 1.
+        let g = DMatrix::from_diagonal(&DVector::from_vec(vec![1e-6, 1e6]));
+        let w = fairgrad_weights(&g, 1.0);
+        assert!(
+            (w[0] / 1e3 - 1.0).abs() < TOL && (w[1] / 1e-3 - 1.0).abs() < TOL,
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -22,6 +22,13 @@
 //! outlier. `m` larger than the number of rows selects all of them.
 
 use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
+    MethodConfig, MethodState,
+};
+use crate::error::Result;
 
 /// Krum's weights from the Gram matrix (see the module docs).
 pub fn krum_weights(gram: &DMatrix<f64>, n_byzantine: usize, n_selected: usize) -> Vec<f64> {
@@ -55,6 +62,65 @@ pub fn krum_weights(gram: &DMatrix<f64>, n_byzantine: usize, n_selected: usize) 
         w[i] = 1.0 / m as f64;
     }
     w
+}
+
+/// Configuration of [`Krum`] (registry name `krum`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KrumConfig {
+    /// The number `f` of rows that may be adversarial (default 0).
+    pub n_byzantine: usize,
+    /// The number `m ≥ 1` of rows averaged (default 1; `m > 1` is Multi-Krum).
+    pub n_selected: usize,
+}
+
+impl Default for KrumConfig {
+    fn default() -> Self {
+        Self {
+            n_byzantine: 0,
+            n_selected: 1,
+        }
+    }
+}
+
+impl MethodConfig for KrumConfig {
+    const NAME: &'static str = "krum";
+    const SUMMARY: &'static str =
+        "Krum, the gradients closest to their neighbours (Blanchard et al. 2017)";
+    const NEEDS: GradientSource = GradientSource::SharedParameters;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[
+        ("n_byzantine", "number f of rows that may be adversarial"),
+        (
+            "n_selected",
+            "number m ≥ 1 of rows of best score averaged (Multi-Krum for m > 1)",
+        ),
+    ];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        require_tasks(num_tasks)?;
+        check_parameter(
+            Self::NAME,
+            "n_selected",
+            self.n_selected as f64,
+            self.n_selected >= 1,
+            "must be ≥ 1",
+        )?;
+        GramBalancer::boxed(num_tasks, Krum(self.clone()))
+    }
+}
+
+/// Krum; see the module documentation. Absent tasks are left out.
+#[derive(Debug, Clone)]
+pub struct Krum(KrumConfig);
+
+impl MethodState for Krum {}
+
+impl GramMethod for Krum {
+    type Config = KrumConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, _step: &GramStep<'_>) -> Result<Vec<f64>> {
+        Ok(krum_weights(gram, self.0.n_byzantine, self.0.n_selected))
+    }
 }
 
 #[cfg(test)]

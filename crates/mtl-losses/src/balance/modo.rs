@@ -22,7 +22,14 @@
 
 use nalgebra::DMatrix;
 
+use serde::{Deserialize, Serialize};
+
 use super::solver::simplex;
+use super::{
+    check_parameter, parse_state, require_tasks, to_state, Balancer, DoubleSampleBalancer,
+    DoubleSampleMethod, GradientSource, MethodConfig, MethodState,
+};
+use crate::error::{Error, Result};
 
 /// One MoDo step `Π_Δ(λ − γ(Cλ + ρλ))` with `C = J_1 J_2ᵀ`.
 pub fn modo_step(lambda: &[f64], cross: &DMatrix<f64>, gamma: f64, rho: f64) -> Vec<f64> {
@@ -34,6 +41,112 @@ pub fn modo_step(lambda: &[f64], cross: &DMatrix<f64>, gamma: f64, rho: f64) -> 
         })
         .collect();
     simplex::project(&y)
+}
+
+/// Configuration of [`MoDo`] (registry name `modo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MoDoConfig {
+    /// Step size `γ > 0` of the weights (default 0.1, torchjd; LibMTL 1e-3).
+    pub gamma: f64,
+    /// `ℓ2` regularisation `ρ ≥ 0` of the weight step (default 0.1).
+    pub rho: f64,
+}
+
+impl Default for MoDoConfig {
+    fn default() -> Self {
+        Self {
+            gamma: 0.1,
+            rho: 0.1,
+        }
+    }
+}
+
+impl MethodConfig for MoDoConfig {
+    const NAME: &'static str = "modo";
+    const SUMMARY: &'static str =
+        "double-sampling stochastic MGDA on two independent mini-batches (Chen et al. 2024)";
+    const NEEDS: GradientSource = GradientSource::SharedParameters;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[
+        ("gamma", "step size γ > 0 of the weights"),
+        ("rho", "ℓ2 regularisation ρ ≥ 0 of the weight step"),
+    ];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        require_tasks(num_tasks)?;
+        check_parameter(
+            Self::NAME,
+            "gamma",
+            self.gamma,
+            self.gamma > 0.0,
+            "must be > 0",
+        )?;
+        check_parameter(Self::NAME, "rho", self.rho, self.rho >= 0.0, "must be ≥ 0")?;
+        DoubleSampleBalancer::boxed(
+            num_tasks,
+            MoDo {
+                config: self.clone(),
+                lambda: vec![1.0 / num_tasks as f64; num_tasks],
+            },
+        )
+    }
+}
+
+/// MoDo; see the module documentation. The present tasks' weights are
+/// updated within their own total, so absent tasks keep their share.
+#[derive(Debug, Clone)]
+pub struct MoDo {
+    config: MoDoConfig,
+    lambda: Vec<f64>,
+}
+
+impl MethodState for MoDo {
+    fn state(&self) -> serde_json::Value {
+        to_state(&self.lambda)
+    }
+
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let loaded: Vec<f64> = parse_state(balancer, state)?;
+        if loaded.len() != self.lambda.len() {
+            return Err(Error::State {
+                balancer,
+                reason: format!(
+                    "expected {} weights, got {}",
+                    self.lambda.len(),
+                    loaded.len()
+                ),
+            });
+        }
+        self.lambda = loaded;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        let t = self.lambda.len();
+        self.lambda = vec![1.0 / t as f64; t];
+    }
+
+    fn learnable(&self) -> Vec<(String, f32)> {
+        self.lambda
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| (format!("lambda[{t}]"), w as f32))
+            .collect()
+    }
+}
+
+impl DoubleSampleMethod for MoDo {
+    type Config = MoDoConfig;
+
+    fn weights(&mut self, cross: &DMatrix<f64>, tasks: &[usize]) -> Vec<f64> {
+        let mass: f64 = tasks.iter().map(|&t| self.lambda[t]).sum();
+        let share: Vec<f64> = tasks.iter().map(|&t| self.lambda[t] / mass).collect();
+        let updated = modo_step(&share, cross, self.config.gamma, self.config.rho);
+        for (&t, &w) in tasks.iter().zip(&updated) {
+            self.lambda[t] = w * mass;
+        }
+        updated
+    }
 }
 
 #[cfg(test)]

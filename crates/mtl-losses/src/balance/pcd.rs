@@ -25,6 +25,13 @@
 //! (`τ = 0` and no secondary row opposing `g_0`), `d = g_0`.
 
 use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_parameter, parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer,
+    GramMethod, GramStep, MethodConfig, MethodState,
+};
+use crate::error::{Error, Result};
 
 /// Constraints violated by at most this times the largest diagonal of the
 /// normalised Gram count as satisfied (torchjd's `tol`).
@@ -40,33 +47,23 @@ const DEPENDENCE_TOL: f64 = 1e-9;
 /// size of its terms is zero up to rounding.
 const GRAM_PRECISION: f64 = 10.0 * f64::EPSILON;
 
-/// Updates the moving averages `v ← βv + (1−β)‖g‖²` (one per row, after
-/// `steps` previous updates) and returns the scales `s_i = 1/√(v̂_i + ε)`
-/// with `v̂ = v/(1 − β^{steps+1})`; a zero denominator gives scale 0.
-pub fn update_scales(
-    ema: &mut [f64],
-    steps: u64,
-    sq_norms: &[f64],
-    beta: f64,
-    eps: f64,
-) -> Vec<f64> {
+/// Updates one moving average `v ← βv + (1−β)‖g‖²` (after `steps` previous
+/// updates of it) and returns the scale `s = 1/√(v̂ + ε)` with
+/// `v̂ = v/(1 − β^{steps+1})`; a zero denominator gives scale 0 (a gradient
+/// that has always been zero).
+pub fn update_scale(ema: &mut f64, steps: u64, sq_norm: f64, beta: f64, eps: f64) -> f64 {
     let correction = 1.0 - beta.powf((steps + 1) as f64);
-    ema.iter_mut()
-        .zip(sq_norms)
-        .map(|(v, &n)| {
-            *v = beta * *v + (1.0 - beta) * n;
-            let denominator = (*v / correction + eps).sqrt();
-            if denominator > 0.0 {
-                1.0 / denominator
-            } else {
-                0.0
-            }
-        })
-        .collect()
+    *ema = beta * *ema + (1.0 - beta) * sq_norm;
+    let denominator = (*ema / correction + eps).sqrt();
+    if denominator > 0.0 {
+        1.0 / denominator
+    } else {
+        0.0
+    }
 }
 
 /// PCD's weights on the Gram matrix of the present rows (row 0 primary),
-/// given the scales `s` from [`update_scales`] and one `τ` per secondary row.
+/// given the scales `s` from [`update_scale`] and one `τ` per secondary row.
 pub fn pcd_weights(gram: &DMatrix<f64>, taus: &[f64], scales: &[f64]) -> Vec<f64> {
     let m = gram.nrows();
     let mut weights = vec![0.0; m];
@@ -191,6 +188,198 @@ fn solve_qp(g: &DMatrix<f64>, taus: &[f64]) -> Vec<f64> {
     weights
 }
 
+/// `τ`: one value for every secondary task, or one per secondary task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Tau {
+    /// The same fraction for every secondary task.
+    Shared(f64),
+    /// One fraction per secondary task (tasks `1..T`, in order).
+    PerTask(Vec<f64>),
+}
+
+/// Configuration of [`Pcd`] (registry name `pcd`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PcdConfig {
+    /// Guaranteed fraction `τ ∈ [0, 1]` of each secondary task's progress
+    /// (default 0.02, torchjd), shared or one per secondary task.
+    pub tau: Tau,
+    /// Decay `β ∈ [0, 1)` of the moving average of the squared norms
+    /// (default 0.999).
+    pub beta: f64,
+    /// `ε ≥ 0` added to the moving average before the inverse square root
+    /// (default 1e-8).
+    pub eps: f64,
+}
+
+impl Default for PcdConfig {
+    fn default() -> Self {
+        Self {
+            tau: Tau::Shared(0.02),
+            beta: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+impl MethodConfig for PcdConfig {
+    const NAME: &'static str = "pcd";
+    const SUMMARY: &'static str =
+        "priority-constrained descent: task 0 first, each other task keeps a share τ (Varam et al. 2026)";
+    const NEEDS: GradientSource = GradientSource::SharedParameters;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[
+        (
+            "tau",
+            "fraction τ in [0, 1] of progress kept by each secondary task (one or T − 1 values)",
+        ),
+        (
+            "beta",
+            "decay β in [0, 1) of the moving average of squared norms",
+        ),
+        (
+            "eps",
+            "ε ≥ 0 added to that average before the inverse square root",
+        ),
+    ];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        GramBalancer::boxed(num_tasks, Pcd::new(num_tasks, self.clone())?)
+    }
+}
+
+/// The saved state of [`Pcd`]: the moving average of every task's squared
+/// gradient norm and how many updates it has had.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PcdState {
+    ema: Vec<f64>,
+    steps: Vec<u64>,
+}
+
+/// PCD; see the module documentation. Only present tasks update their
+/// moving average; when the primary task (task 0) is absent the direction
+/// is zero (its row is zero, torchjd's `g_0 = 0` case).
+#[derive(Debug, Clone)]
+pub struct Pcd {
+    taus: Vec<f64>,
+    beta: f64,
+    eps: f64,
+    state: PcdState,
+}
+
+impl Pcd {
+    /// PCD for `num_tasks` tasks.
+    ///
+    /// # Errors
+    /// [`Error::NoTasks`]; [`Error::InvalidParameter`] for `τ ∉ [0, 1]`,
+    /// `β ∉ [0, 1)` or `ε < 0`; [`Error::CountMismatch`] for a `τ` vector
+    /// that is not `T − 1` long.
+    pub fn new(num_tasks: usize, config: PcdConfig) -> Result<Self> {
+        require_tasks(num_tasks)?;
+        let name = PcdConfig::NAME;
+        let taus = match config.tau {
+            Tau::Shared(tau) => vec![tau; num_tasks - 1],
+            Tau::PerTask(taus) => {
+                if taus.len() != num_tasks - 1 {
+                    return Err(Error::CountMismatch {
+                        what: "pcd tau values (one per secondary task)",
+                        expected: num_tasks - 1,
+                        got: taus.len(),
+                    });
+                }
+                taus
+            }
+        };
+        for &tau in &taus {
+            check_parameter(
+                name,
+                "tau",
+                tau,
+                (0.0..=1.0).contains(&tau),
+                "must be in [0, 1]",
+            )?;
+        }
+        check_parameter(
+            name,
+            "beta",
+            config.beta,
+            (0.0..1.0).contains(&config.beta),
+            "must be in [0, 1)",
+        )?;
+        check_parameter(name, "eps", config.eps, config.eps >= 0.0, "must be ≥ 0")?;
+        Ok(Self {
+            taus,
+            beta: config.beta,
+            eps: config.eps,
+            state: PcdState {
+                ema: vec![0.0; num_tasks],
+                steps: vec![0; num_tasks],
+            },
+        })
+    }
+}
+
+impl MethodState for Pcd {
+    fn state(&self) -> serde_json::Value {
+        to_state(&self.state)
+    }
+
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let loaded: PcdState = parse_state(balancer, state)?;
+        let t = self.state.ema.len();
+        if loaded.ema.len() != t || loaded.steps.len() != t {
+            return Err(Error::State {
+                balancer,
+                reason: format!("expected {t} moving averages and step counts"),
+            });
+        }
+        self.state = loaded;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.state.ema.iter_mut().for_each(|v| *v = 0.0);
+        self.state.steps.iter_mut().for_each(|k| *k = 0);
+    }
+
+    fn learnable(&self) -> Vec<(String, f32)> {
+        self.state
+            .ema
+            .iter()
+            .enumerate()
+            .map(|(t, &v)| (format!("sq_norm_ema[{t}]"), v as f32))
+            .collect()
+    }
+}
+
+impl GramMethod for Pcd {
+    type Config = PcdConfig;
+
+    fn weights(&mut self, gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        let scales: Vec<f64> = step
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let s = update_scale(
+                    &mut self.state.ema[t],
+                    self.state.steps[t],
+                    gram[(i, i)],
+                    self.beta,
+                    self.eps,
+                );
+                self.state.steps[t] += 1;
+                s
+            })
+            .collect();
+        if step.tasks.first() != Some(&0) {
+            return Ok(vec![0.0; step.tasks.len()]);
+        }
+        let taus: Vec<f64> = step.tasks[1..].iter().map(|&t| self.taus[t - 1]).collect();
+        Ok(pcd_weights(gram, &taus, &scales))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,12 +465,12 @@ mod tests {
 
     #[test]
     fn scales_are_the_debiased_moving_average() {
-        let mut ema = vec![0.0, 0.0];
-        let s = update_scales(&mut ema, 0, &[4.0, 0.0], 0.9, 0.0);
+        let (mut a, mut b) = (0.0, 0.0);
         // v = 0.1·4 = 0.4, debiased 0.4/0.1 = 4 ⇒ s = 1/2; a zero norm gives 0.
-        assert!((s[0] - 0.5).abs() < TOL && s[1] == 0.0, "{s:?}");
-        let s = update_scales(&mut ema, 1, &[16.0, 1.0], 0.9, 0.0);
+        assert!((update_scale(&mut a, 0, 4.0, 0.9, 0.0) - 0.5).abs() < TOL);
+        assert_eq!(update_scale(&mut b, 0, 0.0, 0.9, 0.0), 0.0);
         // v = 0.9·0.4 + 0.1·16 = 1.96, debiased 1.96/0.19.
-        assert!((s[0] - (0.19f64 / 1.96).sqrt()).abs() < TOL, "{s:?}");
+        let s = update_scale(&mut a, 1, 16.0, 0.9, 0.0);
+        assert!((s - (0.19f64 / 1.96).sqrt()).abs() < TOL, "{s}");
     }
 }

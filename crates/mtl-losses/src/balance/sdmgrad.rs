@@ -24,7 +24,14 @@
 
 use nalgebra::DMatrix;
 
+use serde::{Deserialize, Serialize};
+
 use super::solver::simplex;
+use super::{
+    check_parameter, parse_state, require_tasks, to_state, Balancer, DoubleSampleBalancer,
+    DoubleSampleMethod, GradientSource, MethodConfig, MethodState,
+};
+use crate::error::{Error, Result};
 
 /// The offset of the scale normalisation (`1e-8`, torchjd and LibMTL).
 pub const SCALE_EPS: f64 = 1e-8;
@@ -62,6 +69,171 @@ pub fn sdmgrad_step(
         .map(|i| (w[i] + lambda * preference[i]) / (1.0 + lambda))
         .collect();
     (w, out)
+}
+
+/// Configuration of [`SdmGrad`] (registry name `sdmgrad`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SdmGradConfig {
+    /// Learning rate of the inner projected SGD (default 10, torchjd).
+    pub lr: f64,
+    /// Momentum `μ ∈ [0, 1)` of the inner SGD (default 0.5).
+    pub momentum: f64,
+    /// Inner iterations per step (default 20).
+    pub n_iter: usize,
+    /// Pull `λ ≥ 0` toward the preference direction (default 0.3).
+    pub lambda: f64,
+    /// Preference `w̃`, one non-negative value per task (default: empty =
+    /// `1/T` each, the mean gradient).
+    pub preference: Vec<f64>,
+}
+
+impl Default for SdmGradConfig {
+    fn default() -> Self {
+        Self {
+            lr: 10.0,
+            momentum: 0.5,
+            n_iter: 20,
+            lambda: 0.3,
+            preference: Vec::new(),
+        }
+    }
+}
+
+impl MethodConfig for SdmGradConfig {
+    const NAME: &'static str = "sdmgrad";
+    const SUMMARY: &'static str =
+        "direction-oriented stochastic MGDA on two independent mini-batches (Xiao et al. 2023)";
+    const NEEDS: GradientSource = GradientSource::SharedParameters;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[
+        ("lr", "learning rate of the inner projected SGD"),
+        ("momentum", "momentum in [0, 1) of the inner SGD"),
+        ("n_iter", "inner iterations per step (≥ 1)"),
+        ("lambda", "pull λ ≥ 0 toward the preference direction"),
+        (
+            "preference",
+            "one non-negative preference per task (empty = 1/T each, the mean)",
+        ),
+    ];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        require_tasks(num_tasks)?;
+        let name = Self::NAME;
+        check_parameter(name, "lr", self.lr, self.lr > 0.0, "must be > 0")?;
+        let m = self.momentum;
+        check_parameter(
+            name,
+            "momentum",
+            m,
+            (0.0..1.0).contains(&m),
+            "must be in [0, 1)",
+        )?;
+        check_parameter(
+            name,
+            "n_iter",
+            self.n_iter as f64,
+            self.n_iter >= 1,
+            "must be ≥ 1",
+        )?;
+        check_parameter(
+            name,
+            "lambda",
+            self.lambda,
+            self.lambda >= 0.0,
+            "must be ≥ 0",
+        )?;
+        if !self.preference.is_empty() && self.preference.len() != num_tasks {
+            return Err(Error::CountMismatch {
+                what: "sdmgrad preference weights",
+                expected: num_tasks,
+                got: self.preference.len(),
+            });
+        }
+        for &u in &self.preference {
+            check_parameter(name, "preference", u, u >= 0.0, "must be finite and ≥ 0")?;
+        }
+        DoubleSampleBalancer::boxed(
+            num_tasks,
+            SdmGrad {
+                config: self.clone(),
+                w: vec![1.0 / num_tasks as f64; num_tasks],
+            },
+        )
+    }
+}
+
+/// SDMGrad; see the module documentation. The present tasks' inner weights
+/// are updated within their own total, so absent tasks keep their share;
+/// the default preference is `1/T'` over the present tasks.
+#[derive(Debug, Clone)]
+pub struct SdmGrad {
+    config: SdmGradConfig,
+    w: Vec<f64>,
+}
+
+impl MethodState for SdmGrad {
+    fn state(&self) -> serde_json::Value {
+        to_state(&self.w)
+    }
+
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let loaded: Vec<f64> = parse_state(balancer, state)?;
+        if loaded.len() != self.w.len() {
+            return Err(Error::State {
+                balancer,
+                reason: format!("expected {} weights, got {}", self.w.len(), loaded.len()),
+            });
+        }
+        self.w = loaded;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        let t = self.w.len();
+        self.w = vec![1.0 / t as f64; t];
+    }
+
+    fn learnable(&self) -> Vec<(String, f32)> {
+        self.w
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| (format!("w[{t}]"), w as f32))
+            .collect()
+    }
+}
+
+impl DoubleSampleMethod for SdmGrad {
+    type Config = SdmGradConfig;
+
+    fn weights(&mut self, cross: &DMatrix<f64>, tasks: &[usize]) -> Vec<f64> {
+        let mass: f64 = tasks.iter().map(|&t| self.w[t]).sum();
+        let share: Vec<f64> = tasks.iter().map(|&t| self.w[t] / mass).collect();
+        let present = tasks.len() as f64;
+        let preference: Vec<f64> = tasks
+            .iter()
+            .map(|&t| {
+                self.config
+                    .preference
+                    .get(t)
+                    .copied()
+                    .unwrap_or(1.0 / present)
+            })
+            .collect();
+        let c = &self.config;
+        let (inner, out) = sdmgrad_step(
+            &share,
+            cross,
+            c.lr,
+            c.momentum,
+            c.n_iter,
+            c.lambda,
+            &preference,
+        );
+        for (&t, &w) in tasks.iter().zip(&inner) {
+            self.w[t] = w * mass;
+        }
+        out
+    }
 }
 
 #[cfg(test)]

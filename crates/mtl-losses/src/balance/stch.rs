@@ -27,6 +27,13 @@
 //! the last of those epochs are averaged per task, and that average becomes
 //! `z` from epoch `E` on (LibMTL's `nadir_vector`).
 
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_parameter, parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer,
+    GramMethod, GramStep, MethodConfig, MethodState,
+};
 use crate::error::{Error, Result};
 
 /// The registry name, used in errors.
@@ -110,6 +117,248 @@ fn check_positive(task: usize, value: f64, allow_zero: bool) -> Result<()> {
             value,
             bound: if allow_zero { -f64::MIN_POSITIVE } else { 0.0 },
         })
+    }
+}
+
+/// Configuration of [`Stch`] (registry name `stch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StchConfig {
+    /// Temperature `μ > 0` (default 1, LibMTL's); smaller is closer to the
+    /// maximum of the losses.
+    pub mu: f64,
+    /// Preference `λ`, one non-negative value per task (default: empty =
+    /// `1/T` each).
+    pub preference: Vec<f64>,
+    /// Ideal point `z`, one per task (default: empty = none).
+    pub reference: Vec<f64>,
+    /// Scalarise `log(L_t/z_t)` instead of `L_t − z_t` (default false,
+    /// torchjd's form; true is LibMTL's).
+    pub log_losses: bool,
+    /// Epochs of `mean log L_t` whose last one sets `z` to the mean losses
+    /// (default 0 = use `reference`; LibMTL uses 4).
+    pub warmup_epochs: u64,
+}
+
+impl Default for StchConfig {
+    fn default() -> Self {
+        Self {
+            mu: 1.0,
+            preference: Vec::new(),
+            reference: Vec::new(),
+            log_losses: false,
+            warmup_epochs: 0,
+        }
+    }
+}
+
+impl MethodConfig for StchConfig {
+    const NAME: &'static str = NAME;
+    const SUMMARY: &'static str =
+        "smooth Tchebycheff scalarisation, log-sum-exp of the losses (Lin et al. 2024)";
+    const NEEDS: GradientSource = GradientSource::None;
+    const PARAMS: &'static [(&'static str, &'static str)] = &[
+        (
+            "mu",
+            "temperature μ > 0; smaller is closer to the largest loss",
+        ),
+        (
+            "preference",
+            "one non-negative preference per task (empty = 1/T each)",
+        ),
+        (
+            "reference",
+            "the ideal point z, one per task (empty = none)",
+        ),
+        (
+            "log_losses",
+            "scalarise log(L/z) instead of L − z (LibMTL's form)",
+        ),
+        (
+            "warmup_epochs",
+            "epochs of mean log-loss; the last one's mean losses become z (0 = off)",
+        ),
+    ];
+
+    fn build(&self, num_tasks: usize, _seed: u64) -> Result<Box<dyn Balancer>> {
+        GramBalancer::boxed(num_tasks, Stch::new(num_tasks, self.clone())?)
+    }
+}
+
+/// The saved state of [`Stch`]: the warm-up sums and the ideal point they
+/// gave.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct StchState {
+    /// Sum of the losses of each task over the last warm-up epoch.
+    sums: Vec<f64>,
+    /// Number of those losses per task.
+    counts: Vec<u64>,
+    /// The ideal point fixed after the warm-up (empty before).
+    nadir: Vec<f64>,
+}
+
+/// STCH; see the module documentation. Absent tasks are left out of the
+/// log-sum-exp (the factor `T` and the default preference use the number
+/// of present tasks) and of the warm-up averages.
+#[derive(Debug, Clone)]
+pub struct Stch {
+    config: StchConfig,
+    num_tasks: usize,
+    state: StchState,
+}
+
+impl Stch {
+    /// STCH for `num_tasks` tasks.
+    ///
+    /// # Errors
+    /// [`Error::NoTasks`]; [`Error::InvalidParameter`] for `μ ≤ 0`, a negative
+    /// preference or a non-finite reference; [`Error::CountMismatch`] for a
+    /// preference or reference of the wrong length.
+    pub fn new(num_tasks: usize, config: StchConfig) -> Result<Self> {
+        require_tasks(num_tasks)?;
+        check_parameter(NAME, "mu", config.mu, config.mu > 0.0, "must be > 0")?;
+        for (what, values) in [
+            ("stch preference", &config.preference),
+            ("stch reference", &config.reference),
+        ] {
+            if !values.is_empty() && values.len() != num_tasks {
+                return Err(Error::CountMismatch {
+                    what,
+                    expected: num_tasks,
+                    got: values.len(),
+                });
+            }
+        }
+        for &u in &config.preference {
+            check_parameter(NAME, "preference", u, u >= 0.0, "must be finite and ≥ 0")?;
+        }
+        for &z in &config.reference {
+            let valid = !config.log_losses || z > 0.0;
+            check_parameter(
+                NAME,
+                "reference",
+                z,
+                valid,
+                "must be finite (and > 0 with log_losses)",
+            )?;
+        }
+        Ok(Self {
+            config,
+            num_tasks,
+            state: StchState::default(),
+        })
+    }
+
+    fn fresh_state(&self) -> StchState {
+        StchState {
+            sums: vec![0.0; self.num_tasks],
+            counts: vec![0; self.num_tasks],
+            nadir: Vec::new(),
+        }
+    }
+}
+
+impl MethodState for Stch {
+    fn state(&self) -> serde_json::Value {
+        to_state(&self.state)
+    }
+
+    fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
+        let loaded: StchState = parse_state(balancer, state)?;
+        let t = self.num_tasks;
+        let fits = |n: usize| n == 0 || n == t;
+        if !fits(loaded.sums.len()) || !fits(loaded.counts.len()) || !fits(loaded.nadir.len()) {
+            return Err(Error::State {
+                balancer,
+                reason: format!("expected vectors of {t} tasks"),
+            });
+        }
+        self.state = loaded;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.state = StchState::default();
+    }
+
+    fn learnable(&self) -> Vec<(String, f32)> {
+        self.state
+            .nadir
+            .iter()
+            .enumerate()
+            .map(|(t, &z)| (format!("reference[{t}]"), z as f32))
+            .collect()
+    }
+}
+
+impl GramMethod for Stch {
+    type Config = StchConfig;
+
+    fn weights(&mut self, _gram: &DMatrix<f64>, step: &GramStep<'_>) -> Result<Vec<f64>> {
+        let warmup = self.config.warmup_epochs;
+        if self.state.sums.len() != self.num_tasks {
+            let nadir = std::mem::take(&mut self.state.nadir);
+            self.state = StchState {
+                nadir,
+                ..self.fresh_state()
+            };
+        }
+        if step.epoch < warmup {
+            let w = warmup_weights(step.losses).map_err(|e| e.with_global_task(step.tasks))?;
+            if step.epoch + 1 == warmup {
+                for (&t, &l) in step.tasks.iter().zip(step.losses) {
+                    self.state.sums[t] += f64::from(l);
+                    self.state.counts[t] += 1;
+                }
+            }
+            return Ok(w);
+        }
+        if warmup > 0 && self.state.nadir.is_empty() {
+            let none = if self.config.log_losses { 1.0 } else { 0.0 };
+            self.state.nadir = (0..self.num_tasks)
+                .map(|t| match self.state.counts[t] {
+                    0 => none,
+                    n => self.state.sums[t] / n as f64,
+                })
+                .map(|z| {
+                    if self.config.log_losses && z <= 0.0 {
+                        1.0
+                    } else {
+                        z
+                    }
+                })
+                .collect();
+        }
+        let reference: &[f64] = if warmup > 0 {
+            &self.state.nadir
+        } else {
+            &self.config.reference
+        };
+        let present = step.tasks.len();
+        let preference: Vec<f64> = step
+            .tasks
+            .iter()
+            .map(|&t| {
+                self.config
+                    .preference
+                    .get(t)
+                    .copied()
+                    .unwrap_or(1.0 / present as f64)
+            })
+            .collect();
+        let z: Vec<f64> = if reference.is_empty() {
+            Vec::new()
+        } else {
+            step.tasks.iter().map(|&t| reference[t]).collect()
+        };
+        stch_weights(
+            step.losses,
+            &preference,
+            &z,
+            self.config.mu,
+            self.config.log_losses,
+        )
+        .map_err(|e| e.with_global_task(step.tasks))
     }
 }
 
