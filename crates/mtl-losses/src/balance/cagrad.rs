@@ -17,11 +17,14 @@
 //! * **Scaling:** mean scale (`c = 0` gives `1/T` each, the mean gradient);
 //!   effective weights `(1/T + λ w*_i)/r`. Not scale-invariant.
 //! * **T = 1:** `d = (1 + c) g_1 / r` (`g_1` for `rescale = 2`).
-//! * At a Pareto-stationary point (`0` in the convex hull of the gradients) no
-//!   direction helps every task and the dual's `g_w*/‖g_w*‖` is undefined.
-//!   For `c ≥ 1` the method returns `d = 0` (inside the ball, and optimal:
-//!   `min_i g_i·d = 0`); for `c < 1` it returns the mean gradient `g_0`, the
-//!   centre of the ball. Either case is reported by
+//! * At a Pareto-stationary point (`0` in the convex hull of the gradients)
+//!   the dual is still well defined and solved as anywhere else: when some
+//!   combination of the gradients has a cosine with `g_0` below `−c` (e.g.
+//!   rows `g, −2g, h`) the optimum improves the worst task over `g_0`. Only
+//!   when the dual's minimiser has `Jᵀw* = 0` (optimal worst-task value 0)
+//!   is `g_w*/‖g_w*‖` undefined: for `c ≥ 1` the method then returns `d = 0`
+//!   (inside the ball, and optimal); for `c < 1` the mean gradient `g_0`,
+//!   the centre of the ball. That case is reported by
 //!   [`Cagrad::last_was_stationary`].
 
 use nalgebra::DMatrix;
@@ -133,8 +136,8 @@ impl Cagrad {
             .collect())
     }
 
-    /// Whether the last step found the gradients Pareto-stationary (and so
-    /// returned the mean gradient).
+    /// Whether the last step's dual minimiser had `Jᵀw* = 0` (and so it
+    /// returned the mean gradient, or zero for `c ≥ 1`).
     pub fn last_was_stationary(&self) -> bool {
         self.stationary
     }

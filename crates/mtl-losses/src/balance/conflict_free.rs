@@ -26,20 +26,15 @@
 //!   projection of the gradients on it.
 //! * **T = 1:** `d = g_1`.
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use super::solver::spectral::{gram_rank_tolerance, SortedEigen};
+use super::solver::spectral::{equal_projection, DEGENERATE_UNIT_NORM2};
 use super::{
     require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep, MethodConfig,
     MethodState,
 };
 use crate::error::Result;
-
-/// Below this `‖v‖²/T` (unit-gradient units, where a single task gives 1)
-/// the equal-projection direction is rounding noise; see
-/// [`ConFig::weights_from_gram`].
-const DEGENERATE: f64 = 1e-12;
 
 /// Configuration of [`ConFig`] (registry name `config`); it has no parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -77,19 +72,14 @@ impl ConFig {
     /// unit gradient in the least-squares sense (`‖v‖ ≈ 0`).
     pub fn weights_from_gram(&self, gram: &DMatrix<f64>) -> Vec<f64> {
         let t = gram.nrows();
-        let norms: Vec<f64> = (0..t).map(|i| gram[(i, i)].max(0.0).sqrt()).collect();
-        let inv = |i: usize| if norms[i] > 0.0 { 1.0 / norms[i] } else { 0.0 };
-        let cosine = DMatrix::from_fn(t, t, |i, j| gram[(i, j)] * inv(i) * inv(j));
-        let eig = SortedEigen::new(&cosine);
-        let ones = DVector::from_fn(t, |i, _| if norms[i] > 0.0 { 1.0 } else { 0.0 });
-        let y = eig.pinv_solve(eig.rank(gram_rank_tolerance(t)), &ones);
+        let solve = equal_projection(gram);
         // ‖v‖² in unit-gradient terms. When the unit gradients cancel
         // (1 ∉ range C, e.g. g and −g) the solve returns rounding noise whose
         // direction means nothing: no conflict-free direction exists.
-        if y.dot(&(&cosine * &y)) <= DEGENERATE * t as f64 {
+        if solve.unit_norm2 <= DEGENERATE_UNIT_NORM2 * t as f64 {
             return vec![0.0; t];
         }
-        let wv = DVector::from_fn(t, |i, _| y[i] * inv(i));
+        let wv = solve.weights;
         let g_wv = gram * &wv;
         let v_norm2 = wv.dot(&g_wv);
         if v_norm2 <= 0.0 || !v_norm2.is_finite() {

@@ -120,11 +120,12 @@ impl Balancer for Dwa {
         GradientSource::None
     }
 
-    /// Returns this epoch's weights (`1/T` each during the first two epochs).
+    /// Returns this epoch's weights (`1/T` each during the first two epochs);
+    /// absent tasks get 0 and the present ones are rescaled to sum to 1.
     fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
         input.validate(self.state.weights.len())?;
         Ok(Balanced::Weights(
-            self.state.weights.iter().map(|&w| w as f32).collect(),
+            input.present_weights(&self.state.weights, true),
         ))
     }
 

@@ -57,10 +57,8 @@ impl Balancer for EqualWeighting {
 
     fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
         input.validate(self.num_tasks)?;
-        Ok(Balanced::Weights(vec![
-            1.0 / self.num_tasks as f32;
-            self.num_tasks
-        ]))
+        let uniform = vec![1.0 / self.num_tasks as f64; self.num_tasks];
+        Ok(Balanced::Weights(input.present_weights(&uniform, true)))
     }
 }
 

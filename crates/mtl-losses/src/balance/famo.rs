@@ -79,6 +79,10 @@ struct FamoState {
     adam: StateAdam,
     /// `log D_t` at the last balanced step, awaiting the post-step losses.
     pending_log_d: Option<Vec<f64>>,
+    /// Which tasks were present at that step (absent: not saved when all
+    /// were present, as in states written before presence flags existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_present: Option<Vec<bool>>,
 }
 
 /// FAMO; owns the logits `ξ`, their Adam state and the last step's log-losses.
@@ -133,6 +137,7 @@ impl Famo {
             logits: vec![0.0; num_tasks],
             adam: StateAdam::new(num_tasks, config.lr).with_weight_decay(config.weight_decay),
             pending_log_d: None,
+            pending_present: None,
         }
     }
 
@@ -155,14 +160,19 @@ impl Famo {
     }
 
     /// `log D_t` for each loss, or [`Error::LossOutOfDomain`] if `D_t ≤ 0`.
-    fn log_d(&self, losses: &[f32]) -> Result<Vec<f64>> {
+    /// `log D_t = log(L_t − m_t + ε)` for the present tasks; 0 (unused) for
+    /// absent ones.
+    fn log_d(&self, losses: &[f32], present: &[bool]) -> Result<Vec<f64>> {
         losses
             .iter()
             .zip(&self.min_losses)
+            .zip(present)
             .enumerate()
-            .map(|(task, (&l, &m))| {
+            .map(|(task, ((&l, &m), &here))| {
                 let d = f64::from(l) - m + LOG_GUARD;
-                if d > 0.0 {
+                if !here {
+                    Ok(0.0)
+                } else if d > 0.0 {
                     Ok(d.ln())
                 } else {
                     Err(Error::LossOutOfDomain {
@@ -173,6 +183,25 @@ impl Famo {
                     })
                 }
             })
+            .collect()
+    }
+
+    /// The task distribution `z = softmax(ξ)` restricted to the present
+    /// tasks and renormalised (0 for absent ones).
+    fn present_distribution(&self, present: &[bool]) -> Vec<f64> {
+        let z = self.task_distribution();
+        if !present.contains(&false) {
+            return z;
+        }
+        let kept: f64 = z
+            .iter()
+            .zip(present)
+            .filter(|(_, &p)| p)
+            .map(|(z, _)| z)
+            .sum();
+        z.iter()
+            .zip(present)
+            .map(|(&zi, &p)| if p && kept > 0.0 { zi / kept } else { 0.0 })
             .collect()
     }
 }
@@ -195,10 +224,14 @@ impl Balancer for Famo {
     }
 
     /// Returns `w_t = (z_t/D_t) / Σ_j z_j/D_j` and remembers `log D` for the logit step.
+    /// Absent tasks get weight 0; the present ones share the distribution
+    /// `z` renormalised over them.
     fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
-        input.validate(self.state.logits.len())?;
-        let log_d = self.log_d(input.losses)?;
-        let z = self.task_distribution();
+        let n = self.state.logits.len();
+        input.validate(n)?;
+        let present: Vec<bool> = (0..n).map(|t| input.is_present(t)).collect();
+        let log_d = self.log_d(input.losses, &present)?;
+        let z = self.present_distribution(&present);
         // z_t / D_t = z_t · exp(−log D_t); D_t > 0 was checked above.
         let raw: Vec<f64> = z
             .iter()
@@ -207,23 +240,33 @@ impl Balancer for Famo {
             .collect();
         let sum: f64 = raw.iter().sum();
         self.state.pending_log_d = Some(log_d);
+        self.state.pending_present = present.contains(&false).then_some(present);
         Ok(Balanced::Weights(
-            raw.iter().map(|r| (r / sum) as f32).collect(),
+            raw.iter()
+                .map(|r| if sum > 0.0 { (r / sum) as f32 } else { 0.0 })
+                .collect(),
         ))
     }
 
-    /// The logit step from the log-loss decrease of the last step.
+    /// Only the tasks present at the balanced step update the logits (their
+    /// post-step losses); the others keep their logits and Adam moments.
     fn observe_after_step(&mut self, new_losses: &[f32]) -> Result<()> {
-        check_losses(new_losses, self.state.logits.len())?;
+        let n = self.state.logits.len();
+        check_losses(new_losses, n)?;
         let Some(old) = self.state.pending_log_d.as_ref() else {
             return Err(Error::CallOrder {
                 balancer: self.name(),
                 reason: "observe_after_step called without a preceding balance",
             });
         };
-        let new = self.log_d(new_losses)?;
+        let present = self
+            .state
+            .pending_present
+            .clone()
+            .unwrap_or_else(|| vec![true; n]);
+        let new = self.log_d(new_losses, &present)?;
         let delta: Vec<f64> = old.iter().zip(&new).map(|(o, n)| o - n).collect();
-        let z = self.task_distribution();
+        let z = self.present_distribution(&present);
         let grad: Vec<f64> = z
             .iter()
             .zip(&delta)
@@ -235,8 +278,14 @@ impl Balancer for Famo {
                     .sum::<f64>()
             })
             .collect();
-        self.state.adam.step(&mut self.state.logits, &grad);
+        let mask = present.contains(&false).then_some(present.as_slice());
+        if present.contains(&true) {
+            self.state
+                .adam
+                .step_active(&mut self.state.logits, &grad, mask);
+        }
         self.state.pending_log_d = None;
+        self.state.pending_present = None;
         Ok(())
     }
 
@@ -247,7 +296,11 @@ impl Balancer for Famo {
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         let loaded: FamoState = parse_state(self.name(), state)?;
         let n = self.state.logits.len();
-        let pending_ok = loaded.pending_log_d.as_ref().map_or(true, |p| p.len() == n);
+        let pending_ok = loaded.pending_log_d.as_ref().map_or(true, |p| p.len() == n)
+            && loaded
+                .pending_present
+                .as_ref()
+                .map_or(true, |p| p.len() == n);
         if loaded.logits.len() != n || !pending_ok {
             return Err(Error::State {
                 balancer: self.name(),

@@ -86,7 +86,8 @@ impl Balancer for FixedWeights {
 
     fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
         input.validate(self.weights.len())?;
-        Ok(Balanced::Weights(self.weights.clone()))
+        let weights: Vec<f64> = self.weights.iter().map(|&w| f64::from(w)).collect();
+        Ok(Balanced::Weights(input.present_weights(&weights, false)))
     }
 }
 

@@ -4,8 +4,13 @@
 //! * **IMTL-G** (gradient balance): `d = Σ α_i g_i` with `Σα = 1` and equal
 //!   projections on the unit gradients, `d·u_i = d·u_j`. Gram form (the
 //!   paper's closed form `α_{2:T} = g_1Uᵀ(DUᵀ)⁻¹` is the same on full-rank
-//!   inputs): `v = G⁺n`, `n_i = ‖g_i‖`, `α = v/Σv`, since `(Gv)_i = n_i`
-//!   means `u_i·Jᵀv = 1` for every `i`.
+//!   inputs): `v = N⁻¹C⁺1` with `N = diag‖g_i‖` and the cosine matrix
+//!   `C = N⁻¹GN⁻¹` (equal to `G⁺n`, `n_i = ‖g_i‖`, on full-rank inputs),
+//!   `α = v/Σv`, since `(Cy)_i = 1` means `u_i·Jᵀv = 1` for every `i`. The
+//!   pseudo-inverse is cut on `C`, not `G`, so a task with a tiny gradient
+//!   keeps its equal share of the projection (on `G` it fell below the rank
+//!   cut and was dropped). Zero rows get weight 0; when the unit gradients
+//!   cancel (`g`, `−g`) the weights are `1/T`.
 //! * **IMTL-L** (loss balance): learnable scales, loss `e^{s_t}L_t − s_t`,
 //!   `∂/∂s_t = e^{s_t}L_t − 1`, stationary at `s* = −log L` (every scaled loss
 //!   driven to 1). `s` starts at 0 and is updated by the balancer's own
@@ -29,11 +34,10 @@
 //!   IMTL-L returns `e^{s_t}/T` (1/T at the start).
 //! * **T = 1:** `α = 1`, `d = g_1` (IMTL-G); `e^{s}` for the hybrid.
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use super::solver::normalized;
-use super::solver::spectral::{gram_rank_tolerance, SortedEigen};
+use super::solver::spectral::{equal_projection, DEGENERATE_UNIT_NORM2};
 use super::{
     check_parameter, parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer,
     GramMethod, GramStep, MethodConfig, MethodState, OptimizerKind, StateOptimizer,
@@ -116,13 +120,13 @@ impl MethodConfig for ImtlConfig {
 pub fn imtl_g_weights(gram: &DMatrix<f64>, policy: NegativeSumPolicy) -> Vec<f64> {
     let t = gram.nrows();
     let uniform = vec![1.0 / t as f64; t];
-    let (g, scale) = normalized(gram);
-    if scale == 0.0 {
+    let solve = equal_projection(gram);
+    if solve.unit_norm2 <= DEGENERATE_UNIT_NORM2 * t as f64 {
+        // The unit gradients cancel (e.g. g and −g): no direction has equal
+        // positive projections, and the solve is rounding noise.
         return uniform;
     }
-    let n = DVector::from_fn(t, |i, _| g[(i, i)].max(0.0).sqrt());
-    let eig = SortedEigen::new(&g);
-    let v = eig.pinv_solve(eig.rank(gram_rank_tolerance(t)), &n);
+    let v = solve.weights;
     let sum = v.sum();
     let divisor = match policy {
         _ if sum == 0.0 || !sum.is_finite() => return uniform,

@@ -341,6 +341,34 @@ impl<'a> BalanceInput<'a> {
             .map_or(true, |p| p.get(t).copied().unwrap_or(false))
     }
 
+    /// `weights` with absent tasks set to 0, as `f32`. With `renormalise`
+    /// the present weights are scaled to keep the total of all `weights`
+    /// (a mean-scale method then sums to 1 over the present tasks); without
+    /// it they are returned as they are. All absent: zeros.
+    pub fn present_weights(&self, weights: &[f64], renormalise: bool) -> Vec<f32> {
+        let kept: f64 = (0..weights.len())
+            .filter(|&t| self.is_present(t))
+            .map(|t| weights[t])
+            .sum();
+        let total: f64 = weights.iter().sum();
+        let factor = if renormalise && kept != 0.0 {
+            total / kept
+        } else {
+            1.0
+        };
+        weights
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| {
+                if self.is_present(t) {
+                    (w * factor) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
     /// The indices of the present tasks, ascending.
     pub fn present_tasks(&self) -> Vec<usize> {
         (0..self.losses.len())
@@ -349,7 +377,8 @@ impl<'a> BalanceInput<'a> {
     }
 
     /// Checks the losses (count and finiteness), the presence flags and, when
-    /// present, the number of gradient rows and the shard against `num_tasks`.
+    /// given, the number of gradient rows, the shard, the second batch and
+    /// the look-ahead against `num_tasks`.
     ///
     /// # Errors
     /// [`Error::CountMismatch`] naming both counts, or [`Error::NonFiniteLoss`]
@@ -377,6 +406,23 @@ impl<'a> BalanceInput<'a> {
                 shard.validate(num_tasks, grads.cols())?;
             }
         }
+        if let Some(second) = &self.second {
+            check_losses(second.losses, num_tasks)?;
+            check_rows("second-batch gradient rows", &second.grads, num_tasks)?;
+        }
+        if let Some(lookahead) = &self.lookahead {
+            check_losses(lookahead.losses, num_tasks)?;
+            check_rows("look-ahead gradient rows", &lookahead.grads, num_tasks)?;
+            if let Some(grads) = &self.grads {
+                if lookahead.grads.cols() != grads.cols() {
+                    return Err(Error::CountMismatch {
+                        what: "look-ahead gradient columns vs. training columns",
+                        expected: grads.cols(),
+                        got: lookahead.grads.cols(),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -389,6 +435,19 @@ impl<'a> BalanceInput<'a> {
         self.grads.ok_or(Error::MissingGradients {
             balancer,
             needs: needs.as_str(),
+        })
+    }
+}
+
+/// Checks that `rows` has one row per task.
+fn check_rows(what: &'static str, rows: &GradRows<'_>, num_tasks: usize) -> Result<()> {
+    if rows.rows() == num_tasks {
+        Ok(())
+    } else {
+        Err(Error::CountMismatch {
+            what,
+            expected: num_tasks,
+            got: rows.rows(),
         })
     }
 }
@@ -474,5 +533,57 @@ mod tests {
                 assert_eq!(jt[(p, t)], data[t * 3 + p]);
             }
         }
+    }
+
+    #[test]
+    fn second_batch_and_lookahead_are_checked_against_the_tasks() {
+        let losses = [1.0f32, 2.0];
+        let data = [1.0f32, 0.0, 0.0, 1.0];
+        let rows = GradRows::new(&data, 2, 2).unwrap();
+        let three = [0.0f32; 6];
+        let wide = GradRows::new(&three, 2, 3).unwrap();
+        let base = BalanceInput::from_losses(&losses).with_grads(rows);
+        let second = SecondBatch {
+            losses: &losses,
+            grads: rows,
+        };
+        assert!(base.with_second(second).validate(2).is_ok());
+        let short = SecondBatch {
+            losses: &losses[..1],
+            grads: rows,
+        };
+        assert!(base.with_second(short).validate(2).is_err());
+        let lookahead = LookAhead {
+            lr: 0.1,
+            losses: &losses,
+            grads: rows,
+        };
+        assert!(base.with_lookahead(lookahead).validate(2).is_ok());
+        let mismatched = LookAhead {
+            grads: wide,
+            ..lookahead
+        };
+        assert_eq!(
+            base.with_lookahead(mismatched).validate(2).unwrap_err(),
+            Error::CountMismatch {
+                what: "look-ahead gradient columns vs. training columns",
+                expected: 2,
+                got: 3
+            }
+        );
+    }
+
+    #[test]
+    fn present_weights_zero_the_absent_and_keep_the_total() {
+        let losses = [1.0f32; 3];
+        let flags = [true, false, true];
+        let input = BalanceInput::from_losses(&losses).with_present(&flags);
+        assert_eq!(input.present_tasks(), vec![0, 2]);
+        let w = [0.25, 0.5, 0.25];
+        assert_eq!(input.present_weights(&w, true), vec![0.5, 0.0, 0.5]);
+        assert_eq!(input.present_weights(&w, false), vec![0.25, 0.0, 0.25]);
+        let none = [false; 3];
+        let input = BalanceInput::from_losses(&losses).with_present(&none);
+        assert_eq!(input.present_weights(&w, true), vec![0.0; 3]);
     }
 }

@@ -190,7 +190,9 @@ pub trait Balancer: Send {
     fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced>;
 
     /// Called once at the end of each epoch with the epoch-mean loss of every
-    /// task. The default checks the input and keeps no record.
+    /// task (over the batches where the task was present; a task absent for
+    /// the whole epoch is given its previous epoch mean, so that DWA sees a
+    /// ratio of 1 for it). The default checks the input and keeps no record.
     ///
     /// # Errors
     /// [`Error::CountMismatch`] or [`Error::NonFiniteLoss`].

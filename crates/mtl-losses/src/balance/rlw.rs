@@ -96,7 +96,10 @@ impl Balancer for RandomLossWeighting {
 
     fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
         input.validate(self.num_tasks)?;
-        Ok(Balanced::Weights(self.draw()))
+        // Every task's draw is made, present or not, so the stream does not
+        // depend on which tasks are labelled.
+        let drawn: Vec<f64> = self.draw().iter().map(|&w| f64::from(w)).collect();
+        Ok(Balanced::Weights(input.present_weights(&drawn, true)))
     }
 
     fn state(&self) -> serde_json::Value {

@@ -278,14 +278,16 @@ impl Balancer for Uncertainty {
     fn balance(&mut self, input: &BalanceInput<'_>) -> Result<Balanced> {
         input.validate(self.forms.len())?;
         let t = self.forms.len() as f64;
-        let weights = self
-            .multipliers()
-            .into_iter()
-            .map(|m| (m / t) as f32)
-            .collect();
+        let scaled: Vec<f64> = self.multipliers().into_iter().map(|m| m / t).collect();
+        let weights = input.present_weights(&scaled, false);
         let grad = self.log_var_gradient(input.losses)?;
         let bound = self.config.log_var_bound;
-        self.state.optimizer.step(&mut self.state.log_vars, &grad);
+        // An absent task's log-variance and its optimiser moments stay put.
+        let present: Vec<bool> = (0..self.forms.len()).map(|i| input.is_present(i)).collect();
+        let mask = input.present.map(|_| present.as_slice());
+        self.state
+            .optimizer
+            .step_active(&mut self.state.log_vars, &grad, mask);
         for s in &mut self.state.log_vars {
             *s = s.clamp(-bound, bound);
         }

@@ -16,24 +16,31 @@
 //! many steps with the exact KKT point (up to rounding).
 //!
 //! A semi-definite `H` (linearly dependent gradients) makes the face problem
-//! singular; a ridge of [`RIDGE`] times the mean diagonal is added to `H_FF`
-//! when solving for the step. Directions in the null space of `H` do not change
-//! `Jᵀx` (since `‖Jᵀz‖² = zᵀHz = 0`), so the ridge only picks one of several
+//! singular; a ridge of [`RIDGE`] times each variable's own diagonal entry
+//! `H_ii` (the mean diagonal for a zero entry) is added to `H_FF` when solving
+//! for the step. Directions in the null space of `H` do not change `Jᵀx`
+//! (since `‖Jᵀz‖² = zᵀHz = 0`), so the ridge only picks one of several
 //! equally good weight vectors and leaves the combined gradient unchanged.
+//! Scaling the ridge per variable keeps it negligible for every task: a
+//! ridge on the mean diagonal was as large as the whole problem when the task
+//! norms spanned 1e-3 to 1e3 (`H_ii` from 1e-6 to 1e6). For the same reason
+//! a multiplier counts as negative only below a tolerance relative to the
+//! size of the terms it is summed from, not to 1.
 
 use nalgebra::{DMatrix, DVector};
 
 use crate::error::{Error, Result};
 
-/// Relative ridge added to the face system (times the mean diagonal of `H`).
+/// Relative ridge added to the face system (times each variable's `H_ii`).
 /// Large enough for a stable Cholesky factorisation of a singular `H_FF`
 /// (`≫ ε_f64 ≈ 2e-16`), small enough that the KKT point moves by far less
 /// than the `1e-9` accuracy the exact ground truths are checked with.
 pub const RIDGE: f64 = 1e-11;
 
-/// Multipliers above `−MULTIPLIER_TOL · max(1, ‖Hx + c‖∞)` count as
-/// non-negative: rounding noise of a normalised problem is ~1e-15, so a bound
-/// is released only for a clearly negative multiplier (no cycling on noise).
+/// Multipliers above `−MULTIPLIER_TOL · s` count as non-negative, where
+/// `s = max_i (Σ_j |H_ij x_j| + |c_i|)` bounds the terms of the gradient
+/// `Hx + c`: its rounding noise is ~1e-16·s, so a bound is released only for
+/// a clearly negative multiplier (no cycling on noise), whatever the scale.
 const MULTIPLIER_TOL: f64 = 1e-12;
 
 /// The problem data; see the module documentation.
@@ -73,7 +80,12 @@ impl BoxQp<'_> {
             return Err(fail("infeasible starting point".into()));
         }
         let mean_diag = (self.h.trace() / n.max(1) as f64).max(f64::MIN_POSITIVE);
-        let ridge = RIDGE * mean_diag;
+        let ridge: Vec<f64> = (0..n)
+            .map(|i| {
+                let d = self.h[(i, i)];
+                RIDGE * if d > 0.0 { d } else { mean_diag }
+            })
+            .collect();
         let mut active: Vec<bool> = x
             .iter()
             .zip(self.lower.iter())
@@ -82,7 +94,7 @@ impl BoxQp<'_> {
         for _ in 0..(50 * n + 100) {
             let free: Vec<usize> = (0..n).filter(|&i| !active[i]).collect();
             let grad = self.h * &x + self.c;
-            let (step, _) = self.face_step(&free, &grad, ridge);
+            let (step, _) = self.face_step(&free, &grad, &ridge);
             // Largest feasible fraction of the step.
             let mut alpha = 1.0;
             let mut blocking = None;
@@ -110,7 +122,12 @@ impl BoxQp<'_> {
             } else {
                 0.0
             };
-            let tol = MULTIPLIER_TOL * grad.amax().max(1.0);
+            let magnitude = (0..n)
+                .map(|i| {
+                    (0..n).map(|j| (self.h[(i, j)] * x[j]).abs()).sum::<f64>() + self.c[i].abs()
+                })
+                .fold(0.0f64, f64::max);
+            let tol = MULTIPLIER_TOL * magnitude;
             let release = (0..n)
                 .filter(|&i| active[i])
                 .map(|i| (i, grad[i] - nu))
@@ -130,13 +147,13 @@ impl BoxQp<'_> {
     /// Step `p_F` to the minimiser of the ridged objective on the face of the
     /// free indices (`p_W = 0`; `Σp_F = 0` on the simplex), and the equality
     /// multiplier `ν`.
-    fn face_step(&self, free: &[usize], grad: &DVector<f64>, ridge: f64) -> (DVector<f64>, f64) {
+    fn face_step(&self, free: &[usize], grad: &DVector<f64>, ridge: &[f64]) -> (DVector<f64>, f64) {
         let m = free.len();
         if m == 0 {
             return (DVector::zeros(0), 0.0);
         }
         let k = DMatrix::from_fn(m, m, |a, b| {
-            self.h[(free[a], free[b])] + if a == b { ridge } else { 0.0 }
+            self.h[(free[a], free[b])] + if a == b { ridge[free[a]] } else { 0.0 }
         });
         let g = DVector::from_iterator(m, free.iter().map(|&i| grad[i]));
         let chol = nalgebra::Cholesky::new(k).expect("H_FF + ridge·I is positive definite");

@@ -18,6 +18,15 @@
 //! simplex QP with `H = (C/s)G`. The root `q(w(s)) = s²` is bracketed by
 //! `s_lo = ‖min-norm point‖` and `s_hi = max_i ‖g_i‖` and found by the
 //! Illinois variant of false position, one exact QP per evaluation.
+//!
+//! At a Pareto-stationary input (`0` in the convex hull, `‖min-norm point‖ =
+//! 0`) the dual is still well defined. Whenever some combination of the
+//! gradients has a cosine with `g_0` below `−c`, its minimiser has
+//! `‖Jᵀw*‖ > 0`; the lower end of the bracket is then found by walking `s`
+//! down from `s_hi`. Only when the minimiser has `Jᵀw* = 0` (optimal value
+//! 0; always the case for `c ≥ 1`, whose ball contains `d = 0`) is the
+//! direction `g_w*/‖g_w*‖` undefined; the solution is then flagged
+//! `stationary` with `λ = 0`.
 
 use nalgebra::{DMatrix, DVector};
 
@@ -28,7 +37,16 @@ use crate::error::Result;
 /// Below this `‖min-norm point‖² / mean‖g_i‖²` the gradients are treated as
 /// Pareto-stationary (`0` in their convex hull): 1e-12 is far below any
 /// useful conflict yet far above the `~1e-16` rounding of a normalised Gram.
+/// The dual is then bracketed from above (see [`solve`]).
 pub const STATIONARY_TOL: f64 = 1e-12;
+
+/// At a Pareto-stationary input the lower end of the bracket is searched
+/// from `s_hi` down by this factor per step ...
+const STATIONARY_S_STEP: f64 = 1e-2;
+
+/// ... until `s_hi · STATIONARY_S_MIN`; below it the minimiser counts as
+/// `q(w*) = 0` (the objective is within `c‖g_0‖ · 1e-8 · s_hi` of it).
+const STATIONARY_S_MIN: f64 = 1e-8;
 
 /// Relative bracket width at which the root search stops; `ψ` is flat at its
 /// minimum, so `s` to 1e-13 gives `w` to ~1e-12.
@@ -42,8 +60,9 @@ pub struct CagradSolution {
     pub w: DVector<f64>,
     /// `λ = c‖g_0‖ / ‖Jᵀw*‖` (0 when `c = 0` or at a Pareto-stationary point).
     pub lambda: f64,
-    /// Whether the gradients were found Pareto-stationary, in which case
-    /// `λ = 0` and the update is the mean gradient `g_0`.
+    /// Whether the dual's minimiser has `Jᵀw* = 0` (a Pareto-stationary input
+    /// where no combination conflicts with `g_0` by more than `c`), in which
+    /// case `λ = 0` and the update is the mean gradient `g_0`.
     pub stationary: bool,
 }
 
@@ -78,13 +97,6 @@ pub fn solve(gram: &DMatrix<f64>, c: f64) -> Result<CagradSolution> {
     let a = &g * &uniform;
     let alpha = min_norm::exact(gram)?;
     let q_min = alpha.dot(&(&g * &alpha));
-    if q_min <= STATIONARY_TOL {
-        return Ok(CagradSolution {
-            w: uniform,
-            lambda: 0.0,
-            stationary: true,
-        });
-    }
     let zeros = DVector::zeros(t);
     let inner = |s: f64, start: &DVector<f64>| -> Result<(DVector<f64>, f64)> {
         let h = &g * (big_c / s);
@@ -98,15 +110,48 @@ pub fn solve(gram: &DMatrix<f64>, c: f64) -> Result<CagradSolution> {
         let q = w.dot(&(&g * &w));
         Ok((w, q))
     };
-    let s_lo = q_min.sqrt();
     let s_hi = (0..t).map(|i| g[(i, i)]).fold(0.0f64, f64::max).sqrt();
-    let (w_lo, q_lo) = inner(s_lo, &alpha)?;
-    let mut f_lo = q_lo / (s_lo * s_lo) - 1.0;
     let finish = |w: DVector<f64>, q: f64| CagradSolution {
         lambda: big_c / q.sqrt(),
         w,
         stationary: false,
     };
+    let stationary = CagradSolution {
+        w: uniform,
+        lambda: 0.0,
+        stationary: true,
+    };
+    let (s_lo, w_lo, q_lo) = if q_min > STATIONARY_TOL {
+        let s_lo = q_min.sqrt();
+        let (w_lo, q_lo) = inner(s_lo, &alpha)?;
+        (s_lo, w_lo, q_lo)
+    } else if c >= 1.0 {
+        // The ball contains d = 0 and the hull contains 0, so the optimal
+        // worst-task value is exactly 0 (attained by d = 0).
+        return Ok(stationary);
+    } else {
+        // 0 lies in the convex hull (Pareto-stationary). The dual is still
+        // well defined: ψ'(s) > 0 at some s > 0 exactly when the minimiser
+        // has q(w*) > 0 (some combination of the gradients has a cosine with
+        // g_0 below −c). Walk s down from s_hi until ψ' > 0 brackets the root.
+        let mut s = s_hi;
+        let mut found = None;
+        while s > s_hi * STATIONARY_S_MIN {
+            let (w, q) = inner(s, &alpha)?;
+            if q > s * s && q > STATIONARY_TOL {
+                found = Some((s, w, q));
+                break;
+            }
+            s *= STATIONARY_S_STEP;
+        }
+        match found {
+            Some(bracket) => bracket,
+            // ψ' ≤ 0 down to s ≈ 0: the minimum is at q(w*) = 0, where
+            // F* = 0 and g_w*/‖g_w*‖ is undefined.
+            None => return Ok(stationary),
+        }
+    };
+    let mut f_lo = q_lo / (s_lo * s_lo) - 1.0;
     if f_lo <= 0.0 || s_hi <= s_lo * (1.0 + ROOT_TOL) {
         return Ok(finish(w_lo, q_lo));
     }
@@ -202,9 +247,25 @@ mod tests {
     }
 
     #[test]
-    fn opposite_gradients_are_stationary() {
-        // Rows (1, 0) and (−2, 0): 0 lies in their convex hull, g_0 ≠ 0.
+    fn opposite_gradients_still_have_a_dual_optimum() {
+        // Rows (1, 0) and (−2, 0): 0 lies in their convex hull, g_0 =
+        // (−0.5, 0), radius C = 0.25. By hand: F(w) = −0.25 + 0.75 w_2 for
+        // w_2 ≤ 1/3, so w* = (1, 0), ‖g_w*‖ = 1 and λ = 0.25; the direction
+        // g_0 + λ g_1 = (−0.25, 0) has worst inner product −0.25, the primal
+        // optimum (g_0 itself has −0.5).
         let g = DMatrix::from_row_slice(2, 2, &[1.0, -2.0, -2.0, 4.0]);
+        let sol = solve(&g, 0.5).unwrap();
+        assert!(!sol.stationary);
+        assert!((sol.w[0] - 1.0).abs() < PRINTED_TOL, "{:?}", sol.w);
+        assert!((sol.lambda - 0.25).abs() < PRINTED_TOL, "{}", sol.lambda);
+    }
+
+    #[test]
+    fn orthogonal_cancelling_pair_is_stationary() {
+        // Rows (1, 0), (−1, 0), (0, 1): g_0 = (0, 1/3), c = 0.5. No
+        // combination has a cosine with g_0 below −c (the first two are
+        // orthogonal to it), so the minimiser has Jᵀw* = 0.
+        let g = DMatrix::from_row_slice(3, 3, &[1.0, -1.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
         let sol = solve(&g, 0.5).unwrap();
         assert!(sol.stationary);
         assert_eq!(sol.lambda, 0.0);

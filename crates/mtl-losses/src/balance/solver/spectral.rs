@@ -1,8 +1,8 @@
 //! Symmetric eigendecomposition of a Gram matrix, sorted by decreasing
 //! eigenvalue, with a numerical rank and pseudo-inverse solves.
 //!
-//! Used by IMTL-G (`v = G⁺n`), ConFIG (`y = C⁺1` on the cosine matrix) and
-//! Aligned-MTL (`B = √λ_s V_r Λ_r^{-1/2} V_rᵀ`).
+//! Used by IMTL-G and ConFIG (`N⁻¹C⁺1` on the cosine matrix, through
+//! [`equal_projection`]) and Aligned-MTL (`B = √λ_s V_r Λ_r^{-1/2} V_rᵀ`).
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
@@ -57,6 +57,44 @@ impl SortedEigen {
 /// gradients: `T · ε_f32` relative to the largest eigenvalue.
 pub fn gram_rank_tolerance(tasks: usize) -> f64 {
     tasks as f64 * F32_EPSILON
+}
+
+/// Below this `unit_norm2 / T` ([`EqualProjection::unit_norm2`], where one
+/// task gives 1) the equal-projection direction is rounding noise: the unit
+/// gradients cancel.
+pub const DEGENERATE_UNIT_NORM2: f64 = 1e-12;
+
+/// Weights of the direction with equal projections on the unit gradients.
+///
+/// With `N = diag‖g_i‖` and the cosine matrix `C = N⁻¹GN⁻¹`, `y = C⁺1` and
+/// `v = N⁻¹y` give `u_i·(Jᵀv) = (Cy)_i = 1` for every `i` when the non-zero
+/// gradients are independent. The pseudo-inverse is cut on `C`, whose
+/// spectrum does not depend on the per-task scales, so a task with a small
+/// gradient keeps its place (a cut on `G` would drop it as noise). Zero rows
+/// get weight 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EqualProjection {
+    /// `v = N⁻¹ C⁺ 1` (the weights on the raw rows, up to scale).
+    pub weights: DVector<f64>,
+    /// `yᵀCy = ‖Σ_i y_i u_i‖²`, the squared norm of the direction in
+    /// unit-gradient terms (`T'` for `T'` orthogonal non-zero gradients);
+    /// close to 0 when the unit gradients cancel and no such direction exists.
+    pub unit_norm2: f64,
+}
+
+/// [`EqualProjection`] of the Gram matrix `gram`.
+pub fn equal_projection(gram: &DMatrix<f64>) -> EqualProjection {
+    let t = gram.nrows();
+    let norms: Vec<f64> = (0..t).map(|i| gram[(i, i)].max(0.0).sqrt()).collect();
+    let inv = |i: usize| if norms[i] > 0.0 { 1.0 / norms[i] } else { 0.0 };
+    let cosine = DMatrix::from_fn(t, t, |i, j| gram[(i, j)] * inv(i) * inv(j));
+    let eig = SortedEigen::new(&cosine);
+    let ones = DVector::from_fn(t, |i, _| if norms[i] > 0.0 { 1.0 } else { 0.0 });
+    let y = eig.pinv_solve(eig.rank(gram_rank_tolerance(t)), &ones);
+    EqualProjection {
+        unit_norm2: y.dot(&(&cosine * &y)),
+        weights: DVector::from_fn(t, |i, _| y[i] * inv(i)),
+    }
 }
 
 #[cfg(test)]
