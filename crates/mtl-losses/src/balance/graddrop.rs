@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gram::PARALLEL_MIN_VALUES;
 use super::pcgrad::Reduction;
-use super::rng_state::RngState;
+use super::rng_state::SeededRng;
 use super::{
     check_parameter, parse_state, require_tasks, to_state, Balancer, Combined, GradRows,
     GradientSource, MethodConfig, MethodState, RowBalancer, RowMethod, RowStep,
@@ -86,8 +86,7 @@ impl MethodConfig for GradDropConfig {
 #[derive(Debug, Clone)]
 pub struct GradDrop {
     config: GradDropConfig,
-    seed: u64,
-    rng: ChaCha8Rng,
+    rng: SeededRng,
 }
 
 /// Masks and combines one block of columns `start..start + out.len()`.
@@ -161,8 +160,7 @@ impl GradDrop {
         )?;
         Ok(Self {
             config,
-            seed,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: SeededRng::new(seed),
         })
     }
 
@@ -185,7 +183,7 @@ impl GradDrop {
         offset: usize,
         factor: f64,
     ) -> Vec<f32> {
-        let step_seed: u64 = self.rng.gen();
+        let step_seed: u64 = self.rng.rng().gen();
         let leak = self.config.leak;
         let mut out = vec![0.0f32; grads.cols()];
         let mut pieces: Vec<(usize, &mut [f32])> = Vec::new();
@@ -218,17 +216,16 @@ impl GradDrop {
 
 impl MethodState for GradDrop {
     fn state(&self) -> serde_json::Value {
-        to_state(&RngState::of(&self.rng))
+        to_state(&self.rng.saved())
     }
 
     fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
-        let saved: RngState = parse_state(balancer, state)?;
-        self.rng = saved.restore();
+        self.rng.restore(&parse_state(balancer, state)?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.rng.reset();
     }
 }
 

@@ -30,12 +30,10 @@
 
 use nalgebra::DMatrix;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::pcgrad::Reduction;
-use super::rng_state::RngState;
+use super::rng_state::{RngState, SeededRng};
 use super::{
     check_parameter, gram, parse_state, require_tasks, to_state, Balancer, Combined, GradRows,
     GradientSource, MethodConfig, MethodState, RowBalancer, RowMethod, RowStep,
@@ -103,9 +101,8 @@ struct GradVacState {
 pub struct GradVac {
     num_tasks: usize,
     config: GradVacConfig,
-    seed: u64,
     targets: Vec<Vec<f64>>,
-    rng: ChaCha8Rng,
+    rng: SeededRng,
 }
 
 impl GradVac {
@@ -136,9 +133,8 @@ impl GradVac {
         Ok(Self {
             num_tasks,
             config,
-            seed,
             targets: vec![vec![0.0; num_tasks * num_tasks]; groups],
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: SeededRng::new(seed),
         })
     }
 
@@ -164,7 +160,7 @@ impl GradVac {
         let mut coef = vec![0.0f64; t];
         for i in 0..t {
             let mut order: Vec<usize> = (0..t).filter(|&j| j != i).collect();
-            order.shuffle(&mut self.rng);
+            order.shuffle(self.rng.rng());
             coef.iter_mut().for_each(|c| *c = 0.0);
             coef[i] = 1.0;
             for j in order {
@@ -269,7 +265,7 @@ impl MethodState for GradVac {
     fn state(&self) -> serde_json::Value {
         to_state(&GradVacState {
             targets: self.targets.clone(),
-            rng: RngState::of(&self.rng),
+            rng: self.rng.saved(),
         })
     }
 
@@ -287,7 +283,7 @@ impl MethodState for GradVac {
             });
         }
         self.targets = saved.targets;
-        self.rng = saved.rng.restore();
+        self.rng.restore(&saved.rng);
         Ok(())
     }
 
@@ -295,7 +291,7 @@ impl MethodState for GradVac {
         self.targets
             .iter_mut()
             .for_each(|t| t.iter_mut().for_each(|x| *x = 0.0));
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.rng.reset();
     }
 }
 

@@ -20,6 +20,7 @@
 use nalgebra::DMatrix;
 
 use super::gram;
+use super::method_state::{delegate_to_method, method_wrapper};
 use super::MethodState;
 use super::{require_tasks, BalanceInput, Balanced, Balancer, GradientSource, MethodConfig};
 use crate::error::{Error, Result};
@@ -78,39 +79,11 @@ pub trait GramMethod: MethodState + Send {
     }
 }
 
-/// The [`Balancer`] of any [`GramMethod`]; see the module documentation.
-#[derive(Debug, Clone)]
-pub struct GramBalancer<M> {
-    method: M,
-    num_tasks: usize,
-}
-
-impl<M: GramMethod> GramBalancer<M> {
-    /// Wraps `method` for `num_tasks` tasks.
-    ///
-    /// # Errors
-    /// [`Error::NoTasks`].
-    pub fn new(num_tasks: usize, method: M) -> Result<Self> {
-        require_tasks(num_tasks)?;
-        Ok(Self { method, num_tasks })
-    }
-
-    /// Builds the wrapper as a boxed balancer (what `MethodConfig::build` returns).
-    ///
-    /// # Errors
-    /// [`Error::NoTasks`].
-    pub fn boxed(num_tasks: usize, method: M) -> Result<Box<dyn Balancer>>
-    where
-        M: 'static,
-    {
-        Ok(Box::new(Self::new(num_tasks, method)?))
-    }
-
-    /// The wrapped method.
-    pub fn method(&self) -> &M {
-        &self.method
-    }
-}
+method_wrapper!(
+    /// The [`Balancer`] of any [`GramMethod`]; see the module documentation.
+    GramBalancer,
+    GramMethod
+);
 
 /// The weights of `method` on `full` (all `T` tasks) restricted to `tasks`,
 /// scattered back to `T` entries (0 for absent tasks).
@@ -152,17 +125,7 @@ fn scattered_weights<M: GramMethod>(
 }
 
 impl<M: GramMethod> Balancer for GramBalancer<M> {
-    fn name(&self) -> &'static str {
-        M::Config::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        self.method.needs()
-    }
+    delegate_to_method!();
 
     fn supports_column_shards(&self) -> bool {
         self.needs() != GradientSource::None
@@ -195,21 +158,5 @@ impl<M: GramMethod> Balancer for GramBalancer<M> {
             direction: gram::direction(&grads, &w),
             weights,
         })
-    }
-
-    fn state(&self) -> serde_json::Value {
-        self.method.state()
-    }
-
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        self.method.load_state(self.name(), state)
-    }
-
-    fn reset(&mut self) {
-        self.method.reset();
-    }
-
-    fn learnable(&self) -> Vec<(String, f32)> {
-        self.method.learnable()
     }
 }

@@ -154,7 +154,7 @@ pub use pcd::{pcd_weights, update_scale as pcd_update_scale, Pcd, PcdConfig, Tau
 pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};
 pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
 pub use rlw::{RandomLossWeighting, RlwConfig};
-pub use rng_state::RngState;
+pub use rng_state::{RngState, SeededRng};
 pub use row_method::{Combined, RowBalancer, RowMethod, RowStep};
 pub use sdmgrad::{sdmgrad_step, SdmGrad, SdmGradConfig};
 pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};

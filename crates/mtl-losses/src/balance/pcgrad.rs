@@ -21,11 +21,9 @@
 
 use nalgebra::DMatrix;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::rng_state::RngState;
+use super::rng_state::SeededRng;
 use super::{
     parse_state, require_tasks, to_state, Balancer, GradientSource, GramBalancer, GramMethod,
     GramStep, MethodConfig, MethodState,
@@ -98,8 +96,7 @@ impl MethodConfig for PcGradConfig {
 #[derive(Debug, Clone)]
 pub struct PcGrad {
     config: PcGradConfig,
-    seed: u64,
-    rng: ChaCha8Rng,
+    rng: SeededRng,
 }
 
 /// Weights `w` with `Σ_i p_i = Jᵀw` for the given projection orders
@@ -135,8 +132,7 @@ impl PcGrad {
         require_tasks(num_tasks)?;
         Ok(Self {
             config,
-            seed,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: SeededRng::new(seed),
         })
     }
 
@@ -147,7 +143,7 @@ impl PcGrad {
             .map(|i| {
                 let mut others: Vec<usize> = (0..t).filter(|&j| j != i).collect();
                 if self.config.shuffle {
-                    others.shuffle(&mut self.rng);
+                    others.shuffle(self.rng.rng());
                 }
                 others
             })
@@ -162,17 +158,16 @@ impl PcGrad {
 
 impl MethodState for PcGrad {
     fn state(&self) -> serde_json::Value {
-        to_state(&RngState::of(&self.rng))
+        to_state(&self.rng.saved())
     }
 
     fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
-        let saved: RngState = parse_state(balancer, state)?;
-        self.rng = saved.restore();
+        self.rng.restore(&parse_state(balancer, state)?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.rng.reset();
     }
 }
 

@@ -45,6 +45,44 @@ impl RngState {
     }
 }
 
+/// A balancer's ChaCha generator together with the seed it was built with,
+/// so that it can be saved, restored and reset to its first draw.
+#[derive(Debug, Clone)]
+pub struct SeededRng {
+    seed: u64,
+    rng: ChaCha8Rng,
+}
+
+impl SeededRng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// The generator, to draw from.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// The position to save in a checkpoint.
+    pub fn saved(&self) -> RngState {
+        RngState::of(&self.rng)
+    }
+
+    /// Continues from a saved position.
+    pub fn restore(&mut self, saved: &RngState) {
+        self.rng = saved.restore();
+    }
+
+    /// Back to the first draw of the seed.
+    pub fn reset(&mut self) {
+        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

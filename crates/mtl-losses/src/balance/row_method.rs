@@ -8,6 +8,7 @@
 //! all-absent step (zero direction, zero weights), the refusal of a column
 //! shard the method cannot handle, and name, needs and state.
 
+use super::method_state::{delegate_to_method, method_wrapper};
 use super::{
     require_tasks, BalanceInput, Balanced, Balancer, ColumnShard, GradRows, GradientSource,
     MethodConfig, MethodState,
@@ -76,52 +77,14 @@ pub trait RowMethod: MethodState + Send {
     }
 }
 
-/// The [`Balancer`] of any [`RowMethod`]; see the module documentation.
-#[derive(Debug, Clone)]
-pub struct RowBalancer<M> {
-    method: M,
-    num_tasks: usize,
-}
-
-impl<M: RowMethod> RowBalancer<M> {
-    /// Wraps `method` for `num_tasks` tasks.
-    ///
-    /// # Errors
-    /// [`Error::NoTasks`].
-    pub fn new(num_tasks: usize, method: M) -> Result<Self> {
-        require_tasks(num_tasks)?;
-        Ok(Self { method, num_tasks })
-    }
-
-    /// Builds the wrapper as a boxed balancer (what `MethodConfig::build` returns).
-    ///
-    /// # Errors
-    /// [`Error::NoTasks`].
-    pub fn boxed(num_tasks: usize, method: M) -> Result<Box<dyn Balancer>>
-    where
-        M: 'static,
-    {
-        Ok(Box::new(Self::new(num_tasks, method)?))
-    }
-
-    /// The wrapped method.
-    pub fn method(&self) -> &M {
-        &self.method
-    }
-}
+method_wrapper!(
+    /// The [`Balancer`] of any [`RowMethod`]; see the module documentation.
+    RowBalancer,
+    RowMethod
+);
 
 impl<M: RowMethod> Balancer for RowBalancer<M> {
-    fn name(&self) -> &'static str {
-        M::Config::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        self.method.needs()
-    }
+    delegate_to_method!();
 
     fn supports_column_shards(&self) -> bool {
         self.method.supports_column_shards()
@@ -156,21 +119,5 @@ impl<M: RowMethod> Balancer for RowBalancer<M> {
             direction: out.direction,
             weights: out.weights.iter().map(|&v| v as f32).collect(),
         })
-    }
-
-    fn state(&self) -> serde_json::Value {
-        self.method.state()
-    }
-
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        self.method.load_state(self.name(), state)
-    }
-
-    fn reset(&mut self) {
-        self.method.reset();
-    }
-
-    fn learnable(&self) -> Vec<(String, f32)> {
-        self.method.learnable()
     }
 }
