@@ -16,6 +16,7 @@
 
 use nalgebra::DMatrix;
 
+use super::method_state::{delegate_to_method, method_wrapper};
 use super::{
     gram, require_tasks, BalanceInput, Balanced, Balancer, GradRows, GradientSource, MethodConfig,
     MethodState,
@@ -31,6 +32,11 @@ pub trait DoubleSampleMethod: MethodState + Send {
     /// the present tasks `tasks` (global indices, ascending). State is
     /// updated here; the returned weights are the updated ones.
     fn weights(&mut self, cross: &DMatrix<f64>, tasks: &[usize]) -> Vec<f64>;
+
+    /// Which rows the method needs (default: the configuration's `NEEDS`).
+    fn needs(&self) -> GradientSource {
+        Self::Config::NEEDS
+    }
 }
 
 /// `A Bᵀ` for two sets of `T` rows of the same length, in `f64`: the
@@ -49,36 +55,14 @@ fn stacked_gram(a: &GradRows<'_>, b: &GradRows<'_>) -> DMatrix<f64> {
     gram::gram(&stacked, 2 * a.rows(), a.cols())
 }
 
-/// The [`Balancer`] of any [`DoubleSampleMethod`]; see the module docs.
-#[derive(Debug, Clone)]
-pub struct DoubleSampleBalancer<M> {
-    method: M,
-    num_tasks: usize,
-}
-
-impl<M: DoubleSampleMethod + 'static> DoubleSampleBalancer<M> {
-    /// Wraps `method` for `num_tasks` tasks, boxed.
-    ///
-    /// # Errors
-    /// [`Error::NoTasks`].
-    pub fn boxed(num_tasks: usize, method: M) -> Result<Box<dyn Balancer>> {
-        require_tasks(num_tasks)?;
-        Ok(Box::new(Self { method, num_tasks }))
-    }
-}
+method_wrapper!(
+    /// The [`Balancer`] of any [`DoubleSampleMethod`]; see the module docs.
+    DoubleSampleBalancer,
+    DoubleSampleMethod
+);
 
 impl<M: DoubleSampleMethod> Balancer for DoubleSampleBalancer<M> {
-    fn name(&self) -> &'static str {
-        M::Config::NAME
-    }
-
-    fn num_tasks(&self) -> usize {
-        self.num_tasks
-    }
-
-    fn needs(&self) -> GradientSource {
-        M::Config::NEEDS
-    }
+    delegate_to_method!();
 
     fn needs_second_batch(&self) -> bool {
         true
@@ -119,22 +103,6 @@ impl<M: DoubleSampleMethod> Balancer for DoubleSampleBalancer<M> {
             direction: d1.iter().zip(&d2).map(|(a, b)| 0.5 * (a + b)).collect(),
             weights: weights.iter().map(|&w| w as f32).collect(),
         })
-    }
-
-    fn state(&self) -> serde_json::Value {
-        self.method.state()
-    }
-
-    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        self.method.load_state(self.name(), state)
-    }
-
-    fn reset(&mut self) {
-        self.method.reset();
-    }
-
-    fn learnable(&self) -> Vec<(String, f32)> {
-        self.method.learnable()
     }
 }
 
