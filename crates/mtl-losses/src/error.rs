@@ -179,3 +179,30 @@ pub enum Error {
 
 /// The result type of `mtl-losses`.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The same error with a task index `i` of a subset of the tasks
+    /// replaced by the global index `tasks[i]` (for methods that run on the
+    /// present tasks only).
+    pub(crate) fn with_global_task(self, tasks: &[usize]) -> Self {
+        let global = |i: usize| tasks.get(i).copied().unwrap_or(i);
+        match self {
+            Error::LossOutOfDomain {
+                balancer,
+                task,
+                value,
+                bound,
+            } => Error::LossOutOfDomain {
+                balancer,
+                task: global(task),
+                value,
+                bound,
+            },
+            Error::NonFiniteLoss { task, value } => Error::NonFiniteLoss {
+                task: global(task),
+                value,
+            },
+            other => other,
+        }
+    }
+}

@@ -13,6 +13,7 @@
 use mtl_losses::balance::gram::gram_of_columns;
 use mtl_losses::balance::{
     BalanceInput, Balanced, Balancer, BalancerConfig, ColumnShard, GradRows, GradientSource,
+    LookAhead, SecondBatch,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -62,6 +63,29 @@ fn build(config: &serde_json::Value) -> Box<dyn Balancer> {
         .unwrap()
         .build(T, SEED)
         .unwrap()
+}
+
+/// `input` with what `b` asks for besides the rows: the same rows as the
+/// second mini-batch (MoDo, SDMGrad) and as validation gradients of the
+/// look-ahead (Auto-Lambda).
+fn with_extras<'a>(
+    b: &dyn Balancer,
+    input: BalanceInput<'a>,
+    losses: &'a [f32],
+    grads: GradRows<'a>,
+) -> BalanceInput<'a> {
+    let mut input = input;
+    if b.needs_second_batch() {
+        input = input.with_second(SecondBatch { losses, grads });
+    }
+    if b.lookahead_weights().is_some() {
+        input = input.with_lookahead(LookAhead {
+            lr: 0.1,
+            losses,
+            grads,
+        });
+    }
+    input
 }
 
 fn random_rows(seed: u64) -> Vec<f32> {
@@ -262,8 +286,13 @@ fn an_absent_task_gets_weight_zero_and_teaches_nothing() {
         // One step with every task present, so that state exists.
         let rows = random_rows(300);
         let losses = losses_of(0);
-        let all =
-            BalanceInput::from_losses(&losses).with_grads(GradRows::new(&rows, T, P).unwrap());
+        let grads = GradRows::new(&rows, T, P).unwrap();
+        let all = with_extras(
+            b.as_ref(),
+            BalanceInput::from_losses(&losses).with_grads(grads),
+            &losses,
+            grads,
+        );
         b.balance(&all).unwrap();
         if b.needs_losses_after_step() {
             b.observe_after_step(&losses.map(|l| 0.8 * l)).unwrap();
@@ -276,6 +305,7 @@ fn an_absent_task_gets_weight_zero_and_teaches_nothing() {
                 .with_grads(grads)
                 .with_present(&present)
                 .at(step, 0);
+            let input = with_extras(b.as_ref(), input, &losses, grads);
             let out = b.balance(&input).unwrap();
             assert_eq!(out.weights()[1], 0.0, "{config}: {:?}", out.weights());
             assert!(out.weights().iter().all(|w| w.is_finite()), "{config}");
@@ -387,12 +417,12 @@ fn every_task_absent_gives_zero_weights_and_direction() {
     let losses = [0.0f32; T];
     for config in configs() {
         let mut b = build(&config);
+        let grads = GradRows::new(&rows, T, P).unwrap();
+        let input = BalanceInput::from_losses(&losses)
+            .with_grads(grads)
+            .with_present(&present);
         let out = b
-            .balance(
-                &BalanceInput::from_losses(&losses)
-                    .with_grads(GradRows::new(&rows, T, P).unwrap())
-                    .with_present(&present),
-            )
+            .balance(&with_extras(b.as_ref(), input, &losses, grads))
             .unwrap();
         assert!(out.weights().iter().all(|&w| w == 0.0), "{config}: {out:?}");
         if let Some(d) = out.direction() {
@@ -412,10 +442,19 @@ fn presence_flags_of_the_wrong_length_are_an_error() {
 }
 
 #[test]
-fn no_registered_method_asks_for_a_second_batch_or_a_lookahead_yet() {
+fn only_modo_and_sdmgrad_ask_for_a_second_batch_and_only_auto_lambda_for_a_lookahead() {
     for config in configs() {
         let b = build(&config);
-        assert!(!b.needs_second_batch(), "{config}");
-        assert!(b.lookahead_weights().is_none(), "{config}");
+        let name = config["name"].as_str().unwrap();
+        assert_eq!(
+            b.needs_second_batch(),
+            matches!(name, "modo" | "sdmgrad"),
+            "{config}"
+        );
+        assert_eq!(
+            b.lookahead_weights().is_some(),
+            name == "auto-lambda",
+            "{config}"
+        );
     }
 }

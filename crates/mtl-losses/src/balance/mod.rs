@@ -75,13 +75,20 @@
 //! defaults.
 
 mod aligned_mtl;
+mod auto_lambda;
 mod cagrad;
 mod conflict_free;
+mod cr_mogm;
 mod db_mtl;
+mod double_sample;
+mod dualproj;
 mod dwa;
 mod equal;
+mod excess_mtl;
+mod fairgrad;
 mod famo;
 mod fixed;
+mod gls;
 mod graddrop;
 mod gradnorm;
 mod gradvac;
@@ -89,28 +96,42 @@ pub mod gram;
 mod gram_method;
 mod imtl;
 mod input;
+mod krum;
 mod method_state;
 mod mgda;
+mod moco;
+mod modo;
 mod nash_mtl;
 mod output;
+mod pcd;
 mod pcgrad;
 mod registry;
 mod rlw;
 mod rng_state;
 mod row_method;
+mod sdmgrad;
 pub mod solver;
 mod state_optimizer;
+mod stch;
+mod trimmed_mean;
 mod uncertainty;
 mod upgrad;
 
 pub use aligned_mtl::{AlignedMtl, AlignedMtlConfig, AlignedPreference, AlignedScale};
+pub use auto_lambda::{meta_gradient as auto_lambda_meta_gradient, AutoLambda, AutoLambdaConfig};
 pub use cagrad::{Cagrad, CagradConfig};
 pub use conflict_free::{ConFig, ConFigConfig};
+pub use cr_mogm::{smooth as cr_mogm_smooth, CrMogm, CrMogmConfig, InnerMethod};
 pub use db_mtl::{DbMtl, DbMtlConfig, PARALLEL_EMA_MIN_ENTRIES};
+pub use double_sample::{cross_gram, DoubleSampleBalancer, DoubleSampleMethod};
+pub use dualproj::{dualproj_weights, DualProj, DualProjConfig};
 pub use dwa::{Dwa, DwaConfig};
 pub use equal::{EqualConfig, EqualWeighting};
+pub use excess_mtl::{excess_risk, exponentiated_step, ExcessMtl, ExcessMtlConfig};
+pub use fairgrad::{fairgrad_weights, FairGrad, FairGradConfig};
 pub use famo::{Famo, FamoConfig};
 pub use fixed::{FixedConfig, FixedWeights};
+pub use gls::{gls_weights, Gls, GlsConfig};
 pub use graddrop::{GradDrop, GradDropConfig};
 pub use gradnorm::{GradNorm, GradNormConfig};
 pub use gradvac::{GradVac, GradVacConfig};
@@ -120,18 +141,25 @@ pub use input::{
     check_losses, BalanceInput, ColumnShard, GradRows, GradientSource, LookAhead, SecondBatch,
     PARALLEL_NORM_MIN_ENTRIES,
 };
+pub use krum::{krum_weights, Krum, KrumConfig};
 pub use method_state::MethodState;
 pub use mgda::{
     GradNormalization, Mgda, MgdaConfig, MgdaUb, MgdaUbConfig, MgdaUpdate, MinNormSolverKind,
 };
+pub use moco::{track as moco_track, weight_step as moco_weight_step, MoCo, MoCoConfig};
+pub use modo::{modo_step, MoDo, MoDoConfig};
 pub use nash_mtl::{NashMtl, NashMtlConfig};
 pub use output::Balanced;
+pub use pcd::{pcd_weights, update_scale as pcd_update_scale, Pcd, PcdConfig, Tau as PcdTau};
 pub use pcgrad::{surgery_weights, PcGrad, PcGradConfig, Reduction};
 pub use registry::{methods, BalancerConfig, MethodConfig, MethodInfo, ParamInfo};
 pub use rlw::{RandomLossWeighting, RlwConfig};
 pub use rng_state::{RngState, SeededRng};
 pub use row_method::{Combined, RowBalancer, RowMethod, RowStep};
+pub use sdmgrad::{sdmgrad_step, SdmGrad, SdmGradConfig};
 pub use state_optimizer::{OptimizerKind, StateAdam, StateOptimizer};
+pub use stch::{stch_weights, warmup_weights as stch_warmup_weights, Stch, StchConfig};
+pub use trimmed_mean::{trimmed_mean, TrimmedMean, TrimmedMeanConfig};
 pub use uncertainty::{Uncertainty, UncertaintyConfig, UncertaintyForm};
 pub use upgrad::{UpGrad, UpGradConfig};
 

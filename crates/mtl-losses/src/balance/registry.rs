@@ -18,10 +18,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AlignedMtlConfig, Balancer, CagradConfig, ConFigConfig, DbMtlConfig, DwaConfig, EqualConfig,
-    FamoConfig, FixedConfig, GradDropConfig, GradNormConfig, GradVacConfig, GradientSource,
-    ImtlConfig, MgdaConfig, MgdaUbConfig, NashMtlConfig, PcGradConfig, RlwConfig,
-    UncertaintyConfig, UpGradConfig,
+    AlignedMtlConfig, AutoLambdaConfig, Balancer, CagradConfig, ConFigConfig, CrMogmConfig,
+    DbMtlConfig, DualProjConfig, DwaConfig, EqualConfig, ExcessMtlConfig, FairGradConfig,
+    FamoConfig, FixedConfig, GlsConfig, GradDropConfig, GradNormConfig, GradVacConfig,
+    GradientSource, ImtlConfig, KrumConfig, MgdaConfig, MgdaUbConfig, MoCoConfig, MoDoConfig,
+    NashMtlConfig, PcGradConfig, PcdConfig, RlwConfig, SdmGradConfig, StchConfig,
+    TrimmedMeanConfig, UncertaintyConfig, UpGradConfig,
 };
 use crate::error::{Error, Result};
 
@@ -137,6 +139,32 @@ registry! {
     Upgrad(UpGradConfig),
     /// ConFIG, conflict-free inverse gradients (Liu et al. 2024).
     Config(ConFigConfig),
+    /// GLS, geometric mean of the losses (Chennupati et al. 2019).
+    Gls(GlsConfig),
+    /// STCH, smooth Tchebycheff scalarisation (Lin et al. 2024).
+    Stch(StchConfig),
+    /// MoCo, tracked gradients with a corrected min-norm weighting (Fernando et al. 2023).
+    Moco(MoCoConfig),
+    /// ExcessMTL, weights driven by excess-risk estimates (He et al. 2024).
+    ExcessMtl(ExcessMtlConfig),
+    /// FairGrad, α-fair allocation of the update (Ban & Ji 2024).
+    Fairgrad(FairGradConfig),
+    /// MoDo, double-sampling stochastic MGDA (Chen et al. 2024).
+    Modo(MoDoConfig),
+    /// SDMGrad, direction-oriented stochastic MGDA (Xiao et al. 2023).
+    Sdmgrad(SdmGradConfig),
+    /// DualProj, the mean projected onto the dual cone (Lopez-Paz & Ranzato 2017).
+    Dualproj(DualProjConfig),
+    /// Krum, Byzantine-robust selection (Blanchard et al. 2017).
+    Krum(KrumConfig),
+    /// Coordinate-wise trimmed mean (Yin et al. 2018).
+    TrimmedMean(TrimmedMeanConfig),
+    /// CR-MOGM, moving average of an inner method's weights (Zhou et al. 2022).
+    CrMogm(CrMogmConfig),
+    /// PCD, priority-constrained descent (Varam et al. 2026).
+    Pcd(PcdConfig),
+    /// Auto-Lambda, weights learned by a validation look-ahead (Liu et al. 2022).
+    AutoLambda(AutoLambdaConfig),
 }
 
 impl Default for BalancerConfig {

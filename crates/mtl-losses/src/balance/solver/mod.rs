@@ -18,6 +18,8 @@
 //!   (Liu et al. 2021).
 //! * [`nash_bargaining`]: the Nash bargaining solution `Gα = 1/α`
 //!   (Navon et al. 2022) by damped Newton.
+//! * [`simplex`]: Euclidean projection onto the probability simplex and
+//!   the softmax map into it (MoDo, SDMGrad, MoCo, ExcessMTL).
 //! * [`spectral`]: sorted symmetric eigendecomposition, numerical rank and
 //!   pseudo-inverse solves (IMTL-G, Aligned-MTL, ConFIG).
 
@@ -26,6 +28,7 @@ pub mod cagrad_dual;
 pub mod dual_cone;
 pub mod min_norm;
 pub mod nash_bargaining;
+pub mod simplex;
 pub mod spectral;
 
 use nalgebra::DMatrix;
