@@ -165,9 +165,18 @@ impl ShardedRows {
     ///
     /// Errors of the communicator.
     pub fn gram(&self, comm: &dyn Communicator) -> Result<DMatrix<f64>> {
-        let mut g = gram(&self.owned, self.tasks, self.columns().len());
+        let mut g = self.partial_gram();
         comm.all_reduce_sum_f64(g.as_mut_slice())?;
         Ok(g)
+    }
+
+    /// This rank's term of the Gram, `J[:, C_r] J[:, C_r]ᵀ` over the owned
+    /// columns, before the all-reduce: for a caller that fuses it with other
+    /// small values (the losses) into one all-reduce. [`ShardedRows::gram`]
+    /// is this followed by [`Communicator::all_reduce_sum_f64`] of its
+    /// `T²` values.
+    pub fn partial_gram(&self) -> DMatrix<f64> {
+        gram(&self.owned, self.tasks, self.columns().len())
     }
 
     /// Writes this rank's slice of the direction, `out[k] = Σ_t w_t J[t, k]`
