@@ -18,3 +18,26 @@ pub fn launcher_world_size() -> Option<usize> {
         .iter()
         .find_map(|name| std::env::var(name).ok()?.trim().parse().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_first_launcher_variable_set() {
+        // The only test that touches these variables, so no other test races it.
+        for name in LAUNCHER_SIZE_VARIABLES {
+            std::env::remove_var(name);
+        }
+        assert_eq!(launcher_world_size(), None);
+        std::env::set_var("PMI_SIZE", " 4 ");
+        assert_eq!(launcher_world_size(), Some(4));
+        std::env::set_var("OMPI_COMM_WORLD_SIZE", "3");
+        assert_eq!(launcher_world_size(), Some(3));
+        std::env::set_var("OMPI_COMM_WORLD_SIZE", "three");
+        assert_eq!(launcher_world_size(), Some(4));
+        for name in LAUNCHER_SIZE_VARIABLES {
+            std::env::remove_var(name);
+        }
+    }
+}
