@@ -43,12 +43,19 @@ enum Need {
     SharedParameters,
 }
 
-/// This shard's losses (already divided by the global `B`), shared-gradient
-/// rows `T × FEATURES` and head gradients `T`.
-fn shard_terms(
-    comm: &dyn Communicator,
-    p: &[f32],
-) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), DistError> {
+/// One shard's contribution to a step, every sum already divided by the
+/// global `B`.
+struct ShardTerms {
+    /// `T` losses.
+    losses: Vec<f32>,
+    /// Shared-gradient rows, `T × FEATURES`.
+    shared: Vec<f32>,
+    /// Head gradients, one per task.
+    heads: Vec<f32>,
+}
+
+/// This shard's [`ShardTerms`] at parameters `p`.
+fn shard_terms(comm: &dyn Communicator, p: &[f32]) -> Result<ShardTerms, DistError> {
     let rows = shard_range(ROWS, comm.rank(), comm.size())?;
     let mut losses = vec![0.0f32; TASKS];
     let mut shared = vec![0.0f32; TASKS * FEATURES];
@@ -64,7 +71,11 @@ fn shard_terms(
             heads[t] += 2.0 * r / ROWS as f32;
         }
     }
-    Ok((losses, shared, heads))
+    Ok(ShardTerms {
+        losses,
+        shared,
+        heads,
+    })
 }
 
 fn train(comm: &dyn Communicator, need: Need) -> Result<Vec<f32>, DistError> {
@@ -72,7 +83,11 @@ fn train(comm: &dyn Communicator, need: Need) -> Result<Vec<f32>, DistError> {
     let mut sharded = ShardedRows::new(comm, TASKS, FEATURES)?;
     let mut slice = vec![0.0f32; sharded.columns().len()];
     for _ in 0..STEPS {
-        let (losses, shared, heads) = shard_terms(comm, &p)?;
+        let ShardTerms {
+            losses,
+            shared,
+            heads,
+        } = shard_terms(comm, &p)?;
         let mut grad = vec![0.0f32; PARAMS];
         match need {
             Need::LossesOnly => {
