@@ -9,6 +9,7 @@
 //! the sums to every rank. That moves the same `2(W−1)/W · n` values per rank
 //! as a ring all-reduce, and the bits are those of every other backend.
 
+use std::cell::RefCell;
 use std::ops::Add;
 
 use mpi::datatype::{Equivalence, Partition, PartitionMut};
@@ -34,6 +35,28 @@ pub struct Mpi {
     _universe: Universe,
     rank: usize,
     size: usize,
+    /// Receive buffers of the reductions, kept between calls so that a
+    /// training step allocates nothing.
+    scratch_f32: RefCell<Vec<f32>>,
+    /// As `scratch_f32`, for `f64` reductions.
+    scratch_f64: RefCell<Vec<f64>>,
+}
+
+/// The element types the reductions handle, each with its scratch buffer.
+trait Element: Equivalence + Copy + Default + Add<Output = Self> {
+    fn scratch(mpi: &Mpi) -> &RefCell<Vec<Self>>;
+}
+
+impl Element for f32 {
+    fn scratch(mpi: &Mpi) -> &RefCell<Vec<Self>> {
+        &mpi.scratch_f32
+    }
+}
+
+impl Element for f64 {
+    fn scratch(mpi: &Mpi) -> &RefCell<Vec<Self>> {
+        &mpi.scratch_f64
+    }
 }
 
 impl std::fmt::Debug for Mpi {
@@ -66,6 +89,8 @@ impl Mpi {
             _universe: universe,
             rank,
             size,
+            scratch_f32: RefCell::new(Vec::new()),
+            scratch_f64: RefCell::new(Vec::new()),
         })
     }
 
@@ -86,17 +111,17 @@ impl Mpi {
         self.world.abort(exit_code)
     }
 
-    /// Generic reduce-scatter in rank order (see the module docs).
-    fn reduce_scatter<T>(
+    /// Generic reduce-scatter in rank order (see the module docs); `parts`
+    /// (`size · counts[rank]` values) receives every rank's segment for this
+    /// rank before they are summed.
+    fn reduce_scatter<T: Element>(
         &self,
         op: &'static str,
         send: &[T],
         counts: &[usize],
+        parts: &mut [T],
         recv: &mut [T],
-    ) -> Result<()>
-    where
-        T: Equivalence + Copy + Default + Add<Output = T>,
-    {
+    ) -> Result<()> {
         let total = check_counts(op, counts, self.size)?;
         check_len(op, "send", send.len(), total)?;
         let mine = counts[self.rank];
@@ -106,7 +131,7 @@ impl Mpi {
         let from_each = vec![mine; self.size];
         let recv_counts = to_counts(op, &from_each)?;
         let recv_displs = displacements(op, &from_each)?;
-        let mut parts = vec![T::default(); mine * self.size];
+        check_len(op, "scratch", parts.len(), mine * self.size)?;
         {
             let sendbuf = Partition::new(send, send_counts, send_displs);
             let mut recvbuf = PartitionMut::new(&mut parts[..], recv_counts, recv_displs);
@@ -136,18 +161,19 @@ impl Mpi {
         Ok(())
     }
 
-    /// All-reduce as reduce-scatter over a balanced split, then all-gather.
-    fn all_reduce<T>(&self, op: &'static str, values: &mut [T]) -> Result<()>
-    where
-        T: Equivalence + Copy + Default + Add<Output = T>,
-    {
+    /// All-reduce as reduce-scatter over a balanced split, then all-gather;
+    /// the scratch buffer holds the received segments and the summed slice.
+    fn all_reduce<T: Element>(&self, op: &'static str, values: &mut [T]) -> Result<()> {
         if self.size == 1 {
             return Ok(());
         }
         let counts = split_counts(values.len(), self.size)?;
-        let mut mine = vec![T::default(); counts[self.rank]];
-        self.reduce_scatter(op, values, &counts, &mut mine)?;
-        self.all_gather(op, &mine, &counts, values)
+        let mine = counts[self.rank];
+        let mut scratch = T::scratch(self).borrow_mut();
+        scratch.resize(mine * (self.size + 1), T::default());
+        let (parts, reduced) = scratch.split_at_mut(mine * self.size);
+        self.reduce_scatter(op, values, &counts, parts, reduced)?;
+        self.all_gather(op, reduced, &counts, values)
     }
 }
 
@@ -215,7 +241,10 @@ impl Communicator for Mpi {
         counts: &[usize],
         recv: &mut [f32],
     ) -> Result<()> {
-        self.reduce_scatter("reduce_scatter_sum_f32", send, counts, recv)
+        let mut parts = self.scratch_f32.borrow_mut();
+        let needed = counts.get(self.rank).map_or(0, |c| c * self.size);
+        parts.resize(needed, 0.0);
+        self.reduce_scatter("reduce_scatter_sum_f32", send, counts, &mut parts, recv)
     }
 
     fn all_gather_f32(&self, send: &[f32], counts: &[usize], recv: &mut [f32]) -> Result<()> {
