@@ -87,13 +87,17 @@ enum Command {
         /// Also train a single-task model per task and report Δm% against them.
         #[arg(long)]
         baselines: bool,
+        /// Train every balancer (and baseline) under this many seeds: the
+        /// configuration's seed, +1, ...; report mean ± standard deviation.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
         /// Override the number of epochs.
         #[arg(long)]
         epochs: Option<usize>,
         /// Directory of the runs and the table (default: runs/compare).
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
-        /// Print one JSON object per balancer, in an array.
+        /// Print one JSON object per balancer (means, deviations, per-seed runs), in an array.
         #[arg(long)]
         json: bool,
     },
@@ -286,6 +290,7 @@ fn run(command: Command) -> Result<(), CliError> {
             config,
             balancers,
             baselines,
+            seeds,
             epochs,
             out,
             json,
@@ -302,14 +307,15 @@ fn run(command: Command) -> Result<(), CliError> {
                 balancers,
                 out: out.clone(),
                 baselines,
+                seeds,
             };
-            let rows = mtl_cli::compare::compare(&base, &opts, !json)?;
-            mtl_cli::compare::write(&out, &rows)?;
+            let comparison = mtl_cli::compare::compare(&base, &opts, !json)?;
+            mtl_cli::compare::write(&out, &comparison)?;
             if json {
-                let all: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+                let all = mtl_cli::compare::to_json(&comparison);
                 println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
             } else {
-                print!("{}", mtl_cli::compare::to_text(&rows));
+                print!("{}", mtl_cli::compare::to_text(&comparison));
                 println!("table and charts: {}", out.display());
             }
             Ok(())
