@@ -395,6 +395,66 @@ fn delta_against(scores: &[Score], reference: &[Score]) -> mtl_losses::Result<f6
     delta_m(&shared, &refs)
 }
 
+/// Trains one single-task model per task of `base` under `seed` (equal
+/// weighting of one task is plain training) and joins their scores; the
+/// seconds are the sum over the task models. A task whose run fails makes
+/// the seed's baseline a failure, so that seed has no Δm%.
+fn train_baselines(
+    base: &RunConfig,
+    tasks: &[TaskConfig],
+    seed: u64,
+    out: &Path,
+    log: bool,
+) -> Result<SeedRun> {
+    let mut scores = Vec::new();
+    let mut seconds = 0.0;
+    let mut epochs = 0;
+    for task in tasks {
+        let mut cfg = base.clone();
+        cfg.seed = seed;
+        cfg.tasks = vec![task.clone()];
+        cfg.train.balancer = BalancerConfig::default();
+        let dir = out
+            .join(format!("single-{}", task.name))
+            .join(format!("seed-{seed}"));
+        let m = match train(cfg, dir) {
+            Ok(m) => m,
+            Err(e) => {
+                let message = format!("single-task {}: {}", task.name, run_failure(e)?);
+                if log {
+                    eprintln!("the baseline of seed {seed} failed: {message}");
+                }
+                return Ok(SeedRun {
+                    seed,
+                    outcome: Outcome::Failed(message),
+                });
+            }
+        };
+        if log {
+            eprintln!(
+                "trained the single-task baseline of {}, seed {seed} ({} s/epoch)",
+                task.name,
+                significant(m.seconds_per_epoch, 3)
+            );
+        }
+        seconds += m.seconds_per_epoch;
+        epochs = epochs.max(m.epochs);
+        scores.extend(m.scores);
+    }
+    Ok(SeedRun {
+        seed,
+        outcome: Outcome::Trained {
+            measured: Measured {
+                scores,
+                seconds_per_epoch: seconds,
+                epochs,
+                run_dir: out.to_path_buf(),
+            },
+            delta_m: None,
+        },
+    })
+}
+
 /// Trains `base` once per balancer and seed under `opts.out` (run
 /// directories `<balancer>/seed-<s>`, baselines `single-<task>/seed-<s>`)
 /// and computes each run's Δm%. A run that fails is reported in its row; a
@@ -434,42 +494,7 @@ pub fn compare(base: &RunConfig, opts: &CompareOptions, log: bool) -> Result<Com
     let mut baselines = Vec::new();
     for &seed in &seeds {
         if opts.baselines {
-            let mut scores = Vec::new();
-            let mut seconds = 0.0;
-            let mut epochs = 0;
-            for task in &tasks {
-                let mut cfg = base.clone();
-                cfg.seed = seed;
-                cfg.tasks = vec![task.clone()];
-                cfg.train.balancer = BalancerConfig::default();
-                let dir = opts
-                    .out
-                    .join(format!("single-{}", task.name))
-                    .join(format!("seed-{seed}"));
-                let m = train(cfg, dir)?;
-                if log {
-                    eprintln!(
-                        "trained the single-task baseline of {}, seed {seed} ({} s/epoch)",
-                        task.name,
-                        significant(m.seconds_per_epoch, 3)
-                    );
-                }
-                seconds += m.seconds_per_epoch;
-                epochs = epochs.max(m.epochs);
-                scores.extend(m.scores);
-            }
-            baselines.push(SeedRun {
-                seed,
-                outcome: Outcome::Trained {
-                    measured: Measured {
-                        scores,
-                        seconds_per_epoch: seconds,
-                        epochs,
-                        run_dir: opts.out.clone(),
-                    },
-                    delta_m: None,
-                },
-            });
+            baselines.push(train_baselines(base, &tasks, seed, &opts.out, log)?);
         }
         for (runs, (config, _)) in balancers.iter_mut().zip(&configs) {
             let mut cfg = base.clone();

@@ -184,6 +184,11 @@ pub fn to_text(comparison: &Comparison) -> String {
     }
     out.push_str(&paired_text(comparison, &aggregates));
     let mut notes: Vec<String> = Vec::new();
+    for (seed, message) in failures(&comparison.baselines) {
+        notes.push(format!(
+            "{SINGLE_TASK}, seed {seed}: {message} (no Δm% for this seed)"
+        ));
+    }
     for b in &comparison.balancers {
         notes.extend(b.notes.iter().cloned());
         for (seed, message) in failures(&b.runs) {
