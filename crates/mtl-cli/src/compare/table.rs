@@ -239,9 +239,15 @@ fn paired_text(comparison: &Comparison, aggregates: &[Aggregate]) -> String {
     out
 }
 
-/// A CSV cell holding `value`, empty when there is none.
+/// A CSV cell holding `value` exactly (the shortest form that reads back to
+/// the same number; scientific notation for very small or large values),
+/// empty when there is none.
 fn cell(value: Option<f64>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
+    match value {
+        Some(v) if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e15) => format!("{v:e}"),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
 }
 
 /// A CSV field quoted when it holds a comma, a quote or a line break.
@@ -433,4 +439,27 @@ pub fn to_json(comparison: &Comparison) -> Value {
             Some(balancer_json(a, b, &columns, comparison.reference))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_read_back_to_the_same_number() {
+        for v in [
+            0.0,
+            1.5,
+            -2.25e-16,
+            1.3597399555105182e-16,
+            0.0046868597,
+            3e20,
+        ] {
+            let text = cell(Some(v));
+            assert_eq!(text.parse::<f64>().unwrap(), v, "{text}");
+            assert!(text.len() < 26, "{text}");
+        }
+        assert_eq!(cell(None), "");
+        assert_eq!(cell(Some(1.0e-16)), "1e-16");
+    }
 }
