@@ -90,13 +90,17 @@ enum Command {
         /// Also train a single-task model per task and report Δm% against them.
         #[arg(long)]
         baselines: bool,
+        /// Train every balancer (and baseline) under this many seeds: the
+        /// configuration's seed, +1, ...; report mean ± standard deviation.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
         /// Override the number of epochs.
         #[arg(long)]
         epochs: Option<usize>,
         /// Directory of the runs and the table (default: runs/compare).
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
-        /// Print one JSON object per balancer, in an array.
+        /// Print one JSON object per balancer (means, deviations, per-seed runs), in an array.
         #[arg(long)]
         json: bool,
     },
@@ -180,10 +184,19 @@ fn main() -> ExitCode {
             config,
             balancers,
             baselines,
+            seeds,
             epochs,
             out,
             json,
-        } => compare(config, balancers, baselines, epochs, out, json),
+        } => compare(CompareArgs {
+            config,
+            balancers,
+            baselines,
+            seeds,
+            epochs,
+            out,
+            json,
+        }),
         Command::Datasets { action } => datasets(action),
         Command::Relations { run, groups } => relations(&run, groups),
         Command::Balancers => {
@@ -341,36 +354,41 @@ fn predict(
     Ok(write_output(output, &text)?)
 }
 
-/// `mtl compare`: one run per balancer, a table and charts.
-fn compare(
+/// The arguments of `mtl compare`.
+struct CompareArgs {
     config: Option<PathBuf>,
     balancers: Vec<String>,
     baselines: bool,
+    seeds: u64,
     epochs: Option<usize>,
     out: PathBuf,
     json: bool,
-) -> Result<(), CliError> {
-    let mut base = match config {
+}
+
+/// `mtl compare`: every balancer under every seed, a table and charts.
+fn compare(args: CompareArgs) -> Result<(), CliError> {
+    let mut base = match args.config {
         Some(path) => RunConfig::load(&path)?,
         None => RunConfig::default_job(),
     };
-    if let Some(e) = epochs {
+    if let Some(e) = args.epochs {
         base.train.epochs = e;
     }
     base.validate(std::path::Path::new("command line"))?;
     let opts = mtl_cli::compare::CompareOptions {
-        balancers,
-        out: out.clone(),
-        baselines,
+        balancers: args.balancers,
+        out: args.out.clone(),
+        baselines: args.baselines,
+        seeds: args.seeds,
     };
-    let rows = mtl_cli::compare::compare(&base, &opts, !json)?;
-    mtl_cli::compare::write(&out, &rows)?;
-    if json {
-        let all: Vec<_> = rows.iter().map(|r| r.to_json()).collect();
+    let comparison = mtl_cli::compare::compare(&base, &opts, !args.json)?;
+    mtl_cli::compare::write(&args.out, &comparison)?;
+    if args.json {
+        let all = mtl_cli::compare::to_json(&comparison);
         println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
     } else {
-        print!("{}", mtl_cli::compare::to_text(&rows));
-        println!("table and charts: {}", out.display());
+        print!("{}", mtl_cli::compare::to_text(&comparison));
+        println!("table and charts: {}", args.out.display());
     }
     Ok(())
 }

@@ -226,11 +226,13 @@ fn compare_trains_each_balancer_and_baselines_and_writes_the_table() {
         csv.starts_with("balancer,") && csv.contains("delta_m,seconds_per_epoch"),
         "{csv}"
     );
-    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // The baselines and each balancer: one seed, then its mean and std rows.
+    assert_eq!(csv.lines().count(), 10, "{csv}");
     for chart in [
         "compare-mpg.png",
         "compare-origin.svg",
-        "single-mpg/summary.json",
+        "compare-delta-m.png",
+        "single-mpg/seed-1/summary.json",
     ] {
         assert!(out.join(chart).exists(), "{chart}");
     }
