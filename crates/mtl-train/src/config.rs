@@ -134,6 +134,15 @@ pub struct RelationsConfig {
     /// larger one such as 0.1 shows them better).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookahead_lr: Option<f64>,
+    /// Rows of the sampled batch the measurement uses (default 64: a
+    /// measurement then costs about a quarter of a 256-row step's passes);
+    /// `0` uses the whole batch.
+    #[serde(default = "default_relations_rows")]
+    pub rows: usize,
+}
+
+fn default_relations_rows() -> usize {
+    64
 }
 
 fn default_relations_every() -> u64 {
@@ -145,6 +154,7 @@ impl Default for RelationsConfig {
         RelationsConfig {
             every: default_relations_every(),
             lookahead_lr: None,
+            rows: default_relations_rows(),
         }
     }
 }

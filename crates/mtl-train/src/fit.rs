@@ -60,6 +60,7 @@ impl Default for FitOptions {
             relations: RelationsConfig {
                 every: 0,
                 lookahead_lr: None,
+                rows: 0,
             },
             checkpoints: None,
             resume: false,
@@ -603,6 +604,9 @@ fn new_tracker(config: &RelationsConfig, tasks: usize) -> Result<Option<Relation
     let mut tracker = RelationTracker::new(tasks, config.every)?;
     if let Some(lr) = config.lookahead_lr {
         tracker = tracker.with_lookahead_lr(lr)?;
+    }
+    if config.rows > 0 {
+        tracker = tracker.with_rows(config.rows)?;
     }
     Ok(Some(tracker))
 }
