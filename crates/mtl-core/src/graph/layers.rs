@@ -92,13 +92,15 @@ impl Graph {
         };
         let (oh, ow) = (geometry.out_h(), geometry.out_w());
         let (in_len, out_len) = (c * h * wd, o * oh * ow);
+        // Every element is written below (gemm without accumulation, or the
+        // direct kernel), so a recycled buffer needs no zero fill.
+        let mut out = self.buffer(n * out_len);
         let xv = self.value(x)?.data();
         let wv = self.value(w)?.data();
         let bv = match bias {
             Some(b) => Some(self.value(b)?.data()),
             None => None,
         };
-        let mut out = vec![0.0f32; n * out_len];
         let direct = kernels::conv2d_direct_applies(&geometry);
         out.par_chunks_mut(out_len * CONV_CHUNK)
             .zip(xv.par_chunks(in_len * CONV_CHUNK))
@@ -161,8 +163,8 @@ impl Graph {
         };
         let (oh, ow) = (geometry.out_h(), geometry.out_w());
         let (in_len, out_len) = (c * h * w, c * oh * ow);
+        let mut out = self.buffer(n * out_len);
         let xv = self.value(x)?.data();
-        let mut out = vec![0.0f32; n * out_len];
         let mut argmax = vec![0u32; n * out_len];
         out.par_chunks_mut(out_len)
             .zip(argmax.par_chunks_mut(out_len))
