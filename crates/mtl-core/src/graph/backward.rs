@@ -420,15 +420,20 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
             argmax,
             geometry,
         } => {
+            // Each image's maxima lie in its own plane, so the images scatter
+            // in parallel; within one, the order is that of the outputs.
             let shape = s.value(*x).shape().to_vec();
-            let d = match kernels::max_pool2d_backward_tiled(g.data(), argmax, geometry, shape[0]) {
-                Some(d) => Tensor::from_vec(d, &shape)?,
-                None => {
-                    let mut d = Tensor::zeros(&shape);
-                    kernels::max_pool2d_backward(g.data(), argmax, d.data_mut());
-                    d
-                }
-            };
+            let mut d = Tensor::zeros(&shape);
+            let in_len = (geometry.channels * geometry.height * geometry.width).max(1);
+            let out_len = (geometry.channels * geometry.out_h() * geometry.out_w()).max(1);
+            d.data_mut()
+                .par_chunks_mut(in_len)
+                .zip(g.data().par_chunks(out_len))
+                .zip(argmax.par_chunks(out_len))
+                .enumerate()
+                .for_each(|(i, ((di, gi), ai))| {
+                    kernels::max_pool2d_backward(gi, ai, i * in_len, di);
+                });
             s.add(*x, d)?;
         }
         Op::Dropout { a, mask } => {

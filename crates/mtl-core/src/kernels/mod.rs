@@ -15,5 +15,5 @@ pub use conv_direct::{
     conv2d_direct_weight_grad,
 };
 pub use matmul::gemm;
-pub use pool::{max_pool2d, max_pool2d_backward, max_pool2d_backward_tiled, PoolGeometry};
+pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
 pub use softmax::{log_softmax_rows, softmax_rows};

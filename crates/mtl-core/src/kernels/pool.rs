@@ -93,51 +93,13 @@ fn max_pool2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32
     }
 }
 
-/// Routes the output gradient of one image to the winning inputs (adds into `grad_in`).
-pub fn max_pool2d_backward(grad_out: &[f32], argmax: &[u32], grad_in: &mut [f32]) {
+/// Routes the output gradient of one image to the winning inputs: adds
+/// `grad_out[o]` at `argmax[o] - base` of `grad_in` (`argmax` holds indices
+/// into the whole batch, `base` is the image's first one).
+pub fn max_pool2d_backward(grad_out: &[f32], argmax: &[u32], base: usize, grad_in: &mut [f32]) {
     for (&g, &i) in grad_out.iter().zip(argmax) {
-        grad_in[i as usize] += g;
+        grad_in[i as usize - base] += g;
     }
-}
-
-/// The input gradient of a pooling whose windows do not overlap
-/// (`stride == size`), written in one pass over `[N, C, H, W]` in memory
-/// order instead of zero-filling and scattering: each input receives
-/// `0 + g` of its window when it is the window's maximum (the value the
-/// scatter of [`max_pool2d_backward`] into zeros gives), `0` otherwise.
-/// `argmax` holds flat indices into the whole batch, as the tape stores them.
-/// Returns `None` when the windows overlap or leave gaps.
-pub fn max_pool2d_backward_tiled(
-    grad_out: &[f32],
-    argmax: &[u32],
-    g: &PoolGeometry,
-    batch: usize,
-) -> Option<Vec<f32>> {
-    if g.stride != g.size {
-        return None;
-    }
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let (h, w, k) = (g.height, g.width, g.size);
-    let mut d = Vec::with_capacity(batch * g.channels * h * w);
-    for plane in 0..batch * g.channels {
-        let (go, ao) = (&grad_out[plane * oh * ow..], &argmax[plane * oh * ow..]);
-        for iy in 0..h {
-            let oy = iy / k;
-            let row = (plane * h + iy) * w;
-            if oy >= oh {
-                d.extend(std::iter::repeat_n(0.0, w));
-                continue;
-            }
-            for ox in 0..ow {
-                let (win, gv) = (ao[oy * ow + ox] as usize, go[oy * ow + ox]);
-                for i in row + ox * k..row + ox * k + k {
-                    d.push(if win == i { 0.0 + gv } else { 0.0 });
-                }
-            }
-            d.extend(std::iter::repeat_n(0.0, w - ow * k));
-        }
-    }
-    Some(d)
 }
 
 #[cfg(test)]
@@ -171,7 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn two_by_two_path_and_tiled_backward_match_the_general_loop() {
+    fn two_by_two_path_matches_the_general_loop() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for _ in 0..50 {
             let g = PoolGeometry {
@@ -198,11 +160,6 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&o1), bits(&o2));
             assert_eq!(a1, a2);
-            let go: Vec<f32> = (0..m).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let mut scatter = vec![0.0; n];
-            max_pool2d_backward(&go, &a1, &mut scatter);
-            let tiled = max_pool2d_backward_tiled(&go, &a1, &g, 1).unwrap();
-            assert_eq!(bits(&tiled), bits(&scatter));
         }
     }
 }
