@@ -214,16 +214,15 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
         }
         Op::Mul(a, b) => {
             let (av, bv) = (s.value(*a), s.value(*b));
-            s.add_with(*a, || g.mul(&bv))?;
-            s.add_with(*b, || g.mul(&av))?;
+            s.add_with(*a, || g.mul(bv))?;
+            s.add_with(*b, || g.mul(av))?;
         }
         Op::Div(a, b) => {
             // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = −a/b².
             let (av, bv) = (s.value(*a), s.value(*b));
-            s.add_with(*a, || g.div(&bv))?;
+            s.add_with(*a, || g.div(bv))?;
             s.add_with(*b, || {
-                g.mul(&av)?
-                    .zip_map(&bv, "div backward", |n, d| -n / (d * d))
+                g.mul(av)?.zip_map(bv, "div backward", |n, d| -n / (d * d))
             })?;
         }
         Op::Neg(a) => s.add(*a, g.scale(-1.0))?,
@@ -244,12 +243,12 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
             // to the stored layout where the operand was read transposed.
             let (av, bv) = (s.value(*a), s.value(*b));
             s.add_with(*a, || match trans_a {
-                false => g.matmul(&bv, false, !trans_b),
+                false => g.matmul(bv, false, !trans_b),
                 true => bv.matmul(g, *trans_b, true),
             })?;
             s.add_with(*b, || match trans_b {
                 false => av.matmul(g, !trans_a, false),
-                true => g.matmul(&av, true, *trans_a),
+                true => g.matmul(av, true, *trans_a),
             })?;
         }
         Op::AddRow(x, row) => {
@@ -267,7 +266,7 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
                 }
                 Ok(d)
             })?;
-            s.add_with(*row, || sum_rows(&g.mul(&xv)?, rv.shape()))?;
+            s.add_with(*row, || sum_rows(&g.mul(xv)?, rv.shape()))?;
         }
         Op::MulCol(x, col) => {
             let (xv, cv) = (s.value(*x), s.value(*col));
