@@ -78,23 +78,6 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A balancer needs the gradient at a shared representation, and the
-    /// architecture has none.
-    #[error(
-        "balancer {balancer:?} needs a shared representation, but the {architecture} \
-         architecture has none ({reason}); use one of {alternatives}, or a balancer \
-         that reads only the losses or the shared parameters' gradients"
-    )]
-    NoRepresentation {
-        /// The architecture's name.
-        architecture: String,
-        /// The balancer that asked.
-        balancer: String,
-        /// Why the architecture has no single shared representation.
-        reason: String,
-        /// The architectures that expose one.
-        alternatives: String,
-    },
 }
 
 /// Result type of `mtl-core`.

@@ -57,7 +57,7 @@ pub mod tensor;
 pub use error::{CoreError, Result};
 pub use graph::{Gradients, Graph, Node, Op, Var};
 pub use params::{
-    jacobian_view, BufferId, JacobianView, ParamGroup, ParamId, ParamStore, ParamView,
+    BufferId, ParamGroup, ParamId, ParamStore, ParamView,
 };
 pub use task::{Targets, TaskKind, TaskSpec, MISSING_CLASS};
 pub use tensor::Tensor;

@@ -5,7 +5,7 @@
 //! `balancer`. Each group occupies one contiguous range, shared first, then the
 //! tasks in the order they first appear, then the balancer. Gradients use the
 //! same layout, so the per-task Jacobian of the shared parameters is T rows of
-//! one range ([`jacobian_view`]), an optimizer step is one pass over two
+//! one range (a `T x P` slice the balancers read in place), an optimizer step is one pass over two
 //! slices, and a checkpoint is the buffer plus the names.
 //!
 //! Non-trainable state (batch normalisation's running statistics) lives in a
@@ -331,29 +331,6 @@ impl ParamStore {
     }
 }
 
-/// A row-major matrix view over borrowed f32 data (row stride dynamic, column stride 1).
-pub type JacobianView<'a> =
-    nalgebra::MatrixView<'a, f32, nalgebra::Dyn, nalgebra::Dyn, nalgebra::Dyn, nalgebra::Const<1>>;
-
-/// A row-major `tasks x width` slice seen as a nalgebra matrix, without a copy:
-/// row `t` is task `t`'s gradient of the shared parameters.
-pub fn jacobian_view(rows: &[f32], tasks: usize, width: usize) -> Result<JacobianView<'_>> {
-    if rows.len() != tasks * width {
-        return Err(CoreError::ElementCount {
-            op: "jacobian_view",
-            len: rows.len(),
-            shape: vec![tasks, width],
-        });
-    }
-    Ok(JacobianView::from_slice_with_strides_generic(
-        rows,
-        nalgebra::Dyn(tasks),
-        nalgebra::Dyn(width),
-        nalgebra::Dyn(width.max(1)),
-        nalgebra::Const::<1>,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,13 +403,4 @@ mod tests {
             .is_err());
     }
 
-    #[test]
-    fn jacobian_view_reads_rows_in_place() {
-        let rows = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let j = jacobian_view(&rows, 2, 3).unwrap();
-        assert_eq!(j[(1, 0)], 4.0);
-        assert_eq!(j[(0, 2)], 3.0);
-        assert_eq!(j.nrows(), 2);
-        assert_eq!(j.row(1).dot(&j.row(0)), 32.0);
-    }
 }

@@ -3,7 +3,7 @@
 //! CGC, and training on a small seeded two-task problem.
 
 use mtl_core::arch::{
-    build_model, representation_required, ArchConfig, EncoderConfig, HeadConfig, MultiTaskModel,
+    build_model, ArchConfig, EncoderConfig, HeadConfig, MultiTaskModel,
 };
 use mtl_core::nn::Activation;
 use mtl_core::{CoreError, Graph, ParamGroup, ParamStore, TaskKind, TaskSpec, Tensor, Var};
@@ -615,25 +615,17 @@ fn cross_stitch_units_start_near_the_identity() {
 }
 
 #[test]
-fn missing_representation_is_a_typed_error_naming_the_architecture() {
+fn an_architecture_without_a_representation_says_why() {
     let tasks = [task("a", TaskKind::Binary), task("b", TaskKind::Binary)];
     let encoder = mlp(&[4, 4], Activation::Relu);
     for arch in every_arch() {
         let (model, _) = build(&arch, &encoder, &[3], &tasks, 15);
-        let err = representation_required(model.as_ref(), "mgda-ub");
-        let CoreError::NoRepresentation {
-            architecture,
-            balancer,
-            reason,
-            alternatives,
-        } = &err
-        else {
-            panic!("unexpected error {err}");
-        };
-        assert_eq!(architecture, arch.name());
-        assert_eq!(balancer, "mgda-ub");
-        assert!(alternatives.contains("hps") && alternatives.contains("mmoe"));
-        assert_eq!(reason.is_empty(), model.has_representation());
+        assert_eq!(
+            model.why_no_representation().is_empty(),
+            model.has_representation(),
+            "{}",
+            arch.name()
+        );
     }
 }
 

@@ -76,7 +76,7 @@ pub use head::Head;
 pub use ltb::{BranchSettings, Ltb};
 pub use mmoe::Mmoe;
 pub use model::{
-    representation_required, GateWeights, MultiTaskModel, MultiTaskOutput,
+    GateWeights, MultiTaskModel, MultiTaskOutput,
     ARCHITECTURES_WITH_REPRESENTATION,
 };
 pub use mtan::Mtan;

@@ -104,32 +104,6 @@ pub trait MultiTaskModel: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The error to return when `balancer` needs a shared representation and
-/// `model` has none; it names the architecture, the reason and the
-/// architectures that would work.
-///
-/// ```
-/// use mtl_core::arch::{build_model, representation_required, ArchConfig, EncoderConfig, HeadConfig};
-/// use mtl_core::{nn::Activation, ParamStore, TaskKind, TaskSpec};
-/// use rand::SeedableRng;
-/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-/// let mut ps = ParamStore::new();
-/// let tasks = [TaskSpec { name: "a".into(), kind: TaskKind::Binary }];
-/// let arch = ArchConfig::CrossStitch { self_weight: 0.9, head: HeadConfig::default() };
-/// let encoder = EncoderConfig::Mlp { hidden: vec![4], dropout: 0.0, activation: Activation::Relu, layer_norm: false };
-/// let model = build_model(&arch, &encoder, &[3], &tasks, &mut ps, &mut rng).unwrap();
-/// let err = representation_required(model.as_ref(), "mgda-ub").to_string();
-/// assert!(err.contains("cross-stitch") && err.contains("mmoe"));
-/// ```
-pub fn representation_required(model: &dyn MultiTaskModel, balancer: &str) -> CoreError {
-    CoreError::NoRepresentation {
-        architecture: model.name().into(),
-        balancer: balancer.into(),
-        reason: model.why_no_representation().into(),
-        alternatives: ARCHITECTURES_WITH_REPRESENTATION.join(", "),
-    }
-}
-
 /// Checks that `tasks` is not empty, that names are unique and usable in
 /// parameter names, and that every kind's size is valid.
 pub(crate) fn check_tasks(architecture: &str, tasks: &[TaskSpec]) -> Result<()> {
