@@ -52,6 +52,7 @@ fn check(file: &str, edit: impl FnOnce(&mut RunConfig), bounds: &[(&str, f64, bo
         out: dir.path().to_path_buf(),
         resume: false,
         stop_after: None,
+        memory: None,
     };
     let summary = fit(config, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
     for &(name, bound, higher) in bounds {

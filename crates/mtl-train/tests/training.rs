@@ -39,6 +39,7 @@ fn opts(dir: &Path) -> RunOptions {
         out: dir.to_path_buf(),
         resume: false,
         stop_after: None,
+        memory: None,
     }
 }
 
