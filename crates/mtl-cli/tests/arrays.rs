@@ -209,3 +209,147 @@ fn exported_multimnist_trains_to_the_builtin_metrics_as_npy_and_as_idx() {
         "header and one line per row"
     );
 }
+
+/// The schema of the converted files: two features, a regression and a
+/// labelled classification.
+const SCHEMA: &str = r#"[[tasks]]
+name = "y"
+kind = "regression"
+columns = ["y"]
+
+[[tasks]]
+name = "pet"
+kind = "classification"
+column = "pet"
+"#;
+
+#[test]
+fn a_converted_csv_trains_and_keeps_what_prediction_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut csv = String::from("a,b,y,pet\n");
+    for i in 0..60 {
+        let (a, b) = (i as f32 / 10.0, (i % 7) as f32);
+        let pet = ["cat", "dog", "emu"][i % 3];
+        csv.push_str(&format!("{a},{b},{},{pet}\n", 2.0 * a - b));
+    }
+    std::fs::write(dir.join("data.csv"), csv).unwrap();
+    std::fs::write(dir.join("schema.toml"), SCHEMA).unwrap();
+    let out = dir.join("converted");
+    let (code, stdout, stderr) = mtl(&[
+        "datasets",
+        "convert",
+        dir.join("data.csv").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--schema",
+        dir.join("schema.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("wrote 60 rows (0 dropped)"), "{stdout}");
+    let x = mtl_data::npy::read(out.join("train_x.npy")).unwrap();
+    assert_eq!(x.shape, [60, 2]);
+    let pet = mtl_data::npy::read(out.join("train_pet.npy")).unwrap();
+    assert_eq!(pet.data, ArrayData::I64((0..60).map(|i| i % 3).collect()));
+    // The resolved schema lists the labels, to read new files the same way.
+    let saved = std::fs::read_to_string(out.join("schema.toml")).unwrap();
+    let schema: mtl_data::CsvSchema = toml::from_str(&saved).unwrap();
+    assert!(saved.contains("\"cat\", \"dog\", \"emu\""), "{saved}");
+    assert_eq!(schema.tasks.len(), 2);
+
+    let config = "seed = 1\n[data]\ndir = \"converted\"\n[data.split]\nvalidation = 0.2\n\
+        test = 0.2\nseed = 1\n[model]\narch = \"hps\"\n[model.encoder]\nname = \"mlp\"\n\
+        hidden = [4]\n[train]\nepochs = 2\nbatch_size = 8\nrelations = { every = 0 }\n";
+    let metrics = train_metrics(dir, "converted", config, &[]);
+    let accuracy = metrics["pet"]["accuracy"].as_f64().unwrap();
+    let mae = metrics["y"]["mae"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&accuracy) && mae.is_finite(),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn conversion_refuses_a_bad_file_with_the_message_of_training() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/csv");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let schema = "[[tasks]]\nname = \"y\"\nkind = \"regression\"\ncolumns = [\"y\"]\n";
+    std::fs::write(dir.join("schema.toml"), schema).unwrap();
+    for file in [
+        "non_numeric_feature.csv",
+        "ragged_short.csv",
+        "missing_task_column.csv",
+        "inf_feature.csv",
+    ] {
+        let csv = corpus.join(file);
+        let (code, _, convert_err) = mtl(&[
+            "datasets",
+            "convert",
+            csv.to_str().unwrap(),
+            dir.join("out").to_str().unwrap(),
+            "--schema",
+            dir.join("schema.toml").to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{convert_err}");
+        let config = dir.join("train.toml");
+        let csv_path = csv.display().to_string().replace('\\', "\\\\");
+        std::fs::write(
+            &config,
+            format!(
+                "[data]\ncsv = \"{csv_path}\"\n[data.schema]\n{}\n[model]\narch = \"hps\"\n\
+                 [model.encoder]\nname = \"mlp\"\nhidden = [4]\n",
+                schema.replace("[[tasks]]", "[[data.schema.tasks]]")
+            ),
+        )
+        .unwrap();
+        let (code, _, train_err) = mtl(&[
+            "train",
+            config.to_str().unwrap(),
+            "--out",
+            dir.join("run").to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert_eq!(code, 2, "{train_err}");
+        assert_eq!(convert_err, train_err, "{file}");
+    }
+}
+
+#[test]
+fn the_memory_budget_refuses_a_run_over_the_limit_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = "[data]\nbuiltin = \"linnerud\"\n[model]\narch = \"hps\"\n\
+        [model.encoder]\nname = \"mlp\"\nhidden = [64]\n[train]\nepochs = 1\nbatch_size = 8\n";
+    let path = dir.join("small.toml");
+    std::fs::write(&path, config).unwrap();
+    let run = |memory: &str| {
+        mtl(&[
+            "train",
+            path.to_str().unwrap(),
+            "--out",
+            dir.join(format!("run-{memory}")).to_str().unwrap(),
+            "--quiet",
+            "--memory",
+            memory,
+        ])
+    };
+    // Parameters: 3·64 + 64 + 3·(64 + 1) = 451, and as many gradients:
+    // 3608 bytes; Adam's two slots as much again; a batch of 8 the most.
+    let (code, _, stderr) = run("1KiB");
+    assert_eq!(code, 2, "{stderr}");
+    for needle in [
+        "memory budget: [train] batch_size: the run needs about 19.7 KiB but 1.0 KiB is available",
+        "parameters and gradients 3.5 KiB ([model] encoder.hidden)",
+        "optimizer state 3.5 KiB",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    let (code, _, stderr) = run("1GiB");
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run("12XB");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--memory") && stderr.contains("XB"),
+        "{stderr}"
+    );
+}

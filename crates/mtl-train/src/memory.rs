@@ -90,7 +90,10 @@ pub fn check(
         optimizer_slots: optimizer_slots(&config.train.optimizer),
         gradient_rows: gradient_rows(needs),
     };
-    let estimate = budget::estimate(&input).map_err(named)?;
+    let mut estimate = budget::estimate(&input).map_err(named)?;
+    for part in &mut estimate.parts {
+        part.key = config_key(&part.key);
+    }
     if let Some(limit) = limit.or_else(budget::available_memory) {
         estimate.check(limit).map_err(named)?;
     }
