@@ -37,11 +37,12 @@ pub fn gradient_rows(needs: GradientSource) -> GradientRows {
 fn config_key(key: &str) -> String {
     match key {
         "loader.batch_size" => "[train] batch_size".into(),
-        "balancer" => "[train] balancer (its per-task gradient rows)".into(),
-        "tasks" => "[[tasks]] (their classes)".into(),
-        other => match other.strip_prefix("model.") {
-            Some(rest) => format!("[model] {rest}"),
-            None => other.to_string(),
+        "balancer" => "[train] balancer".into(),
+        "tasks" => "[[tasks]]".into(),
+        other => match (other.strip_prefix("model."), other.strip_prefix("tasks.")) {
+            (Some(rest), _) => format!("[model] {rest}"),
+            (_, Some(rest)) => format!("[[tasks]] {rest}"),
+            _ => other.to_string(),
         },
     }
 }
