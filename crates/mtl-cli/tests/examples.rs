@@ -45,7 +45,7 @@ fn check(file: &str, edit: impl FnOnce(&mut RunConfig), bounds: &[(&str, f64, bo
         header.contains("Stated quality"),
         "{file} states no quality"
     );
-    let mut config = RunConfig::load(&path).unwrap();
+    let mut config = RunConfig::load(&path).unwrap().into_inner();
     edit(&mut config);
     let dir = tempfile::tempdir().unwrap();
     let opts = RunOptions {
@@ -129,7 +129,7 @@ fn multimnist_reaches_its_stated_quality_in_three_short_epochs() {
     check(
         "multimnist.toml",
         |c| {
-            c.data.limit = Some(6000);
+            c.data.limit = std::num::NonZeroUsize::new(6000);
             c.train.epochs = 3;
         },
         &[("left.accuracy", 0.50, true)],

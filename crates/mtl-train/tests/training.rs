@@ -210,7 +210,7 @@ arch = "hps"
 name = "mlp"
 hidden = [8]
 "#;
-    let config = RunConfig::parse(text, Path::new("linnerud.toml")).unwrap();
+    let config = RunConfig::parse_valid(text, Path::new("linnerud.toml")).unwrap();
     let prepared = mtl_train::prepare::prepare(&config).unwrap();
     let mut trainer = mtl_train::Trainer::from_config(
         &config,
