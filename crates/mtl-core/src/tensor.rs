@@ -221,7 +221,13 @@ impl Tensor {
 
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
-        let mut data = vec![0.0; self.data.len()];
+        self.map_into(f, vec![0.0; self.data.len()])
+    }
+
+    /// [`Tensor::map`] into `data`, a buffer of this tensor's length whose
+    /// contents are overwritten.
+    pub(crate) fn map_into(&self, f: impl Fn(f32) -> f32 + Sync, mut data: Vec<f32>) -> Tensor {
+        data.resize(self.data.len(), 0.0);
         if data.len() >= PARALLEL_ELEMENTS {
             data.par_chunks_mut(PARALLEL_ELEMENTS / 4)
                 .zip(self.data.par_chunks(PARALLEL_ELEMENTS / 4))
@@ -445,8 +451,20 @@ impl Tensor {
     /// assert_eq!(at.data(), &[1.0, 3.0, 2.0, 4.0]);
     /// ```
     pub fn matmul(&self, other: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        let (m, _, n) = matmul_dims(self, other, trans_a, trans_b)?;
+        self.matmul_into(other, trans_a, trans_b, vec![0.0; m * n])
+    }
+
+    /// [`Tensor::matmul`] into `out`, whose contents are overwritten.
+    pub(crate) fn matmul_into(
+        &self,
+        other: &Tensor,
+        trans_a: bool,
+        trans_b: bool,
+        mut out: Vec<f32>,
+    ) -> Result<Tensor> {
         let (m, k, n) = matmul_dims(self, other, trans_a, trans_b)?;
-        let mut out = vec![0.0; m * n];
+        out.resize(m * n, 0.0);
         kernels::gemm(
             m,
             k,

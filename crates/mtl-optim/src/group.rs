@@ -140,7 +140,7 @@ impl ParamGroups {
         self.for_each(len, |group| {
             if let Some((i, value)) = first_non_finite(&grads[group.range.clone()]) {
                 let index = group.range.start + i;
-                if first_bad.map_or(true, |(best, _)| index < best) {
+                if first_bad.is_none_or(|(best, _)| index < best) {
                     first_bad = Some((index, value));
                 }
             }

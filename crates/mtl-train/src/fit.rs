@@ -16,7 +16,9 @@ use crate::error::{Result, TrainError};
 use crate::history::EpochRecord;
 use crate::hook::{Control, Hook, StepEvent};
 use crate::relations::RelationTracker;
-use crate::trainer::{Evaluation, Trainer};
+use crate::trainer::{Evaluation, StepBatches, Trainer};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Directory of the best checkpoint inside a checkpoint directory.
 pub const BEST_DIR: &str = "best";
@@ -58,6 +60,7 @@ impl Default for FitOptions {
             relations: RelationsConfig {
                 every: 0,
                 lookahead_lr: None,
+                rows: 0,
             },
             checkpoints: None,
             resume: false,
@@ -313,7 +316,25 @@ impl Trainer {
                 if let Some(t) = state.relations.as_mut() {
                     t.observe_step(self, &batch)?;
                 }
-                let log = self.train_step(&batch, epoch as u64)?;
+                let second = match self.balancer.needs_second_batch() {
+                    true => Some(draw_batch(train, batch.len(), self.seed(), self.step, 1)?),
+                    false => None,
+                };
+                let held_out = match self.balancer.lookahead_weights() {
+                    Some(_) => Some(draw_batch(
+                        validation,
+                        batch.len(),
+                        self.seed(),
+                        self.step,
+                        2,
+                    )?),
+                    None => None,
+                };
+                let extra = StepBatches {
+                    second: second.as_ref(),
+                    validation: held_out.as_ref(),
+                };
+                let log = self.train_step_with(&batch, epoch as u64, &extra)?;
                 stats.add(&log.losses, &log.weights);
                 let event = StepEvent {
                     epoch: epoch + 1,
@@ -548,6 +569,33 @@ impl Trainer {
     }
 }
 
+/// `size` examples of `source` drawn without replacement by a generator
+/// seeded from the run seed, the step and `stream` (1: MoDo's and SDMGrad's
+/// second training batch; 2: Auto-Lambda's validation batch), so the draw
+/// depends on nothing else and a resumed run draws the same batches.
+fn draw_batch(
+    source: &dyn BatchSource,
+    size: usize,
+    seed: u64,
+    step: u64,
+    stream: u64,
+) -> Result<mtl_data::Batch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.set_stream(stream);
+    let n = source.len();
+    if n == 0 {
+        return Err(TrainError::Mismatch {
+            what: "data".into(),
+            message: format!(
+                "{:?} has no example to draw an extra batch from",
+                source.name()
+            ),
+        });
+    }
+    let rows = rand::seq::index::sample(&mut rng, n, size.min(n)).into_vec();
+    Ok(source.gather(&rows)?)
+}
+
 /// A tracker of task relations as `config` asks, or none.
 fn new_tracker(config: &RelationsConfig, tasks: usize) -> Result<Option<RelationTracker>> {
     if config.every == 0 {
@@ -556,6 +604,9 @@ fn new_tracker(config: &RelationsConfig, tasks: usize) -> Result<Option<Relation
     let mut tracker = RelationTracker::new(tasks, config.every)?;
     if let Some(lr) = config.lookahead_lr {
         tracker = tracker.with_lookahead_lr(lr)?;
+    }
+    if config.rows > 0 {
+        tracker = tracker.with_rows(config.rows)?;
     }
     Ok(Some(tracker))
 }

@@ -72,4 +72,6 @@ pub use fit::{CheckpointPolicy, EarlyStopping, EpochStats, FitOptions, History};
 pub use history::EpochRecord;
 pub use hook::{Control, Hook, StepEvent};
 pub use run::{RunOptions, RunSummary};
-pub use trainer::{BalancerSpec, Evaluation, OptimizerSpec, StepLog, Trainer, TrainerBuilder};
+pub use trainer::{
+    BalancerSpec, Evaluation, OptimizerSpec, StepBatches, StepLog, Trainer, TrainerBuilder,
+};

@@ -9,7 +9,10 @@ use mtl_core::{Gradients, Graph, ParamGroup, ParamStore, Targets, Tensor, Var};
 use mtl_data::{Batch, BatchSource, Dataset, Standardizer};
 use mtl_losses::metric::{evaluate, Metric};
 use mtl_losses::task::Task;
-use mtl_losses::{BalanceInput, Balancer, BalancerConfig, GradRows, GradientSource};
+use mtl_losses::{
+    balance::{LookAhead, SecondBatch},
+    BalanceInput, Balancer, BalancerConfig, GradRows, GradientSource,
+};
 use mtl_optim::{
     ClipConfig, LrScheduler, Optimizer, OptimizerConfig, ParamGroup as OptimGroup, ScheduleConfig,
 };
@@ -32,6 +35,15 @@ pub struct StepLog {
     pub weights: Vec<f32>,
 }
 
+/// The extra batches of one step (see [`Trainer::train_step_with`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepBatches<'a> {
+    /// A second training batch, independent of the first.
+    pub second: Option<&'a Batch>,
+    /// A validation batch.
+    pub validation: Option<&'a Batch>,
+}
+
 /// Scores of one split.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
@@ -39,6 +51,10 @@ pub struct Evaluation {
     pub losses: Vec<f32>,
     /// `("<task>.<metric>", value)` for every default metric of every task.
     pub metrics: Vec<(String, f64)>,
+    /// The examples each task was scored on: its labelled rows (every row
+    /// unless some labels are missing).
+    #[serde(default)]
+    pub labelled: Vec<usize>,
 }
 
 impl Evaluation {
@@ -575,11 +591,64 @@ impl Trainer {
 
     /// One optimisation step on `batch` (of epoch `epoch`).
     pub fn train_step(&mut self, batch: &Batch, epoch: u64) -> Result<StepLog> {
+        self.train_step_with(batch, epoch, &StepBatches::default())
+    }
+
+    /// One optimisation step on `batch` with the extra batches some
+    /// balancers need: a second, independent training batch (MoDo, SDMGrad:
+    /// [`Balancer::needs_second_batch`]) and a validation batch for a
+    /// look-ahead step (Auto-Lambda: [`Balancer::lookahead_weights`]).
+    /// [`Trainer::fit`] draws both from its seed; [`Trainer::train_step`]
+    /// supplies none.
+    ///
+    /// A task without a label in `batch` is absent from the step: its loss
+    /// is 0 with a zero gradient, and the balancer gives it weight 0 and
+    /// learns nothing from it.
+    ///
+    /// # Errors
+    /// As [`Trainer::train_step`], and a balancer whose extra batch is missing.
+    pub fn train_step_with(
+        &mut self,
+        batch: &Batch,
+        epoch: u64,
+        extra: &StepBatches<'_>,
+    ) -> Result<StepLog> {
         self.model.begin_step(&mut self.ps, self.step, epoch)?;
+        let present = self.present_tasks(batch);
+        let second = match (self.balancer.needs_second_batch(), extra.second) {
+            (false, _) => None,
+            (true, Some(b)) => Some(self.shared_task_gradients(b)?),
+            (true, None) => return Err(self.missing_batch("a second training batch")),
+        };
+        let lookahead = match (self.balancer.lookahead_weights(), extra.validation) {
+            (None, _) => None,
+            (Some(w), Some(val)) => Some(self.lookahead_gradients(batch, val, &w)?),
+            (Some(_), None) => return Err(self.missing_batch("a validation batch")),
+        };
         let (loss_vars, losses, rep) = self.forward_losses(batch)?;
         let shared = self.shared_range();
         let t_count = self.tasks.len();
-        let input = BalanceInput::from_losses(&losses).at(self.step, epoch);
+        let mut input = BalanceInput::from_losses(&losses).at(self.step, epoch);
+        if present.iter().any(|p| !p) {
+            input = input.with_present(&present);
+        }
+        let second_rows = second.as_ref().map(|(l, rows)| (l, rows.concat()));
+        if let Some((l, rows)) = &second_rows {
+            input = input.with_second(SecondBatch {
+                losses: l,
+                grads: GradRows::new(rows, t_count, shared.len())?,
+            });
+        }
+        let lookahead_rows = lookahead
+            .as_ref()
+            .map(|(lr, l, rows)| (*lr, l, rows.concat()));
+        if let Some((lr, l, rows)) = &lookahead_rows {
+            input = input.with_lookahead(LookAhead {
+                lr: *lr,
+                losses: l,
+                grads: GradRows::new(rows, t_count, shared.len())?,
+            });
+        }
         let mut grads = std::mem::take(&mut self.grads);
         grads.fill(0.0);
         let weights = match self.balancer.needs() {
@@ -690,6 +759,52 @@ impl Trainer {
             }
         }
         Ok(())
+    }
+
+    /// Whether each task has at least one label in `batch`.
+    fn present_tasks(&self, batch: &Batch) -> Vec<bool> {
+        self.tasks
+            .iter()
+            .zip(&self.target_index)
+            .map(|(task, &i)| task.labelled_count(&batch.targets[i], batch.len()) > 0)
+            .collect()
+    }
+
+    fn missing_batch(&self, what: &str) -> TrainError {
+        TrainError::Mismatch {
+            what: "balancer".into(),
+            message: format!(
+                "{} needs {what} each step: train with Trainer::fit or pass it to Trainer::train_step_with",
+                self.balancer.name()
+            ),
+        }
+    }
+
+    /// Auto-Lambda's look-ahead: the shared parameters moved to
+    /// `θ' = θ − lr Σ_t w_t g_t` with the training rows of `batch`, then the
+    /// validation losses and rows at `θ'`; everything is restored exactly.
+    /// Returns `(lr, losses, rows)`.
+    #[allow(clippy::type_complexity)]
+    fn lookahead_gradients(
+        &mut self,
+        batch: &Batch,
+        validation: &Batch,
+        weights: &[f32],
+    ) -> Result<(f64, Vec<f32>, Vec<Vec<f32>>)> {
+        let lr = self.optimizer.lr();
+        let (_, rows) = self.shared_task_gradients(batch)?;
+        let shared = self.shared_range();
+        let saved = self.ps.flat()[shared.clone()].to_vec();
+        let buffers = self.ps.buffers_flat().to_vec();
+        for (j, p) in self.ps.flat_mut()[shared.clone()].iter_mut().enumerate() {
+            let d: f32 = rows.iter().zip(weights).map(|(r, &w)| w * r[j]).sum();
+            *p -= lr as f32 * d;
+        }
+        let result = self.shared_task_gradients(validation);
+        self.ps.flat_mut()[shared].copy_from_slice(&saved);
+        self.ps.buffers_flat_mut().copy_from_slice(&buffers);
+        let (losses, rows) = result?;
+        Ok((lr, losses, rows))
     }
 
     /// The loss of every task on `batch` and every task's gradient with
@@ -858,8 +973,10 @@ impl Trainer {
             .collect::<Result<_>>()?;
         let mut losses = Vec::new();
         let mut metrics = Vec::new();
+        let mut labelled = Vec::new();
         for (t, task) in self.tasks.iter().enumerate() {
             let targets = Targets::concat(&targets[t])?;
+            labelled.push(task.labelled_count(&targets, rows.len()));
             let mut g = Graph::new(0);
             g.set_training(false);
             let o = g.input(outputs[t].clone());
@@ -876,7 +993,11 @@ impl Trainer {
                 }
             }
         }
-        Ok(Evaluation { losses, metrics })
+        Ok(Evaluation {
+            losses,
+            metrics,
+            labelled,
+        })
     }
 }
 

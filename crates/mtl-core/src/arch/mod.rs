@@ -63,6 +63,7 @@ mod mmoe;
 mod model;
 mod mtan;
 mod ple;
+mod trunk_with_heads;
 
 pub use cgc::{Cgc, ExtractionLayer, ExtractionOutput};
 pub use config::{ArchConfig, EncoderConfig, HeadConfig, ModelConfig};
@@ -80,6 +81,7 @@ pub use model::{
 };
 pub use mtan::Mtan;
 pub use ple::Ple;
+pub use trunk_with_heads::TrunkWithHeads;
 
 use rand::Rng;
 

@@ -31,45 +31,52 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 }
 
 impl Graph {
+    /// `f` applied to every element of `a`'s value, into a recycled buffer.
+    fn map_value(&mut self, a: Var, f: impl Fn(f32) -> f32 + Sync) -> Result<crate::Tensor> {
+        let len = self.value(a)?.len();
+        let out = self.buffer(len);
+        Ok(self.value(a)?.map_into(f, out))
+    }
+
     /// `max(a, 0)`.
     pub fn relu(&mut self, a: Var) -> Result<Var> {
-        let value = self.value(a)?.map(|x| x.max(0.0));
+        let value = self.map_value(a, |x| x.max(0.0))?;
         Ok(self.push(value, Op::Relu(a)))
     }
 
     /// Leaky ReLU with negative `slope`.
     pub fn leaky_relu(&mut self, a: Var, slope: f32) -> Result<Var> {
-        let value = self.value(a)?.map(|x| if x > 0.0 { x } else { slope * x });
+        let value = self.map_value(a, |x| if x > 0.0 { x } else { slope * x })?;
         Ok(self.push(value, Op::LeakyRelu(a, slope)))
     }
 
     /// GELU (tanh approximation, Hendrycks & Gimpel, 2016).
     pub fn gelu(&mut self, a: Var) -> Result<Var> {
-        let value = self.value(a)?.map(gelu);
+        let value = self.map_value(a, gelu)?;
         Ok(self.push(value, Op::Gelu(a)))
     }
 
     /// `tanh(a)`.
     pub fn tanh(&mut self, a: Var) -> Result<Var> {
-        let value = self.value(a)?.map(f32::tanh);
+        let value = self.map_value(a, f32::tanh)?;
         Ok(self.push(value, Op::Tanh(a)))
     }
 
     /// The logistic sigmoid.
     pub fn sigmoid(&mut self, a: Var) -> Result<Var> {
-        let value = self.value(a)?.map(sigmoid);
+        let value = self.map_value(a, sigmoid)?;
         Ok(self.push(value, Op::Sigmoid(a)))
     }
 
     /// `e^a`.
     pub fn exp(&mut self, a: Var) -> Result<Var> {
-        let value = self.value(a)?.map(f32::exp);
+        let value = self.map_value(a, f32::exp)?;
         Ok(self.push(value, Op::Exp(a)))
     }
 
     /// `ln a`.
     pub fn log(&mut self, a: Var) -> Result<Var> {
-        let value = self.value(a)?.map(f32::ln);
+        let value = self.map_value(a, f32::ln)?;
         Ok(self.push(value, Op::Log(a)))
     }
 

@@ -65,9 +65,18 @@ impl Graph {
     /// strides, without a copy.
     pub fn matmul_t(&mut self, a: Var, b: Var, trans_a: bool, trans_b: bool) -> Result<Var> {
         self.check(&[a, b])?;
-        let value = self.nodes()[a.0]
-            .value
-            .matmul(&self.nodes()[b.0].value, trans_a, trans_b)?;
+        let (m, n) = (
+            self.nodes()[a.0].value.shape().get(usize::from(!trans_a)),
+            self.nodes()[b.0].value.shape().get(usize::from(!trans_b)),
+        );
+        let out = match (m, n) {
+            (Some(&m), Some(&n)) => self.buffer(m * n),
+            _ => Vec::new(),
+        };
+        let value =
+            self.nodes()[a.0]
+                .value
+                .matmul_into(&self.nodes()[b.0].value, trans_a, trans_b, out)?;
         Ok(self.push(
             value,
             Op::MatMul {

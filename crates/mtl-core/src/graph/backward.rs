@@ -67,12 +67,14 @@ struct Sink<'a> {
     grads: &'a mut [Option<Tensor>],
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
     fn wants(&self, v: Var) -> bool {
         self.nodes[v.0].requires_grad
     }
 
-    fn value(&self, v: Var) -> &Tensor {
+    /// The forward value of `v`, borrowed from the tape (not from the sink,
+    /// so it can be read while gradients are added).
+    fn value(&self, v: Var) -> &'a Tensor {
         &self.nodes[v.0].value
     }
 
@@ -211,17 +213,16 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
             s.add_with(*b, || Ok(g.scale(-1.0)))?;
         }
         Op::Mul(a, b) => {
-            let (av, bv) = (s.value(*a).clone(), s.value(*b).clone());
-            s.add_with(*a, || g.mul(&bv))?;
-            s.add_with(*b, || g.mul(&av))?;
+            let (av, bv) = (s.value(*a), s.value(*b));
+            s.add_with(*a, || g.mul(bv))?;
+            s.add_with(*b, || g.mul(av))?;
         }
         Op::Div(a, b) => {
             // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = −a/b².
-            let (av, bv) = (s.value(*a).clone(), s.value(*b).clone());
-            s.add_with(*a, || g.div(&bv))?;
+            let (av, bv) = (s.value(*a), s.value(*b));
+            s.add_with(*a, || g.div(bv))?;
             s.add_with(*b, || {
-                g.mul(&av)?
-                    .zip_map(&bv, "div backward", |n, d| -n / (d * d))
+                g.mul(av)?.zip_map(bv, "div backward", |n, d| -n / (d * d))
             })?;
         }
         Op::Neg(a) => s.add(*a, g.scale(-1.0))?,
@@ -240,14 +241,14 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
         } => {
             // C = op(A)·op(B): ∂op(A) = G·op(B)ᵀ, ∂op(B) = op(A)ᵀ·G, transposed back
             // to the stored layout where the operand was read transposed.
-            let (av, bv) = (s.value(*a).clone(), s.value(*b).clone());
+            let (av, bv) = (s.value(*a), s.value(*b));
             s.add_with(*a, || match trans_a {
-                false => g.matmul(&bv, false, !trans_b),
+                false => g.matmul(bv, false, !trans_b),
                 true => bv.matmul(g, *trans_b, true),
             })?;
             s.add_with(*b, || match trans_b {
                 false => av.matmul(g, !trans_a, false),
-                true => g.matmul(&av, true, *trans_a),
+                true => g.matmul(av, true, *trans_a),
             })?;
         }
         Op::AddRow(x, row) => {
@@ -256,7 +257,7 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
             s.add_with(*row, || sum_rows(g, &shape))?;
         }
         Op::MulRow(x, row) => {
-            let (xv, rv) = (s.value(*x).clone(), s.value(*row).clone());
+            let (xv, rv) = (s.value(*x), s.value(*row));
             let cols = rv.len().max(1);
             s.add_with(*x, || {
                 let mut d = g.clone();
@@ -265,10 +266,10 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
                 }
                 Ok(d)
             })?;
-            s.add_with(*row, || sum_rows(&g.mul(&xv)?, rv.shape()))?;
+            s.add_with(*row, || sum_rows(&g.mul(xv)?, rv.shape()))?;
         }
         Op::MulCol(x, col) => {
-            let (xv, cv) = (s.value(*x).clone(), s.value(*col).clone());
+            let (xv, cv) = (s.value(*x), s.value(*col));
             let width = xv.len() / cv.len().max(1);
             s.add_with(*x, || {
                 let mut d = g.clone();
@@ -413,10 +414,25 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
             bias,
             geometry,
         } => conv2d_backward(s, g, *x, *w, *bias, geometry)?,
-        Op::MaxPool2d { x, argmax, .. } => {
+        Op::MaxPool2d {
+            x,
+            argmax,
+            geometry,
+        } => {
+            // Each image's maxima lie in its own plane, so the images scatter
+            // in parallel; within one, the order is that of the outputs.
             let shape = s.value(*x).shape().to_vec();
             let mut d = Tensor::zeros(&shape);
-            kernels::max_pool2d_backward(g.data(), argmax, d.data_mut());
+            let in_len = (geometry.channels * geometry.height * geometry.width).max(1);
+            let out_len = (geometry.channels * geometry.out_h() * geometry.out_w()).max(1);
+            d.data_mut()
+                .par_chunks_mut(in_len)
+                .zip(g.data().par_chunks(out_len))
+                .zip(argmax.par_chunks(out_len))
+                .enumerate()
+                .for_each(|(i, ((di, gi), ai))| {
+                    kernels::max_pool2d_backward(gi, ai, i * in_len, di);
+                });
             s.add(*x, d)?;
         }
         Op::Dropout { a, mask } => {
@@ -433,7 +449,7 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
         } => {
             // With ĝ = g ⊙ γ, per row of length D:
             // ∂x = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)).
-            let gv = s.value(*gamma).clone();
+            let gv = s.value(*gamma);
             let d = gv.len();
             s.add_with(*x, || {
                 let mut dx = g.clone();
@@ -468,7 +484,7 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
             let (n, c) = (shape[0], shape[1]);
             let sp = xv.len() / (n * c).max(1);
             let m = (n * sp) as f32;
-            let gv = s.value(*gamma).clone();
+            let gv = s.value(*gamma);
             // Per-channel sums of g and g ⊙ x̂.
             let mut sum_g = vec![0.0f32; c];
             let mut sum_gx = vec![0.0f32; c];
@@ -581,8 +597,8 @@ fn conv2d_backward(
     bias: Option<Var>,
     geometry: &kernels::ConvGeometry,
 ) -> Result<()> {
-    let xv = s.value(x).clone();
-    let wv = s.value(w).clone();
+    let xv = s.value(x);
+    let wv = s.value(w);
     let o = wv.shape()[0];
     let (oh, ow) = (geometry.out_h(), geometry.out_w());
     let plen = geometry.patch_len();
@@ -617,7 +633,21 @@ fn conv2d_backward(
         .chunks(in_len * CONV_CHUNK)
         .zip(g.data().chunks(out_len * CONV_CHUNK))
         .collect();
+    let direct = kernels::conv2d_direct_applies(geometry);
     let work = |(xc, gc): (&[f32], &[f32]), dxc: Option<&mut [f32]>| -> Vec<f32> {
+        if direct {
+            // Whole chunks at once: a weight gradient per chunk, summed over
+            // its images and positions in the kernel's fixed order.
+            let count = xc.len() / in_len.max(1);
+            let mut dw = vec![0.0f32; if need_w { o * plen } else { 0 }];
+            if need_w {
+                kernels::conv2d_direct_weight_grad(xc, gc, geometry, o, count, &mut dw);
+            }
+            if let Some(dxc) = dxc {
+                kernels::conv2d_direct_input_grad(gc, wv.data(), geometry, o, count, dxc);
+            }
+            return dw;
+        }
         let mut cols = vec![0.0f32; plen * oh * ow];
         let mut dcols = vec![0.0f32; plen * oh * ow];
         let mut dw = vec![0.0f32; if need_w { o * plen } else { 0 }];
@@ -681,7 +711,7 @@ fn student_t_backward(
     mu: Var,
     alpha: f32,
 ) -> Result<()> {
-    let (zv, mv) = (s.value(z).clone(), s.value(mu).clone());
+    let (zv, mv) = (s.value(z), s.value(mu));
     let (b, d) = (zv.shape()[0], zv.shape()[1]);
     let k = mv.shape()[0];
     let exponent = -(alpha + 1.0) / 2.0;

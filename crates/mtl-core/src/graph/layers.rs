@@ -49,7 +49,9 @@ fn channel_dims(op: &'static str, shape: &[usize]) -> Result<(usize, usize, usiz
 
 impl Graph {
     /// 2-D convolution of `x` `[N, C, H, W]` with kernel `w` `[O, C, kh, kw]`,
-    /// optional `bias` `[O]`, by im2col and one matrix product per image.
+    /// optional `bias` `[O]`: by the direct kernel where it applies (stride 1,
+    /// no padding, AVX-512; the same bits), otherwise by im2col and one
+    /// matrix product per image.
     pub fn conv2d(
         &mut self,
         x: Var,
@@ -90,16 +92,26 @@ impl Graph {
         };
         let (oh, ow) = (geometry.out_h(), geometry.out_w());
         let (in_len, out_len) = (c * h * wd, o * oh * ow);
+        // Every element is written below (gemm without accumulation, or the
+        // direct kernel), so a recycled buffer needs no zero fill.
+        let mut out = self.buffer(n * out_len);
         let xv = self.value(x)?.data();
         let wv = self.value(w)?.data();
         let bv = match bias {
             Some(b) => Some(self.value(b)?.data()),
             None => None,
         };
-        let mut out = vec![0.0f32; n * out_len];
+        let direct = kernels::conv2d_direct_applies(&geometry);
         out.par_chunks_mut(out_len * CONV_CHUNK)
             .zip(xv.par_chunks(in_len * CONV_CHUNK))
             .for_each(|(out_chunk, x_chunk)| {
+                if direct {
+                    let mut scratch = vec![0.0f32; kernels::conv2d_direct_scratch(&geometry, o)];
+                    for (y, img) in out_chunk.chunks_mut(out_len).zip(x_chunk.chunks(in_len)) {
+                        kernels::conv2d_direct(img, wv, bv, &geometry, o, &mut scratch, y);
+                    }
+                    return;
+                }
                 let mut cols = vec![0.0f32; geometry.patch_len() * oh * ow];
                 for (y, img) in out_chunk.chunks_mut(out_len).zip(x_chunk.chunks(in_len)) {
                     kernels::im2col(img, &geometry, &mut cols);
@@ -151,8 +163,8 @@ impl Graph {
         };
         let (oh, ow) = (geometry.out_h(), geometry.out_w());
         let (in_len, out_len) = (c * h * w, c * oh * ow);
+        let mut out = self.buffer(n * out_len);
         let xv = self.value(x)?.data();
-        let mut out = vec![0.0f32; n * out_len];
         let mut argmax = vec![0u32; n * out_len];
         out.par_chunks_mut(out_len)
             .zip(argmax.par_chunks_mut(out_len))

@@ -19,6 +19,7 @@
 mod activation;
 mod arith;
 mod backward;
+mod buffers;
 mod layers;
 mod loss;
 mod op;
@@ -30,6 +31,8 @@ pub use op::Op;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+use self::buffers::BufferPool;
 
 use crate::error::{CoreError, Result};
 use crate::params::{ParamId, ParamStore};
@@ -67,6 +70,7 @@ pub struct Graph {
     nodes: Vec<Node>,
     training: bool,
     rng: ChaCha8Rng,
+    pool: BufferPool,
 }
 
 impl Graph {
@@ -76,13 +80,22 @@ impl Graph {
             nodes: Vec::new(),
             training: true,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            pool: BufferPool::default(),
         }
     }
 
-    /// Forgets every node but keeps the arena's allocation for the next step.
-    /// The random stream continues where it was.
+    /// Forgets every node but keeps the arena's allocation, and the nodes'
+    /// value buffers, for the next step. The random stream continues where
+    /// it was.
     pub fn reset(&mut self) {
-        self.nodes.clear();
+        self.pool
+            .refill(self.nodes.drain(..).map(|node| node.value.into_vec()));
+    }
+
+    /// An output buffer of `len` elements with unspecified contents, from the
+    /// last step's buffers where one fits: for ops that write every element.
+    pub(crate) fn buffer(&mut self, len: usize) -> Vec<f32> {
+        self.pool.take(len)
     }
 
     /// Restarts the dropout random stream from `seed`.

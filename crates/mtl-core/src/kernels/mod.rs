@@ -4,11 +4,16 @@
 //! Everything above these kernels (the tape, the layers) is plain bookkeeping.
 
 mod conv;
+mod conv_direct;
 mod matmul;
 mod pool;
 mod softmax;
 
 pub use conv::{col2im, im2col, ConvGeometry};
+pub use conv_direct::{
+    conv2d_direct, conv2d_direct_applies, conv2d_direct_input_grad, conv2d_direct_scratch,
+    conv2d_direct_weight_grad,
+};
 pub use matmul::gemm;
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
 pub use softmax::{log_softmax_rows, softmax_rows};

@@ -31,6 +31,9 @@ impl PoolGeometry {
 /// Max-pools one image `[C, H, W]` into `out` `[C, OH, OW]`, writing into
 /// `argmax` the flat input index of each window's maximum (first on ties).
 pub fn max_pool2d(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32]) {
+    if g.size == 2 && g.stride == 2 {
+        return max_pool2x2(img, g, out, argmax);
+    }
     let (oh, ow) = (g.out_h(), g.out_w());
     for c in 0..g.channels {
         let base = c * g.height * g.width;
@@ -55,9 +58,108 @@ pub fn max_pool2d(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [
     }
 }
 
-/// Routes the output gradient of one image to the winning inputs (adds into `grad_in`).
-pub fn max_pool2d_backward(grad_out: &[f32], argmax: &[u32], grad_in: &mut [f32]) {
+/// [`max_pool2d`] for 2 × 2 windows at stride 2, row by row: the same
+/// comparisons in the same order (first maximum on ties), without index
+/// arithmetic per tap.
+fn max_pool2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (h, w) = (g.height, g.width);
+    for c in 0..g.channels {
+        let base = c * h * w;
+        let plane = &img[base..base + h * w];
+        let outs = out[c * oh * ow..(c + 1) * oh * ow].chunks_exact_mut(ow);
+        let args = argmax[c * oh * ow..(c + 1) * oh * ow].chunks_exact_mut(ow);
+        for (oy, (orow, arow)) in outs.zip(args).enumerate() {
+            let r0 = &plane[2 * oy * w..2 * oy * w + 2 * ow];
+            let r1 = &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+            for (ox, (o, a)) in orow.iter_mut().zip(arow.iter_mut()).enumerate() {
+                let i0 = base + 2 * oy * w + 2 * ox;
+                let taps = [
+                    (r0[2 * ox], i0),
+                    (r0[2 * ox + 1], i0 + 1),
+                    (r1[2 * ox], i0 + w),
+                    (r1[2 * ox + 1], i0 + w + 1),
+                ];
+                let (mut best, mut value, mut at) = (f32::NEG_INFINITY, taps[0].0, i0);
+                for (v, i) in taps {
+                    if v > best {
+                        (best, value, at) = (v, v, i);
+                    }
+                }
+                *o = value;
+                *a = at as u32;
+            }
+        }
+    }
+}
+
+/// Routes the output gradient of one image to the winning inputs: adds
+/// `grad_out[o]` at `argmax[o] - base` of `grad_in` (`argmax` holds indices
+/// into the whole batch, `base` is the image's first one).
+pub fn max_pool2d_backward(grad_out: &[f32], argmax: &[u32], base: usize, grad_in: &mut [f32]) {
     for (&g, &i) in grad_out.iter().zip(argmax) {
-        grad_in[i as usize] += g;
+        grad_in[i as usize - base] += g;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The general loop of [`max_pool2d`], for any window.
+    fn reference(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32]) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        for c in 0..g.channels {
+            let base = c * g.height * g.width;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = f32::NEG_INFINITY;
+                    let mut best_i = base + oy * g.stride * g.width + ox * g.stride;
+                    for ky in 0..g.size {
+                        for kx in 0..g.size {
+                            let i = base + (oy * g.stride + ky) * g.width + ox * g.stride + kx;
+                            if img[i] > best {
+                                best = img[i];
+                                best_i = i;
+                            }
+                        }
+                    }
+                    out[(c * oh + oy) * ow + ox] = img[best_i];
+                    argmax[(c * oh + oy) * ow + ox] = best_i as u32;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_by_two_path_matches_the_general_loop() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let g = PoolGeometry {
+                channels: rng.gen_range(1..4),
+                height: rng.gen_range(2..11),
+                width: rng.gen_range(2..11),
+                size: 2,
+                stride: 2,
+            };
+            let n = g.channels * g.height * g.width;
+            // Few distinct values (ties), NaN and -inf included.
+            let img: Vec<f32> = (0..n)
+                .map(|_| match rng.gen_range(0..8) {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    v => v as f32 - 4.0,
+                })
+                .collect();
+            let m = g.channels * g.out_h() * g.out_w();
+            let (mut o1, mut a1) = (vec![0.0; m], vec![0; m]);
+            let (mut o2, mut a2) = (vec![0.0; m], vec![0; m]);
+            max_pool2d(&img, &g, &mut o1, &mut a1);
+            reference(&img, &g, &mut o2, &mut a2);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&o1), bits(&o2));
+            assert_eq!(a1, a2);
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct RelationTracker {
     tasks: usize,
     every: u64,
     lookahead_lr: Option<f64>,
+    /// Measure on the first this many rows of a batch (all when `None`).
+    #[serde(default)]
+    rows: Option<usize>,
     affinity_sum: Vec<f64>,
     affinity_count: Vec<u64>,
     cosine_sum: Vec<f64>,
@@ -85,6 +88,7 @@ impl RelationTracker {
             tasks: task_count,
             every: every_k_steps,
             lookahead_lr: None,
+            rows: None,
             affinity_sum: vec![0.0; task_count * task_count],
             affinity_count: vec![0; task_count * task_count],
             cosine_sum: vec![0.0; task_count * task_count],
@@ -107,6 +111,18 @@ impl RelationTracker {
             ));
         }
         self.lookahead_lr = Some(lr);
+        Ok(self)
+    }
+
+    /// Measures on the first `rows` rows of each sampled batch (a batch is
+    /// already a shuffled sample, so these are a smaller random sample): the
+    /// per-task gradients and look-ahead passes then cost `rows / batch` of
+    /// a full measurement. Fails when `rows` is 0.
+    pub fn with_rows(mut self, rows: usize) -> Result<Self> {
+        if rows == 0 {
+            return Err(invalid("relations rows", "must be at least 1 row"));
+        }
+        self.rows = Some(rows);
         Ok(self)
     }
 
@@ -157,6 +173,23 @@ impl RelationTracker {
         if trainer.step % self.every != 0 {
             return Ok(false);
         }
+        let head;
+        let batch = match self.rows {
+            Some(n) if n < batch.len() => {
+                let rows: Vec<usize> = (0..n).collect();
+                head = Batch {
+                    x: batch.x.gather_rows(&rows)?,
+                    targets: batch
+                        .targets
+                        .iter()
+                        .map(|t| t.gather(&rows))
+                        .collect::<std::result::Result<_, _>>()?,
+                    indices: batch.indices[..n].to_vec(),
+                };
+                &head
+            }
+            _ => batch,
+        };
         let (losses, rows) = trainer.shared_task_gradients(batch)?;
         if rows.iter().flatten().any(|v| !v.is_finite()) {
             // The training step reports the divergence; nothing to measure.

@@ -1,0 +1,531 @@
+//! Direct convolution (stride 1, no padding) with AVX-512: the forward pass
+//! of a convolution with few channels without building the patch matrix.
+//!
+//! With few input channels the patch matrix of `im2col` has few rows
+//! (`C·kh·kw`, 25 for a 5 × 5 kernel on one channel), so the matrix product
+//! spends more time packing its operands than multiplying, and the patch
+//! matrix itself is `kh·kw` times the image. The direct kernel instead keeps
+//! a block of outputs (4 output channels × 64 positions) in registers and
+//! runs over the kernel taps, each tap one broadcast weight times one run of
+//! the input plane.
+//!
+//! Positions are taken on the input's grid: output `(y, x)` sits at `y·W + x`
+//! and reads the input at `y·W + x + ky·W + kx`, so every tap is one
+//! contiguous run of the input; the `kw − 1` positions per row past the
+//! output's width are computed and dropped.
+//!
+//! Each output is summed from zero by fused multiply-adds in `(c, ky, kx)`
+//! order, the order in which the matrix product sums the patch matrix's rows
+//! (it sums the inner dimension in one run of fused multiply-adds up to 256
+//! terms), so both paths give the same bits for patches of at most 256
+//! values; the bias is added last, as there.
+
+use super::ConvGeometry;
+
+/// Output channels per register block.
+const BLOCK_O: usize = 4;
+/// 16-float vectors per register block (64 positions).
+const BLOCK_V: usize = 4;
+/// Kernel taps per register block of the weight gradient.
+const GRAD_TAPS: usize = 4;
+
+/// Whether [`conv2d_direct`] runs for geometry `g` on this CPU: stride 1, no
+/// padding, and AVX-512.
+pub fn conv2d_direct_applies(g: &ConvGeometry) -> bool {
+    g.stride == 1 && g.padding == 0 && avx512()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512() -> bool {
+    false
+}
+
+/// Floats of scratch [`conv2d_direct`] needs for `o` output channels.
+pub fn conv2d_direct_scratch(g: &ConvGeometry, o: usize) -> usize {
+    o * grid_len(g)
+}
+
+/// Positions on the input grid that cover every output (`(OH−1)·W + OW`).
+fn grid_len(g: &ConvGeometry) -> usize {
+    (g.out_h() - 1) * g.width + g.out_w()
+}
+
+/// One image's convolution `out [O, OH, OW] = w [O, C·kh·kw] ⋆ img [C, H, W]
+/// (+ bias [O])` by the direct kernel. `scratch` holds at least
+/// [`conv2d_direct_scratch`] floats.
+///
+/// # Panics
+/// When [`conv2d_direct_applies`] is false for `g`, or a slice is shorter
+/// than the geometry says: callers check first.
+pub fn conv2d_direct(
+    img: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    o: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    assert!(conv2d_direct_applies(g), "direct convolution: unsupported");
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let len = grid_len(g);
+    assert!(img.len() >= g.channels * g.height * g.width);
+    assert!(w.len() >= o * g.patch_len());
+    assert!(scratch.len() >= o * len);
+    assert!(out.len() >= o * oh * ow);
+    assert!(bias.is_none_or(|b| b.len() >= o));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (checked above) and the asserts bound every
+    // index the kernel reads or writes.
+    unsafe {
+        avx512::grid(img, w, g, o, len, scratch);
+    }
+    for (k, (plane, grid)) in out[..o * oh * ow]
+        .chunks_exact_mut(oh * ow)
+        .zip(scratch.chunks_exact(len))
+        .enumerate()
+    {
+        for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
+            row.copy_from_slice(&grid[y * g.width..y * g.width + ow]);
+        }
+        if let Some(b) = bias {
+            plane.iter_mut().for_each(|v| *v += b[k]);
+        }
+    }
+}
+
+/// The weight gradient of `count` images for the direct kernel's
+/// geometries: `dw [O, C·kh·kw] = Σ_n Σ_(y, x) gy_n[o, y, x] · img_n[c, y + ky, x + kx]`
+/// (written, not added), for images `imgs` `[count, C, H, W]` and output
+/// gradients `gys` `[count, O, OH, OW]`.
+///
+/// Each weight's sum runs over the images and positions in 16 interleaved
+/// partial sums (one per vector lane) that are added by a fixed tree at the
+/// end, so the result depends on `count` and the geometry only.
+///
+/// # Panics
+/// When [`conv2d_direct_applies`] is false for `g`, or a slice is shorter
+/// than the geometry says.
+pub fn conv2d_direct_weight_grad(
+    imgs: &[f32],
+    gys: &[f32],
+    g: &ConvGeometry,
+    o: usize,
+    count: usize,
+    dw: &mut [f32],
+) {
+    assert!(conv2d_direct_applies(g), "direct convolution: unsupported");
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let len = grid_len(g);
+    assert!(imgs.len() >= count * g.channels * g.height * g.width);
+    assert!(gys.len() >= count * o * oh * ow);
+    assert!(dw.len() >= o * g.patch_len());
+    // The output gradients on the input grid, zero past each row's width.
+    let mut grids = vec![0.0f32; count * o * len];
+    for (grid, plane) in grids
+        .chunks_exact_mut(len)
+        .zip(gys[..count * o * oh * ow].chunks_exact(oh * ow))
+    {
+        for (y, row) in plane.chunks_exact(ow).enumerate() {
+            grid[y * g.width..y * g.width + ow].copy_from_slice(row);
+        }
+    }
+    let plane = g.height * g.width;
+    let taps: Vec<usize> = (0..g.channels)
+        .flat_map(|c| {
+            (0..g.kernel_h)
+                .flat_map(move |ky| (0..g.kernel_w).map(move |kx| c * plane + ky * g.width + kx))
+        })
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (checked above); `taps` and the asserts
+    // bound every index the kernel reads or writes.
+    unsafe {
+        avx512::weight_grad(imgs, &grids, &taps, g, o, count, len, dw);
+    }
+}
+
+/// The input gradient of `count` images for the direct kernel's geometries:
+/// `dx [count, C, H, W]` (written, not added) from the output gradients
+/// `gys` `[count, O, OH, OW]` and the kernel `w` `[O, C·kh·kw]`.
+///
+/// It is the direct convolution of the output gradient, zero-padded by
+/// `kh − 1` rows and `kw − 1` columns, with the kernel flipped and its two
+/// channel axes swapped; each input gradient is one run of fused
+/// multiply-adds over `(o, ky, kx)`.
+///
+/// # Panics
+/// When [`conv2d_direct_applies`] is false for `g`, or a slice is shorter
+/// than the geometry says.
+pub fn conv2d_direct_input_grad(
+    gys: &[f32],
+    w: &[f32],
+    g: &ConvGeometry,
+    o: usize,
+    count: usize,
+    dx: &mut [f32],
+) {
+    assert!(conv2d_direct_applies(g), "direct convolution: unsupported");
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let in_len = g.channels * g.height * g.width;
+    assert!(gys.len() >= count * o * oh * ow);
+    assert!(w.len() >= o * g.patch_len());
+    assert!(dx.len() >= count * in_len);
+    let padded = ConvGeometry {
+        channels: o,
+        height: oh + 2 * (kh - 1),
+        width: ow + 2 * (kw - 1),
+        kernel_h: kh,
+        kernel_w: kw,
+        stride: 1,
+        padding: 0,
+    };
+    // flipped[c, k, ky, kx] = w[k, c, kh − 1 − ky, kw − 1 − kx]
+    let taps = kh * kw;
+    let mut flipped = vec![0.0f32; g.channels * o * taps];
+    for k in 0..o {
+        for c in 0..g.channels {
+            let src = &w[(k * g.channels + c) * taps..][..taps];
+            let dst = &mut flipped[(c * o + k) * taps..][..taps];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    let mut gp = vec![0.0f32; o * padded.height * padded.width];
+    let mut scratch = vec![0.0f32; conv2d_direct_scratch(&padded, g.channels)];
+    for (gy, dxi) in gys
+        .chunks_exact(o * oh * ow)
+        .zip(dx.chunks_exact_mut(in_len))
+        .take(count)
+    {
+        for (pp, plane) in gp
+            .chunks_exact_mut(padded.height * padded.width)
+            .zip(gy.chunks_exact(oh * ow))
+        {
+            for (y, row) in plane.chunks_exact(ow).enumerate() {
+                let at = (y + kh - 1) * padded.width + kw - 1;
+                pp[at..at + ow].copy_from_slice(row);
+            }
+        }
+        conv2d_direct(&gp, &flipped, None, &padded, g.channels, &mut scratch, dxi);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{ConvGeometry, BLOCK_O, BLOCK_V, GRAD_TAPS};
+
+    /// Writes the convolution on the input grid: `grid[o·len + q]` for
+    /// positions `q < len`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn grid(
+        img: &[f32],
+        w: &[f32],
+        g: &ConvGeometry,
+        o: usize,
+        len: usize,
+        grid: &mut [f32],
+    ) {
+        let mut ob = 0;
+        while ob < o {
+            let nb = (o - ob).min(BLOCK_O);
+            let mut q = 0;
+            while q < len {
+                match nb {
+                    4 => block::<4>(img, w, g, ob, q, len, grid),
+                    3 => block::<3>(img, w, g, ob, q, len, grid),
+                    2 => block::<2>(img, w, g, ob, q, len, grid),
+                    _ => block::<1>(img, w, g, ob, q, len, grid),
+                }
+                q += 16 * BLOCK_V;
+            }
+            ob += nb;
+        }
+    }
+
+    /// `dw[o, t] = Σ_n Σ_q grids[n, o, q] · imgs[n, taps[t] + q]` over `q < len`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn weight_grad(
+        imgs: &[f32],
+        grids: &[f32],
+        taps: &[usize],
+        g: &ConvGeometry,
+        o: usize,
+        count: usize,
+        len: usize,
+        dw: &mut [f32],
+    ) {
+        let mut ob = 0;
+        while ob < o {
+            let nb = (o - ob).min(BLOCK_O);
+            let mut t = 0;
+            while t < taps.len() {
+                let nt = (taps.len() - t).min(GRAD_TAPS);
+                match (nb, nt) {
+                    (4, 4) => grad_block::<4, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (4, 3) => grad_block::<4, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (4, 2) => grad_block::<4, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (4, _) => grad_block::<4, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (3, 4) => grad_block::<3, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (3, 3) => grad_block::<3, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (3, 2) => grad_block::<3, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (3, _) => grad_block::<3, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (2, 4) => grad_block::<2, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (2, 3) => grad_block::<2, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (2, 2) => grad_block::<2, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (2, _) => grad_block::<2, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (_, 4) => grad_block::<1, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (_, 3) => grad_block::<1, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (_, 2) => grad_block::<1, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                    (_, _) => grad_block::<1, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+                }
+                t += nt;
+            }
+            ob += nb;
+        }
+    }
+
+    /// Weights `(ob..ob + OB, t..t + NT)` of [`weight_grad`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn grad_block<const OB: usize, const NT: usize>(
+        imgs: &[f32],
+        grids: &[f32],
+        taps: &[usize],
+        g: &ConvGeometry,
+        o: usize,
+        count: usize,
+        len: usize,
+        ob: usize,
+        t: usize,
+        dw: &mut [f32],
+    ) {
+        let in_len = g.channels * g.height * g.width;
+        let plen = taps.len();
+        let mut acc = [[_mm512_setzero_ps(); NT]; OB];
+        for n in 0..count {
+            let img = imgs.as_ptr().add(n * in_len);
+            let grid = grids.as_ptr().add((n * o + ob) * len);
+            let mut q = 0;
+            while q < len {
+                let left = (len - q).min(16);
+                let m: u16 = if left == 16 {
+                    u16::MAX
+                } else {
+                    (1u16 << left) - 1
+                };
+                let mut x = [_mm512_setzero_ps(); NT];
+                for (j, x) in x.iter_mut().enumerate() {
+                    *x = _mm512_maskz_loadu_ps(m, img.add(taps[t + j] + q));
+                }
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let gv = _mm512_maskz_loadu_ps(m, grid.add(i * len + q));
+                    for j in 0..NT {
+                        acc[j] = _mm512_fmadd_ps(gv, x[j], acc[j]);
+                    }
+                }
+                q += 16;
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (j, a) in acc.iter().enumerate() {
+                dw[(ob + i) * plen + t + j] = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+
+    /// Output channels `ob..ob + OB` at positions `q..q + 64` (masked at `len`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block<const OB: usize>(
+        img: &[f32],
+        w: &[f32],
+        g: &ConvGeometry,
+        ob: usize,
+        q: usize,
+        len: usize,
+        grid: &mut [f32],
+    ) {
+        let plen = g.patch_len();
+        let plane = g.height * g.width;
+        let mut mask = [0u16; BLOCK_V];
+        for (v, m) in mask.iter_mut().enumerate() {
+            let left = len.saturating_sub(q + 16 * v).min(16);
+            *m = if left == 16 {
+                u16::MAX
+            } else {
+                (1u16 << left) - 1
+            };
+        }
+        let mut acc = [[_mm512_setzero_ps(); BLOCK_V]; OB];
+        let wp = w.as_ptr().add(ob * plen);
+        let mut tap = 0;
+        for c in 0..g.channels {
+            for ky in 0..g.kernel_h {
+                let row = img.as_ptr().add(c * plane + ky * g.width + q);
+                for kx in 0..g.kernel_w {
+                    let src = row.add(kx);
+                    let mut x = [_mm512_setzero_ps(); BLOCK_V];
+                    for v in 0..BLOCK_V {
+                        // Masked lanes are not read, so a run may end at the
+                        // image's last element.
+                        x[v] = _mm512_maskz_loadu_ps(mask[v], src.wrapping_add(16 * v));
+                    }
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let wv = _mm512_set1_ps(*wp.add(i * plen + tap));
+                        for v in 0..BLOCK_V {
+                            acc[v] = _mm512_fmadd_ps(wv, x[v], acc[v]);
+                        }
+                    }
+                    tap += 1;
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let dst = grid.as_mut_ptr().add((ob + i) * len + q);
+            for v in 0..BLOCK_V {
+                _mm512_mask_storeu_ps(dst.wrapping_add(16 * v), mask[v], acc[v]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{gemm, im2col};
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn direct_convolution_matches_im2col_and_gemm_bit_for_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut cases = 0;
+        for _ in 0..60 {
+            let g = ConvGeometry {
+                channels: rng.gen_range(1..6),
+                height: rng.gen_range(1..40),
+                width: rng.gen_range(1..40),
+                kernel_h: rng.gen_range(1..6),
+                kernel_w: rng.gen_range(1..6),
+                stride: 1,
+                padding: 0,
+            };
+            if g.kernel_h > g.height || g.kernel_w > g.width || !conv2d_direct_applies(&g) {
+                continue;
+            }
+            cases += 1;
+            let o = rng.gen_range(1..11);
+            let img: Vec<f32> = (0..g.channels * g.height * g.width)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..o * g.patch_len())
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let b: Vec<f32> = (0..o).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let n = g.out_h() * g.out_w();
+            let mut cols = vec![0.0; g.patch_len() * n];
+            im2col(&img, &g, &mut cols);
+            let mut want = vec![0.0; o * n];
+            gemm(
+                o,
+                g.patch_len(),
+                n,
+                &w,
+                false,
+                &cols,
+                false,
+                &mut want,
+                false,
+            );
+            for (plane, bias) in want.chunks_mut(n).zip(&b) {
+                plane.iter_mut().for_each(|v| *v += bias);
+            }
+            let mut scratch = vec![f32::NAN; conv2d_direct_scratch(&g, o)];
+            let mut got = vec![f32::NAN; o * n];
+            conv2d_direct(&img, &w, Some(&b), &g, o, &mut scratch, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{g:?}, {o} outputs");
+        }
+        // Without AVX-512 the direct kernel never runs, so there is nothing to compare.
+        if avx512() {
+            assert!(cases > 20, "only {cases} geometries tested");
+        }
+    }
+
+    #[test]
+    fn direct_gradients_match_im2col_and_col2im() {
+        use crate::kernels::col2im;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let mut cases = 0;
+        for _ in 0..40 {
+            let g = ConvGeometry {
+                channels: rng.gen_range(1..5),
+                height: rng.gen_range(1..24),
+                width: rng.gen_range(1..24),
+                kernel_h: rng.gen_range(1..6),
+                kernel_w: rng.gen_range(1..6),
+                stride: 1,
+                padding: 0,
+            };
+            if g.kernel_h > g.height || g.kernel_w > g.width || !conv2d_direct_applies(&g) {
+                continue;
+            }
+            cases += 1;
+            let (o, count) = (rng.gen_range(1..8), rng.gen_range(1..4));
+            let in_len = g.channels * g.height * g.width;
+            let n = g.out_h() * g.out_w();
+            let imgs: Vec<f32> = (0..count * in_len)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let gys: Vec<f32> = (0..count * o * n)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..o * g.patch_len())
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let mut want_dw = vec![0.0; o * g.patch_len()];
+            let mut want_dx = vec![0.0; count * in_len];
+            let mut cols = vec![0.0; g.patch_len() * n];
+            for i in 0..count {
+                let gy = &gys[i * o * n..(i + 1) * o * n];
+                im2col(&imgs[i * in_len..], &g, &mut cols);
+                gemm(
+                    o,
+                    n,
+                    g.patch_len(),
+                    gy,
+                    false,
+                    &cols,
+                    true,
+                    &mut want_dw,
+                    true,
+                );
+                gemm(g.patch_len(), o, n, &w, true, gy, false, &mut cols, false);
+                col2im(&cols, &g, &mut want_dx[i * in_len..(i + 1) * in_len]);
+            }
+            let mut dw = vec![f32::NAN; o * g.patch_len()];
+            conv2d_direct_weight_grad(&imgs, &gys, &g, o, count, &mut dw);
+            let mut dx = vec![f32::NAN; count * in_len];
+            conv2d_direct_input_grad(&gys, &w, &g, o, count, &mut dx);
+            for (got, want) in [(&dw, &want_dw), (&dx, &want_dx)] {
+                for (a, b) in got.iter().zip(want.iter()) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}, {g:?}");
+                }
+            }
+        }
+        if avx512() {
+            assert!(cases > 10, "only {cases} geometries tested");
+        }
+    }
+}
