@@ -335,11 +335,13 @@ fn balancer_config(
 /// The tasks of `base`, resolved against its data (every task of the data
 /// set when the configuration lists none).
 fn task_configs(base: &RunConfig) -> Result<Vec<TaskConfig>> {
-    Ok(prepare(base)?
-        .tasks
-        .into_iter()
-        .map(TaskConfig::from)
-        .collect())
+    Ok(
+        prepare(&base.clone().validate(Path::new("<configuration>"))?)?
+            .tasks
+            .into_iter()
+            .map(TaskConfig::from)
+            .collect(),
+    )
 }
 
 /// Trains `config` quietly into `dir`.
@@ -348,6 +350,7 @@ fn train(config: RunConfig, dir: PathBuf) -> Result<Measured> {
         out: dir,
         resume: false,
         stop_after: None,
+        memory: None,
     };
     Ok(measure(fit(config, &opts)?))
 }

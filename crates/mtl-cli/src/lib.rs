@@ -11,7 +11,7 @@
 //! use mtl_train::{run, RunConfig, RunOptions};
 //!
 //! let config = RunConfig::default_job();
-//! let opts = RunOptions { out: "runs/default".into(), resume: false, stop_after: None };
+//! let opts = RunOptions { out: "runs/default".into(), resume: false, stop_after: None, memory: None };
 //! let mut progress = Progress::new(false);
 //! let mut plots = RunPlots::new(&opts.out);
 //! let summary = run::fit(config, &opts, &mut [&mut progress, &mut plots])?;

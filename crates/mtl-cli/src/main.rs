@@ -52,6 +52,10 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Refuse a run whose estimated memory exceeds this (bytes, or with
+        /// a unit: 512MiB, 4GiB; default: the memory available).
+        #[arg(long, value_parser = parse_memory)]
+        memory: Option<u64>,
     },
     /// Score a run's best parameters on its validation or test rows.
     Eval {
@@ -141,6 +145,38 @@ enum DatasetAction {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Convert a CSV file to NPY files (`train_x.npy`, `train_<task>.npy`),
+    /// streaming, read as training reads it; writes the resolved schema
+    /// (`schema.toml`) and the standardisation (`standardizer.json`) beside.
+    Convert {
+        /// The CSV file.
+        csv: PathBuf,
+        /// Output directory.
+        dir: PathBuf,
+        /// The schema (TOML, the `[data.schema]` table of a run configuration).
+        #[arg(long)]
+        schema: PathBuf,
+    },
+}
+
+/// A byte count: digits, optionally followed by B, KiB, MiB or GiB (or
+/// K, M, G, also powers of 1024).
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count such as 4GiB"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?}; use B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} overflows 64 bits"))
 }
 
 /// Lets a closed pipe end the process quietly, as it does other command-line
@@ -168,6 +204,7 @@ fn main() -> ExitCode {
             threads,
             quiet,
             json,
+            memory,
         } => train(TrainArgs {
             config,
             out,
@@ -177,6 +214,7 @@ fn main() -> ExitCode {
             threads,
             quiet,
             json,
+            memory,
         }),
         Command::Eval { run, split, json } => eval(&run, &split, json),
         Command::Predict { run, input, output } => predict(&run, input, output),
@@ -223,6 +261,7 @@ struct TrainArgs {
     threads: Option<usize>,
     quiet: bool,
     json: bool,
+    memory: Option<u64>,
 }
 
 /// Sizes the global thread pool.
@@ -241,9 +280,9 @@ fn set_threads(threads: Option<usize>) -> Result<(), CliError> {
 fn train(args: TrainArgs) -> Result<(), CliError> {
     set_threads(args.threads)?;
     let (mut cfg, out, resume) = match (args.resume, args.config) {
-        (Some(dir), _) => (run::run_config(&dir)?, dir, true),
+        (Some(dir), _) => (run::run_config(&dir)?.into_inner(), dir, true),
         (None, Some(path)) => {
-            let cfg = RunConfig::load(&path)?;
+            let cfg = RunConfig::load(&path)?.into_inner();
             let stem = path
                 .file_stem()
                 .map_or("run".into(), |s| s.to_string_lossy().to_string());
@@ -265,7 +304,7 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
     if let Some(s) = args.seed {
         cfg.seed = s;
     }
-    cfg.validate(std::path::Path::new("command line"))?;
+    let cfg = cfg.validate(std::path::Path::new("command line"))?;
     let quiet = args.json || args.quiet;
     let mut progress = Progress::new(quiet);
     if let Some(es) = &cfg.train.early_stopping {
@@ -276,8 +315,9 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
         out,
         resume,
         stop_after: None,
+        memory: args.memory,
     };
-    let summary = run::fit(cfg, &opts, &mut [&mut progress, &mut plots])?;
+    let summary = run::fit_valid(cfg, &opts, &mut [&mut progress, &mut plots])?;
     plots.finish()?;
     if !quiet {
         for w in &summary.warnings {
@@ -368,13 +408,15 @@ struct CompareArgs {
 /// `mtl compare`: every balancer under every seed, a table and charts.
 fn compare(args: CompareArgs) -> Result<(), CliError> {
     let mut base = match args.config {
-        Some(path) => RunConfig::load(&path)?,
+        Some(path) => RunConfig::load(&path)?.into_inner(),
         None => RunConfig::default_job(),
     };
     if let Some(e) = args.epochs {
         base.train.epochs = e;
     }
-    base.validate(std::path::Path::new("command line"))?;
+    let base = base
+        .validate(std::path::Path::new("command line"))?
+        .into_inner();
     let opts = mtl_cli::compare::CompareOptions {
         balancers: args.balancers,
         out: args.out.clone(),
@@ -412,6 +454,37 @@ fn datasets(action: DatasetAction) -> Result<(), CliError> {
                 .ok_or_else(|| CliError::usage(&name, "the data set has no split"))?;
             mtl_data::export_npy(&ds, &split, &dir)?;
             println!("wrote {} to {}", name, dir.display());
+        }
+        DatasetAction::Convert { csv, dir, schema } => {
+            let text = std::fs::read_to_string(&schema).map_err(mtl_train::error::io(&schema))?;
+            let schema: mtl_data::CsvSchema = toml::from_str(&text).map_err(|e| {
+                CliError::Train(mtl_train::TrainError::Config {
+                    path: schema.clone(),
+                    message: e.to_string().trim_end().to_string(),
+                })
+            })?;
+            let done = mtl_data::convert_csv(&csv, &schema, &dir)?;
+            let bad = |path: PathBuf, e: &dyn std::fmt::Display| {
+                CliError::Train(mtl_train::TrainError::Config {
+                    path,
+                    message: e.to_string(),
+                })
+            };
+            let schema_path = dir.join("schema.toml");
+            let text = toml::to_string(&done.schema).map_err(|e| bad(schema_path.clone(), &e))?;
+            std::fs::write(&schema_path, text).map_err(mtl_train::error::io(&schema_path))?;
+            if let Some(s) = &done.standardizer {
+                let path = dir.join("standardizer.json");
+                let json = serde_json::to_string_pretty(s).map_err(|e| bad(path.clone(), &e))?;
+                std::fs::write(&path, json).map_err(mtl_train::error::io(&path))?;
+            }
+            println!(
+                "wrote {} rows ({} dropped) of {} to {}",
+                done.rows,
+                done.dropped,
+                csv.display(),
+                dir.display()
+            );
         }
     }
     Ok(())

@@ -158,6 +158,18 @@ config_cases! {
         ["\"heart\"", "linnerud", "weight, waist, pulse"];
     config_unknown_task_kind: "unknown_task_kind.toml" =>
         ["unknown_task_kind.toml", "ranking", "regression"];
+    config_memory_huge_width: "huge_width.toml" =>
+        ["memory budget: [model] encoder.hidden", "TiB", "is available"];
+    config_memory_huge_expert_count: "huge_expert_count.toml" =>
+        ["memory budget: [model] experts", "TiB", "is available"];
+    config_memory_huge_batch_size: "huge_batch_size.toml" =>
+        ["memory budget: [train] batch_size", "251.0 TiB", "is available"];
+    config_memory_huge_class_count: "huge_class_count.toml" =>
+        ["memory budget: [[tasks]] classes", "TiB", "is available"];
+    config_memory_balancer_rows_too_large: "huge_balancer_rows.toml" =>
+        ["memory budget: [train] balancer", "per-task gradient rows 1005.8 GiB"];
+    config_memory_sizes_overflow: "sizes_overflow.toml" =>
+        ["[model] encoder.hidden", "overflow 64 bits"];
     config_unknown_loss: "loss_not_for_kind.toml" =>
         ["loss_not_for_kind.toml", "hinge", "mse"];
     config_invalid_utf8: "invalid_utf8.toml" =>

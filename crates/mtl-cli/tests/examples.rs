@@ -45,13 +45,14 @@ fn check(file: &str, edit: impl FnOnce(&mut RunConfig), bounds: &[(&str, f64, bo
         header.contains("Stated quality"),
         "{file} states no quality"
     );
-    let mut config = RunConfig::load(&path).unwrap();
+    let mut config = RunConfig::load(&path).unwrap().into_inner();
     edit(&mut config);
     let dir = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         out: dir.path().to_path_buf(),
         resume: false,
         stop_after: None,
+        memory: None,
     };
     let summary = fit(config, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
     for &(name, bound, higher) in bounds {
@@ -128,7 +129,7 @@ fn multimnist_reaches_its_stated_quality_in_three_short_epochs() {
     check(
         "multimnist.toml",
         |c| {
-            c.data.limit = Some(6000);
+            c.data.limit = std::num::NonZeroUsize::new(6000);
             c.train.epochs = 3;
         },
         &[("left.accuracy", 0.50, true)],

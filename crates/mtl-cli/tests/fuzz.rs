@@ -341,6 +341,7 @@ balancer = { name = "uncertainty" }
             out: run.clone(),
             resume: false,
             stop_after: None,
+            memory: None,
         };
         fit(config.clone(), &opts).unwrap();
         let (trainer, prepared) = mtl_train::run::load_best(&run).unwrap();

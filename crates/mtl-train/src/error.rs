@@ -71,6 +71,9 @@ pub enum TrainError {
     /// An error from the data readers and loaders.
     #[error(transparent)]
     Data(#[from] mtl_data::DataError),
+    /// The run would not fit in memory, or its sizes overflow.
+    #[error("memory budget: {0}")]
+    Budget(#[from] mtl_core::budget::BudgetError),
 }
 
 /// Result type of `mtl-train`.

@@ -56,13 +56,17 @@ pub mod error;
 pub mod fit;
 pub mod history;
 pub mod hook;
+pub mod memory;
 pub mod predict;
 pub mod prepare;
 pub mod relations;
 pub mod run;
 pub mod trainer;
 
-pub use config::{EarlyStoppingConfig, RelationsConfig, RunConfig, TrainConfig};
+pub use config::{
+    DataConfig, DataSource, EarlyStoppingConfig, RelationsConfig, RunConfig, TrainConfig,
+    ValidRunConfig,
+};
 pub use error::{Result, TrainError};
 pub use fit::{CheckpointPolicy, EarlyStopping, EpochStats, FitOptions, History};
 pub use history::EpochRecord;

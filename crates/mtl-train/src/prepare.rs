@@ -1,12 +1,13 @@
-//! Turns the `[data]` and `[[tasks]]` tables into a data set, its split and
-//! the tasks to train.
+//! Turns the `[data]` and `[[tasks]]` tables of a validated configuration
+//! into a data set, its split and the tasks to train.
 
 use std::collections::BTreeMap;
 
+use mtl_core::TaskSpec;
 use mtl_data::{datasets, read_csv, CsvSchema, Dataset, Split, SplitConfig, TaskColumn};
 use mtl_losses::task::Task;
 
-use crate::config::RunConfig;
+use crate::config::{DataSource, ValidRunConfig};
 use crate::error::{Result, TrainError};
 
 /// Fraction of the training rows set aside for validation when a data set
@@ -32,28 +33,33 @@ pub struct Prepared {
     pub class_labels: BTreeMap<String, Vec<String>>,
 }
 
+/// The split a data set carries (with validation rows carved from the
+/// training rows when it has none), or the seeded fractions of `config`.
+fn split_of(ds: &Dataset, config: Option<&SplitConfig>, seed: u64) -> Result<Split> {
+    Ok(match ds.split() {
+        Some(s) if !s.validation.is_empty() => s.clone(),
+        Some(s) => s.carve_validation(VALIDATION_FRACTION, seed)?,
+        None => config.cloned().unwrap_or_default().split(ds)?,
+    })
+}
+
 /// Loads the data set of `config` and matches its tasks.
-pub fn prepare(config: &RunConfig) -> Result<Prepared> {
+pub fn prepare(config: &ValidRunConfig) -> Result<Prepared> {
     let mut resolved = None;
     let mut class_labels = BTreeMap::new();
-    let (dataset, mut split) = match (&config.data.builtin, &config.data.csv, &config.data.schema) {
-        (Some(name), _, _) => {
+    let (dataset, mut split) = match &config.data.source {
+        DataSource::Builtin { name } => {
             let ds = datasets::load(name, config.seed)?;
-            let split = match ds.split() {
-                Some(s) if !s.validation.is_empty() => s.clone(),
-                Some(s) => s.carve_validation(VALIDATION_FRACTION, config.seed)?,
-                None => SplitConfig::default().split(&ds)?,
-            };
+            let split = split_of(&ds, None, config.seed)?;
             (ds, split)
         }
-        (None, Some(path), Some(schema)) => {
+        DataSource::Csv {
+            path,
+            schema,
+            split,
+        } => {
             let table = read_csv(path, schema)?;
-            let split = config
-                .data
-                .split
-                .clone()
-                .unwrap_or_default()
-                .split(&table.dataset)?;
+            let split = split.clone().unwrap_or_default().split(&table.dataset)?;
             resolved = Some(table.schema.features_only());
             for column in &table.schema.tasks {
                 if let TaskColumn::Classification {
@@ -68,15 +74,15 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
             let ds = table.fit_transform(&split.train)?;
             (ds, split)
         }
-        _ => {
-            return Err(TrainError::Config {
-                path: "[data]".into(),
-                message: "give `builtin` or `csv` with a schema".into(),
-            })
+        DataSource::Arrays { arrays, split } => {
+            let declared: Vec<TaskSpec> = config.tasks().iter().map(|t| t.spec().clone()).collect();
+            let ds = arrays.load(&declared)?;
+            let split = split_of(&ds, split.as_ref(), config.seed)?;
+            (ds, split)
         }
     };
     if let Some(limit) = config.data.limit {
-        split.train.truncate(limit);
+        split.train.truncate(limit.get());
     }
     let available = || {
         dataset
@@ -88,20 +94,19 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
     };
     let mut tasks = Vec::new();
     let mut target_index = Vec::new();
-    if config.tasks.is_empty() {
+    if config.tasks().is_empty() {
         for (i, spec) in dataset.tasks().iter().enumerate() {
             tasks.push(Task::with_default_loss(spec.clone())?);
             target_index.push(i);
         }
     } else {
-        for tc in &config.tasks {
-            let task = tc.build()?;
-            let Some(i) = dataset.tasks().iter().position(|s| s.name == tc.name) else {
+        for task in config.tasks() {
+            let Some(i) = dataset.tasks().iter().position(|s| s.name == task.name()) else {
                 return Err(TrainError::Config {
                     path: "[[tasks]]".into(),
                     message: format!(
                         "task {:?} is not in data set {:?}; it has: {}",
-                        tc.name,
+                        task.name(),
                         dataset.name(),
                         available()
                     ),
@@ -112,13 +117,13 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared> {
                     path: "[[tasks]]".into(),
                     message: format!(
                         "task {:?} is {:?} in the configuration but {:?} in the data",
-                        tc.name,
+                        task.name(),
                         task.kind(),
                         dataset.tasks()[i].kind
                     ),
                 });
             }
-            tasks.push(task);
+            tasks.push(task.clone());
             target_index.push(i);
         }
     }

@@ -11,11 +11,12 @@ use mtl_data::Subset;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
-use crate::config::RunConfig;
+use crate::config::{RunConfig, ValidRunConfig};
 use crate::error::{io, Result, TrainError};
 use crate::fit::{FitOptions, BEST_DIR};
 use crate::history::{self, EpochRecord};
 use crate::hook::Hook;
+use crate::memory;
 use crate::predict::Preprocessing;
 use crate::prepare::{prepare, Prepared};
 use crate::relations::{self, RelationTracker};
@@ -33,6 +34,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stop (as if interrupted) after this many epochs in total.
     pub stop_after: Option<usize>,
+    /// Refuse a run whose estimated memory exceeds this many bytes
+    /// (default: the memory available).
+    pub memory: Option<u64>,
 }
 
 /// What a finished run reports.
@@ -139,7 +143,23 @@ pub fn fit(
     opts: &RunOptions,
     hooks: &mut [&mut dyn Hook],
 ) -> Result<RunSummary> {
+    fit_valid(config.validate(Path::new("<configuration>"))?, opts, hooks)
+}
+
+/// [`fit`] of a configuration already validated (as
+/// [`RunConfig::load`] returns it).
+pub fn fit_valid(
+    config: ValidRunConfig,
+    opts: &RunOptions,
+    hooks: &mut [&mut dyn Hook],
+) -> Result<RunSummary> {
     let prepared = prepare(&config)?;
+    memory::check(
+        &config,
+        prepared.dataset.feature_shape(),
+        &prepared.tasks,
+        opts.memory,
+    )?;
     fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     Preprocessing::of(&prepared).save(&opts.out)?;
     let Prepared {
@@ -154,7 +174,7 @@ pub fn fit(
     trainer.init_regression_bias(&dataset, &split.train)?;
     let config_path = opts.out.join(CONFIG_FILE);
     if !opts.resume {
-        let text = toml::to_string(&config).map_err(|e| TrainError::Config {
+        let text = toml::to_string(&*config).map_err(|e| TrainError::Config {
             path: config_path.clone(),
             message: e.to_string(),
         })?;
@@ -196,7 +216,7 @@ pub fn fit(
 }
 
 /// Reads the configuration saved in a run directory.
-pub fn run_config(run_dir: &Path) -> Result<RunConfig> {
+pub fn run_config(run_dir: &Path) -> Result<ValidRunConfig> {
     RunConfig::load(&run_dir.join(CONFIG_FILE))
 }
 

@@ -41,6 +41,7 @@ fn opts(dir: &Path, resume: bool, stop_after: Option<usize>) -> RunOptions {
         out: dir.to_path_buf(),
         resume,
         stop_after,
+        memory: None,
     }
 }
 

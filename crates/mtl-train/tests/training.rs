@@ -39,6 +39,7 @@ fn opts(dir: &Path) -> RunOptions {
         out: dir.to_path_buf(),
         resume: false,
         stop_after: None,
+        memory: None,
     }
 }
 
@@ -209,7 +210,7 @@ arch = "hps"
 name = "mlp"
 hidden = [8]
 "#;
-    let config = RunConfig::parse(text, Path::new("linnerud.toml")).unwrap();
+    let config = RunConfig::parse_valid(text, Path::new("linnerud.toml")).unwrap();
     let prepared = mtl_train::prepare::prepare(&config).unwrap();
     let mut trainer = mtl_train::Trainer::from_config(
         &config,

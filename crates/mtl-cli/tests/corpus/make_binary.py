@@ -52,6 +52,18 @@ files = {
     "idx/corrupt_gzip.idx.gz": gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x04" + bytes(4))[:-9] + b"\x00" * 9,
     "idx/gzip_bad_magic.idx.gz": gzip.compress(b"\x07\x07\x08\x01\x00\x00\x00\x01\x05", mtime=0),
 }
+
+
+def npy_padded(descr, shape, body):
+    """A well-formed NPY file, header padded to 64 bytes as numpy writes it."""
+    h = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
+    h = h + " " * (64 - (10 + len(h) + 1) % 64) + "\n"
+    return npy(h, body)
+
+
+# Good arrays for the memory-budget configurations (config/huge_class_count.toml).
+files["arrays/x.npy"] = npy_padded("<f4", "(8, 2)", struct.pack("<16f", *[i / 8 for i in range(16)]))
+files["arrays/label.npy"] = npy_padded("<i8", "(8,)", struct.pack("<8q", *[i % 2 for i in range(8)]))
 for name, data in files.items():
     with open(name, "wb") as f:
         f.write(data)
