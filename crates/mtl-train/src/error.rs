@@ -71,6 +71,12 @@ pub enum TrainError {
     /// An error from the data readers and loaders.
     #[error(transparent)]
     Data(#[from] mtl_data::DataError),
+    /// An error of the collective communication between ranks.
+    #[error(transparent)]
+    Dist(#[from] mtl_dist::DistError),
+    /// A failure on one rank of a data-parallel run, agreed by every rank.
+    #[error("{0}")]
+    Rank(mtl_dist::RankFailure),
 }
 
 /// Result type of `mtl-train`.

@@ -55,6 +55,7 @@ pub mod config;
 pub mod error;
 pub mod fit;
 pub mod history;
+pub mod parallel;
 pub mod hook;
 pub mod predict;
 pub mod prepare;

@@ -119,11 +119,15 @@ struct RunDirReport<'a> {
 impl Hook for RunDirReport<'_> {
     fn after_epoch(
         &mut self,
-        _: &Trainer,
+        trainer: &Trainer,
         history: &[EpochRecord],
         relations: Option<&RelationTracker>,
         _: bool,
     ) -> Result<()> {
+        // Data parallelism: rank 0 alone writes.
+        if !trainer.is_root() {
+            return Ok(());
+        }
         if let Some(t) = relations {
             relations::write(self.dir, &t.relations(), &self.tasks)?;
         }

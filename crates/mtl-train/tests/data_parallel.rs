@@ -1,0 +1,115 @@
+//! Data parallelism end to end: one epoch on the bundled digits with `W = 2`
+//! and `W = 3` ranks (threads of a `ThreadGroup`; uneven shards on three)
+//! against the single-process run with the same configuration and global
+//! batch: every parameter within 1e-4 relative, the test metrics equal to 3
+//! decimals, and the parameters bit-identical on every rank.
+
+use std::path::Path;
+
+use mtl_data::Subset;
+use mtl_dist::{check_identical_parameters, Communicator, ThreadGroup};
+use mtl_train::prepare::{prepare, Prepared};
+use mtl_train::{FitOptions, RunConfig, Trainer};
+
+/// Training rows used (the last global batch of 64 has 58 rows).
+const TRAIN_ROWS: usize = 250;
+
+fn config(arch: &str, balancer: &str) -> RunConfig {
+    let text = format!(
+        r#"
+seed = 3
+[data]
+builtin = "digits"
+[model]
+{arch}
+[model.encoder]
+name = "mlp"
+hidden = [16]
+[train]
+epochs = 1
+batch_size = 64
+balancer = {{ name = "{balancer}" }}
+optimizer = {{ name = "adam", lr = 3e-3 }}
+"#
+    );
+    RunConfig::parse(&text, Path::new("digits.toml")).unwrap()
+}
+
+/// Parameters after one epoch and the test metrics, on rank 0 of `comm`
+/// (checking that every rank holds the same parameters).
+fn train(
+    config: &RunConfig,
+    prepared: &Prepared,
+    comm: Box<dyn Communicator>,
+) -> (Vec<f32>, Vec<(String, f64)>) {
+    let mut trainer = Trainer::from_config(
+        config,
+        prepared.dataset.feature_shape(),
+        prepared.tasks.clone(),
+        prepared.target_index.clone(),
+    )
+    .unwrap();
+    trainer.set_communicator(comm);
+    let rows = &prepared.split.train[..TRAIN_ROWS];
+    let train = Subset::new(&prepared.dataset, rows).unwrap();
+    let options = FitOptions {
+        epochs: 1,
+        batch_size: 64,
+        shuffle_seed: 11,
+        ..Default::default()
+    };
+    trainer.fit(&train, None, &options, &mut []).unwrap();
+    check_identical_parameters(trainer.communicator(), trainer.params().flat()).unwrap();
+    let test = Subset::new(&prepared.dataset, &prepared.split.test).unwrap();
+    let metrics = trainer.evaluate(&test).unwrap().metrics;
+    (trainer.params().flat().to_vec(), metrics)
+}
+
+fn run(config: &RunConfig, prepared: &Prepared, size: usize) -> (Vec<f32>, Vec<(String, f64)>) {
+    let comms = ThreadGroup::new(size).unwrap().communicators();
+    let mut out: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = comms
+            .into_iter()
+            .map(|c| s.spawn(move || train(config, prepared, Box::new(c))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    out.swap_remove(0)
+}
+
+/// Largest `|a − b| / max(|b|, 1e-2)` over the parameters.
+fn max_relative(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs() / (y as f64).abs().max(1e-2))
+        .fold(0.0, f64::max)
+}
+
+fn check(arch: &str, balancers: &[&str]) {
+    for balancer in balancers {
+        let config = config(arch, balancer);
+        let prepared = prepare(&config).unwrap();
+        let (one, one_metrics) = run(&config, &prepared, 1);
+        for size in [2, 3] {
+            let (many, metrics) = run(&config, &prepared, size);
+            let rel = max_relative(&many, &one);
+            println!("{arch} {balancer} W={size}: max relative parameter difference {rel:.3e}");
+            assert!(rel <= 1e-4, "{arch} {balancer} W={size}: {rel}");
+            for ((n, a), (_, b)) in metrics.iter().zip(&one_metrics) {
+                assert!((a - b).abs() < 5e-4, "{arch} {balancer} W={size} {n}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+const BALANCERS: [&str; 7] = ["equal", "uncertainty", "gradnorm", "mgda-ub", "pcgrad", "nash-mtl", "upgrad"];
+
+#[test]
+fn hard_sharing_on_many_ranks_matches_one_rank() {
+    check("arch = \"hps\"", &BALANCERS);
+}
+
+#[test]
+fn mmoe_on_many_ranks_matches_one_rank() {
+    check("arch = \"mmoe\"\nexperts = 2", &BALANCERS);
+}
