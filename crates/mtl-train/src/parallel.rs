@@ -306,7 +306,11 @@ impl Trainer {
                 let width = local.rows.len() / t_count;
                 let gr = GradRows::new(&fused[t_count..], t_count, width)?;
                 let input = BalanceInput::from_losses(losses).at(self.step, epoch);
-                let w = self.balancer.balance(&input.with_grads(gr))?.weights().to_vec();
+                let w = self
+                    .balancer
+                    .balance(&input.with_grads(gr))?
+                    .weights()
+                    .to_vec();
                 self.weighted_backward(&local.loss_vars, &scaled(&w), grads)?;
                 Ok(w)
             }
@@ -330,7 +334,9 @@ impl Trainer {
                         offset: rows.start * per_row,
                         total_cols: total,
                     };
-                    let balanced = self.balancer.balance(&input.with_grads(gr).with_shard(shard))?;
+                    let balanced = self
+                        .balancer
+                        .balance(&input.with_grads(gr).with_shard(shard))?;
                     (balanced.weights().to_vec(), balanced.shared_direction(&gr)?)
                 } else {
                     let full = gather_rows(comm, &local.rows, t_count, per_row)?;
@@ -365,7 +371,9 @@ impl Trainer {
                         offset: cols.start,
                         total_cols: shared.len(),
                     };
-                    let balanced = self.balancer.balance(&input.with_grads(gr).with_shard(shard))?;
+                    let balanced = self
+                        .balancer
+                        .balance(&input.with_grads(gr).with_shard(shard))?;
                     let mine = balanced.shared_direction(&gr)?;
                     sharded.all_gather(comm, &mine, &mut grads[shared])?;
                     balanced.weights().to_vec()

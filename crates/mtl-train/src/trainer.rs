@@ -508,7 +508,10 @@ impl Trainer {
 
     /// Records the forward pass and the task losses of `batch` (each with
     /// the penalty the architecture adds to it, if any).
-    pub(crate) fn forward_losses(&mut self, batch: &Batch) -> Result<(Vec<Var>, Vec<f32>, Option<Var>)> {
+    pub(crate) fn forward_losses(
+        &mut self,
+        batch: &Batch,
+    ) -> Result<(Vec<Var>, Vec<f32>, Option<Var>)> {
         self.graph.reset();
         self.graph.reseed(step_seed(self.seed, self.step));
         self.graph.set_training(true);
@@ -684,7 +687,12 @@ impl Trainer {
 
     /// Writes the gradient of `Σ_t w_t L_t` with respect to every parameter
     /// into `grads` (one backward pass).
-    pub(crate) fn weighted_backward(&self, losses: &[Var], w: &[f32], grads: &mut [f32]) -> Result<()> {
+    pub(crate) fn weighted_backward(
+        &self,
+        losses: &[Var],
+        w: &[f32],
+        grads: &mut [f32],
+    ) -> Result<()> {
         let seeds: Vec<(Var, f32)> = losses.iter().copied().zip(w.iter().copied()).collect();
         self.graph
             .backward(&seeds)?
