@@ -10,7 +10,7 @@ use std::path::Path;
 use mtl_data::Subset;
 use mtl_dist::{check_identical_parameters, Communicator, ThreadGroup};
 use mtl_train::prepare::{prepare, Prepared};
-use mtl_train::{FitOptions, RunConfig, Trainer};
+use mtl_train::{CheckpointPolicy, FitOptions, RunConfig, Trainer};
 
 /// Training rows used (the last global batch of 64 has 58 rows).
 const TRAIN_ROWS: usize = 250;
@@ -150,4 +150,68 @@ fn hard_sharing_on_many_ranks_matches_one_rank() {
 #[test]
 fn mmoe_on_many_ranks_matches_one_rank() {
     check("arch = \"mmoe\"\nexperts = 2", &BALANCERS);
+}
+
+/// Two epochs with checkpoints in `dir`: the first `stop_after` epochs on
+/// `first` ranks, then resumed on `second` ranks; the parameters of rank 0.
+fn resumed(
+    config: &RunConfig,
+    prepared: &Prepared,
+    dir: &Path,
+    first: usize,
+    second: usize,
+) -> Vec<f32> {
+    let leg = |size: usize, resume: bool, stop_after: Option<usize>| {
+        let comms = ThreadGroup::new(size).unwrap().communicators();
+        let mut out: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = comms
+                .into_iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        let mut trainer = Trainer::from_config(
+                            config,
+                            prepared.dataset.feature_shape(),
+                            prepared.tasks.clone(),
+                            prepared.target_index.clone(),
+                        )
+                        .unwrap();
+                        trainer.set_communicator(Box::new(c));
+                        let rows = &prepared.split.train[..TRAIN_ROWS];
+                        let train = Subset::new(&prepared.dataset, rows).unwrap();
+                        let options = FitOptions {
+                            epochs: 2,
+                            batch_size: 64,
+                            shuffle_seed: 11,
+                            checkpoints: Some(CheckpointPolicy::in_dir(dir)),
+                            resume,
+                            stop_after,
+                            ..Default::default()
+                        };
+                        trainer.fit(&train, None, &options, &mut []).unwrap();
+                        trainer.params().flat().to_vec()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        out.swap_remove(0)
+    };
+    leg(first, false, Some(1));
+    leg(second, true, None)
+}
+
+#[test]
+fn a_run_checkpointed_on_two_ranks_resumes_on_one() {
+    let config = config("arch = \"hps\"", "upgrad");
+    let prepared = prepare(&config).unwrap();
+    let straight = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    let back = tempfile::tempdir().unwrap();
+    let one = resumed(&config, &prepared, straight.path(), 1, 1);
+    for (dir, (first, second)) in [(split.path(), (2, 1)), (back.path(), (1, 2))] {
+        let p = resumed(&config, &prepared, dir, first, second);
+        let rel = max_relative(&p, &one);
+        println!("resume W={first} -> W={second}: max relative parameter difference {rel:.2e}");
+        assert!(rel <= tolerance("upgrad").0, "{first} -> {second}: {rel}");
+    }
 }
