@@ -435,7 +435,7 @@ impl Trainer {
             .seed(config.seed)
             .target_index(target_index);
         if let Some(clip) = &config.train.clip {
-            builder = builder.clip(clip.clone());
+            builder = builder.clip(*clip);
         }
         builder.build()
     }
