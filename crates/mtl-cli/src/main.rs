@@ -266,6 +266,8 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
         cfg.seed = s;
     }
     cfg.validate(std::path::Path::new("command line"))?;
+    let comm = communicator()?;
+    let root = comm.rank() == 0;
     let quiet = args.json || args.quiet;
     let mut progress = Progress::new(quiet);
     if let Some(es) = &cfg.train.early_stopping {
@@ -277,7 +279,12 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
         resume,
         stop_after: None,
     };
-    let summary = run::fit(cfg, &opts, &mut [&mut progress, &mut plots])?;
+    if !root {
+        // Data parallelism: the other ranks train silently; rank 0 reports.
+        run::fit_with(cfg, &opts, &mut [], comm)?;
+        return Ok(());
+    }
+    let summary = run::fit_with(cfg, &opts, &mut [&mut progress, &mut plots], comm)?;
     plots.finish()?;
     if !quiet {
         for w in &summary.warnings {
@@ -300,6 +307,28 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
         println!("run directory: {}", summary.run_dir.display());
     }
     Ok(())
+}
+
+/// The ranks this process trains with: MPI's world when started by `mpirun`
+/// or `srun` (built with the feature `mpi`), otherwise a single process. A
+/// launch of several processes without the feature is an error (exit 2), not
+/// several independent runs writing the same directory.
+fn communicator() -> Result<Box<dyn mtl_dist::Communicator>, CliError> {
+    #[cfg(feature = "mpi")]
+    if mtl_dist::launcher_world_size().is_some() {
+        let mpi = mtl_dist::Mpi::init().map_err(mtl_train::TrainError::from)?;
+        return Ok(Box::new(mpi));
+    }
+    #[cfg(not(feature = "mpi"))]
+    if let Some(size) = mtl_dist::launcher_world_size().filter(|&w| w > 1) {
+        return Err(CliError::usage(
+            "mpirun",
+            format!(
+                "started as one of {size} processes, but this mtl was built without MPI; build it with `cargo build --release -p mtl-cli --features mpi`"
+            ),
+        ));
+    }
+    Ok(Box::new(mtl_dist::SingleProcess))
 }
 
 /// `mtl eval`: the best parameters of a run scored on one of its splits.
