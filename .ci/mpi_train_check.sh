@@ -23,10 +23,10 @@ optimizer = { name = "sgd", lr = 0.05 }
 TOML
 "$mtl" train "$work/cfg.toml" --out "$work/one" --quiet
 mpirun --allow-run-as-root --oversubscribe -np 2 "$mtl" train "$work/cfg.toml" --out "$work/two" --quiet
-# Every numeric test score of summary.json, one "name value" per line.
+# Every test metric of summary.json (`["name", value]`), one "name value" per line.
 scores() {
-  grep -o '"[A-Za-z0-9_.]*": *-\?[0-9][0-9.eE+-]*' "$1/summary.json" \
-    | grep -v -e train_seconds -e best_epoch -e '"epochs"' | tr -d '":' | sort
+  tr -d ' \n' < "$1/summary.json" | grep -o '\["[A-Za-z0-9_.]*",-\?[0-9][0-9.eE+-]*\]' \
+    | tr -d '[]"' | tr ',' ' ' | sort
 }
 paste <(scores "$work/one") <(scores "$work/two") | awk '
   { n++; d = $2 - $4; if (d < 0) d = -d;

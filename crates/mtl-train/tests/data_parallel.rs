@@ -215,3 +215,32 @@ fn a_run_checkpointed_on_two_ranks_resumes_on_one() {
         assert!(rel <= tolerance("upgrad").0, "{first} -> {second}: {rel}");
     }
 }
+
+/// Which registered balancers run on column shards in a data-parallel step
+/// (printed as the table of the README's "Many processes" section).
+#[test]
+fn column_shard_support_per_method() {
+    println!("| method | needs | exchange |\n|---|---|---|");
+    let mut sharded = Vec::new();
+    for m in mtl_losses::balance::methods() {
+        let Ok(config) = m.name.parse::<mtl_losses::BalancerConfig>() else {
+            continue;
+        };
+        let Ok(b) = config.build(3, 0) else {
+            continue;
+        };
+        let exchange = match b.needs() {
+            mtl_losses::GradientSource::None => "losses, then the gradient",
+            mtl_losses::GradientSource::LastSharedLayer => "losses and last-shared-layer rows",
+            _ if b.supports_column_shards() => "column shards (Gram all-reduced)",
+            _ => "full rows",
+        };
+        if b.supports_column_shards() {
+            sharded.push(m.name);
+        }
+        println!("| {} | {} | {exchange} |", m.name, b.needs().as_str());
+    }
+    for name in ["mgda-ub", "pcgrad", "upgrad", "nash-mtl"] {
+        assert!(sharded.contains(&name), "{name} runs on column shards: {sharded:?}");
+    }
+}
