@@ -428,7 +428,7 @@ impl Trainer {
     /// Replaces the group of ranks this trainer trains with (for a trainer
     /// built by [`Trainer::from_config`]; in code use
     /// [`crate::TrainerBuilder::communicator`]). Call before the first step.
-    pub fn set_communicator(&mut self, comm: Box<dyn Communicator>) {
+    pub fn set_communicator(&mut self, comm: Box<dyn Communicator + Send>) {
         self.comm = comm;
     }
 }

@@ -153,7 +153,7 @@ pub fn fit_with(
     config: RunConfig,
     opts: &RunOptions,
     hooks: &mut [&mut dyn Hook],
-    comm: Box<dyn mtl_dist::Communicator>,
+    comm: Box<dyn mtl_dist::Communicator + Send>,
 ) -> Result<RunSummary> {
     let root = comm.rank() == 0;
     let prepared = prepare(&config)?;

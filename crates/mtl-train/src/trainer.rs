@@ -119,7 +119,7 @@ pub struct Trainer {
     pub(crate) graph: Graph,
     pub(crate) grads: Vec<f32>,
     // Data parallelism (see `parallel.rs`): the group of ranks this trainer belongs to.
-    pub(crate) comm: Box<dyn mtl_dist::Communicator>,
+    pub(crate) comm: Box<dyn mtl_dist::Communicator + Send>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -168,7 +168,7 @@ pub struct TrainerBuilder {
     schedule: ScheduleConfig,
     clip: Option<ClipConfig>,
     seed: u64,
-    comm: Box<dyn mtl_dist::Communicator>,
+    comm: Box<dyn mtl_dist::Communicator + Send>,
 }
 
 impl std::fmt::Debug for TrainerBuilder {
@@ -220,7 +220,7 @@ impl TrainerBuilder {
 
     /// The group of ranks this trainer trains with (default:
     /// [`mtl_dist::SingleProcess`]); see [`crate::parallel`].
-    pub fn communicator(mut self, comm: Box<dyn mtl_dist::Communicator>) -> Self {
+    pub fn communicator(mut self, comm: Box<dyn mtl_dist::Communicator + Send>) -> Self {
         self.comm = comm;
         self
     }

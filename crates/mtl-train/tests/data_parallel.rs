@@ -41,7 +41,7 @@ optimizer = {{ name = "sgd", lr = 0.05 }}
 fn train(
     config: &RunConfig,
     prepared: &Prepared,
-    comm: Box<dyn Communicator>,
+    comm: Box<dyn Communicator + Send>,
 ) -> (Vec<f32>, Vec<(String, f64)>) {
     let mut trainer = Trainer::from_config(
         config,
@@ -241,6 +241,9 @@ fn column_shard_support_per_method() {
         println!("| {} | {} | {exchange} |", m.name, b.needs().as_str());
     }
     for name in ["mgda-ub", "pcgrad", "upgrad", "nash-mtl"] {
-        assert!(sharded.contains(&name), "{name} runs on column shards: {sharded:?}");
+        assert!(
+            sharded.contains(&name),
+            "{name} runs on column shards: {sharded:?}"
+        );
     }
 }
