@@ -37,6 +37,8 @@ impl CliError {
     pub fn exit_status(&self) -> u8 {
         match self {
             CliError::Train(TrainError::Diverged { .. }) | CliError::Plot { .. } => 1,
+            // Data parallelism: the status every rank agreed on.
+            CliError::Train(TrainError::Rank(f)) => u8::try_from(f.failure.exit_code).unwrap_or(2),
             _ => 2,
         }
     }

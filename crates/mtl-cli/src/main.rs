@@ -305,6 +305,8 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
         cfg.seed = s;
     }
     let cfg = cfg.validate(std::path::Path::new("command line"))?;
+    let comm = communicator()?;
+    let root = comm.rank() == 0;
     let quiet = args.json || args.quiet;
     let mut progress = Progress::new(quiet);
     if let Some(es) = &cfg.train.early_stopping {
@@ -317,7 +319,12 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
         stop_after: None,
         memory: args.memory,
     };
-    let summary = run::fit_valid(cfg, &opts, &mut [&mut progress, &mut plots])?;
+    if !root {
+        // Data parallelism: the other ranks train silently; rank 0 reports.
+        run::fit_with(cfg, &opts, &mut [], comm)?;
+        return Ok(());
+    }
+    let summary = run::fit_with(cfg, &opts, &mut [&mut progress, &mut plots], comm)?;
     plots.finish()?;
     if !quiet {
         for w in &summary.warnings {
@@ -340,6 +347,77 @@ fn train(args: TrainArgs) -> Result<(), CliError> {
         println!("run directory: {}", summary.run_dir.display());
     }
     Ok(())
+}
+
+/// The ranks this process trains with: MPI's world when started by `mpirun`
+/// or `srun` (built with the feature `mpi`), otherwise a single process. A
+/// launch of several processes without the feature is an error (exit 2), not
+/// several independent runs writing the same directory.
+fn communicator() -> Result<Box<dyn mtl_dist::Communicator + Send>, CliError> {
+    #[cfg(feature = "mpi")]
+    if mtl_dist::launcher_world_size().is_some() {
+        let mpi = mtl_dist::Mpi::init().map_err(mtl_train::TrainError::from)?;
+        return Ok(Box::new(MainThreadMpi(mpi)));
+    }
+    #[cfg(not(feature = "mpi"))]
+    if let Some(size) = mtl_dist::launcher_world_size().filter(|&w| w > 1) {
+        return Err(CliError::usage(
+            "mpirun",
+            format!(
+                "started as one of {size} processes, but this mtl was built without MPI; build it with `cargo build --release -p mtl-cli --features mpi`"
+            ),
+        ));
+    }
+    Ok(Box::new(mtl_dist::SingleProcess))
+}
+
+/// MPI's world, owned by the trainer of `mtl train`, which never leaves the
+/// main thread that initialised MPI (thread level *funneled*).
+#[cfg(feature = "mpi")]
+struct MainThreadMpi(mtl_dist::Mpi);
+
+// SAFETY: `Trainer` is `Send` for library users; `mtl train` builds, uses
+// and drops its trainer, and so this communicator, on the main thread that
+// initialised MPI, so no MPI call is made from another thread.
+#[cfg(feature = "mpi")]
+unsafe impl Send for MainThreadMpi {}
+
+#[cfg(feature = "mpi")]
+impl mtl_dist::Communicator for MainThreadMpi {
+    fn rank(&self) -> usize {
+        self.0.rank()
+    }
+    fn size(&self) -> usize {
+        self.0.size()
+    }
+    fn all_reduce_sum_f32(&self, values: &mut [f32]) -> mtl_dist::Result<()> {
+        self.0.all_reduce_sum_f32(values)
+    }
+    fn all_reduce_sum_f64(&self, values: &mut [f64]) -> mtl_dist::Result<()> {
+        self.0.all_reduce_sum_f64(values)
+    }
+    fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) -> mtl_dist::Result<()> {
+        self.0.broadcast_bytes(root, bytes)
+    }
+    fn barrier(&self) -> mtl_dist::Result<()> {
+        self.0.barrier()
+    }
+    fn reduce_scatter_sum_f32(
+        &self,
+        send: &[f32],
+        counts: &[usize],
+        recv: &mut [f32],
+    ) -> mtl_dist::Result<()> {
+        self.0.reduce_scatter_sum_f32(send, counts, recv)
+    }
+    fn all_gather_f32(
+        &self,
+        send: &[f32],
+        counts: &[usize],
+        recv: &mut [f32],
+    ) -> mtl_dist::Result<()> {
+        self.0.all_gather_f32(send, counts, recv)
+    }
 }
 
 /// `mtl eval`: the best parameters of a run scored on one of its splits.

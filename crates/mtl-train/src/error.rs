@@ -74,6 +74,12 @@ pub enum TrainError {
     /// The run would not fit in memory, or its sizes overflow.
     #[error("memory budget: {0}")]
     Budget(#[from] mtl_core::budget::BudgetError),
+    /// An error of the collective communication between ranks.
+    #[error(transparent)]
+    Dist(#[from] mtl_dist::DistError),
+    /// A failure on one rank of a data-parallel run, agreed by every rank.
+    #[error("{0}")]
+    Rank(mtl_dist::RankFailure),
 }
 
 /// Result type of `mtl-train`.

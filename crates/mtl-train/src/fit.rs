@@ -277,6 +277,23 @@ impl Trainer {
         let validation = validation.unwrap_or(train);
         let names = self.task_names();
         self.check_selection_metric(options, hooks)?;
+        // Data parallelism: every rank runs the same configuration, and every
+        // global batch has a row for every rank.
+        self.check_parallel_start(
+            &format!(
+                "{:?} {} {} {} {} {} {} {}",
+                options.checkpoints.as_ref().and_then(|c| c.config.as_ref()),
+                self.balancer.name(),
+                self.ps.len(),
+                self.seed(),
+                options.batch_size,
+                options.epochs,
+                options.shuffle_seed,
+                train.len()
+            ),
+            options.batch_size.min(train.len()),
+            train.len() % options.batch_size.max(1),
+        )?;
         let mut state = match self.restore(options)? {
             Some(s) => s,
             None => LoopState {
@@ -406,15 +423,22 @@ impl Trainer {
             stopped_early = state.stopping.should_stop();
             if let Some(policy) = &options.checkpoints {
                 let saved = self.training_state(&state, policy);
-                if improved {
-                    checkpoint::save(&policy.dir.join(BEST_DIR), &self.ps, saved.clone())?;
-                }
-                checkpoint::save(
-                    &checkpoint::dir_for(&policy.dir, epoch + 1),
-                    &self.ps,
-                    saved,
-                )?;
-                checkpoint::prune(&policy.dir, policy.keep)?;
+                // Data parallelism: rank 0 writes; every rank learns the outcome.
+                let written = (|| -> Result<()> {
+                    if !self.is_root() {
+                        return Ok(());
+                    }
+                    if improved {
+                        checkpoint::save(&policy.dir.join(BEST_DIR), &self.ps, saved.clone())?;
+                    }
+                    checkpoint::save(
+                        &checkpoint::dir_for(&policy.dir, epoch + 1),
+                        &self.ps,
+                        saved,
+                    )?;
+                    checkpoint::prune(&policy.dir, policy.keep)
+                })();
+                self.agreed(written)?;
             }
             for h in hooks.iter_mut() {
                 h.after_epoch(

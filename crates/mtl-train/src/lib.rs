@@ -57,6 +57,7 @@ pub mod fit;
 pub mod history;
 pub mod hook;
 pub mod memory;
+pub mod parallel;
 pub mod predict;
 pub mod prepare;
 pub mod relations;

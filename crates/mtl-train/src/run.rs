@@ -123,11 +123,15 @@ struct RunDirReport<'a> {
 impl Hook for RunDirReport<'_> {
     fn after_epoch(
         &mut self,
-        _: &Trainer,
+        trainer: &Trainer,
         history: &[EpochRecord],
         relations: Option<&RelationTracker>,
         _: bool,
     ) -> Result<()> {
+        // Data parallelism: rank 0 alone writes.
+        if !trainer.is_root() {
+            return Ok(());
+        }
         if let Some(t) = relations {
             relations::write(self.dir, &t.relations(), &self.tasks)?;
         }
@@ -153,6 +157,19 @@ pub fn fit_valid(
     opts: &RunOptions,
     hooks: &mut [&mut dyn Hook],
 ) -> Result<RunSummary> {
+    fit_with(config, opts, hooks, Box::new(mtl_dist::SingleProcess))
+}
+
+/// [`fit_valid`] on the ranks of `comm` (data parallelism, see
+/// [`crate::parallel`]): every rank trains, rank 0 alone writes the run
+/// directory.
+pub fn fit_with(
+    config: ValidRunConfig,
+    opts: &RunOptions,
+    hooks: &mut [&mut dyn Hook],
+    comm: Box<dyn mtl_dist::Communicator + Send>,
+) -> Result<RunSummary> {
+    let root = comm.rank() == 0;
     let prepared = prepare(&config)?;
     memory::check(
         &config,
@@ -161,7 +178,9 @@ pub fn fit_valid(
         opts.memory,
     )?;
     fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
-    Preprocessing::of(&prepared).save(&opts.out)?;
+    if root {
+        Preprocessing::of(&prepared).save(&opts.out)?;
+    }
     let Prepared {
         dataset,
         split,
@@ -172,8 +191,9 @@ pub fn fit_valid(
     let task_names: Vec<String> = tasks.iter().map(|t| t.name().to_string()).collect();
     let mut trainer = Trainer::from_config(&config, dataset.feature_shape(), tasks, target_index)?;
     trainer.init_regression_bias(&dataset, &split.train)?;
+    trainer.set_communicator(comm);
     let config_path = opts.out.join(CONFIG_FILE);
-    if !opts.resume {
+    if !opts.resume && root {
         let text = toml::to_string(&*config).map_err(|e| TrainError::Config {
             path: config_path.clone(),
             message: e.to_string(),
@@ -206,6 +226,9 @@ pub fn fit_valid(
         run_dir: opts.out.clone(),
         warnings: history.warnings.clone(),
     };
+    if !root {
+        return Ok(summary);
+    }
     let path = opts.out.join("summary.json");
     let json = serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Checkpoint {
         path: path.clone(),

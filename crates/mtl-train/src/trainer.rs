@@ -129,11 +129,13 @@ pub struct Trainer {
     pub(crate) balancer: Box<dyn Balancer>,
     pub(crate) optimizer: Box<dyn Optimizer>,
     pub(crate) scheduler: LrScheduler,
-    clip: Option<ClipConfig>,
+    pub(crate) clip: Option<ClipConfig>,
     seed: u64,
     pub(crate) step: u64,
-    graph: Graph,
-    grads: Vec<f32>,
+    pub(crate) graph: Graph,
+    pub(crate) grads: Vec<f32>,
+    // Data parallelism (see `parallel.rs`): the group of ranks this trainer belongs to.
+    pub(crate) comm: Box<dyn mtl_dist::Communicator + Send>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -182,6 +184,7 @@ pub struct TrainerBuilder {
     schedule: ScheduleConfig,
     clip: Option<ClipConfig>,
     seed: u64,
+    comm: Box<dyn mtl_dist::Communicator + Send>,
 }
 
 impl std::fmt::Debug for TrainerBuilder {
@@ -228,6 +231,13 @@ impl TrainerBuilder {
     /// The seed of dropout masks and of the balancer's random choices.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// The group of ranks this trainer trains with (default:
+    /// [`mtl_dist::SingleProcess`]); see [`crate::parallel`].
+    pub fn communicator(mut self, comm: Box<dyn mtl_dist::Communicator + Send>) -> Self {
+        self.comm = comm;
         self
     }
 
@@ -341,6 +351,7 @@ impl TrainerBuilder {
             seed: self.seed,
             step: 0,
             grads,
+            comm: self.comm,
         })
     }
 }
@@ -405,6 +416,7 @@ impl Trainer {
             schedule: ScheduleConfig::default(),
             clip: None,
             seed: 0,
+            comm: Box::new(mtl_dist::SingleProcess),
         }
     }
 
@@ -439,7 +451,7 @@ impl Trainer {
             .seed(config.seed)
             .target_index(target_index);
         if let Some(clip) = &config.train.clip {
-            builder = builder.clip(clip.clone());
+            builder = builder.clip(*clip);
         }
         builder.build()
     }
@@ -494,11 +506,11 @@ impl Trainer {
         self.seed
     }
 
-    fn shared_range(&self) -> Range<usize> {
+    pub(crate) fn shared_range(&self) -> Range<usize> {
         self.ps.group_range(&ParamGroup::Shared).unwrap_or(0..0)
     }
 
-    fn last_shared_range(&self) -> Result<Range<usize>> {
+    pub(crate) fn last_shared_range(&self) -> Result<Range<usize>> {
         let ids = self.model.last_shared_params();
         let mut lo = usize::MAX;
         let mut hi = 0;
@@ -512,7 +524,10 @@ impl Trainer {
 
     /// Records the forward pass and the task losses of `batch` (each with
     /// the penalty the architecture adds to it, if any).
-    fn forward_losses(&mut self, batch: &Batch) -> Result<(Vec<Var>, Vec<f32>, Option<Var>)> {
+    pub(crate) fn forward_losses(
+        &mut self,
+        batch: &Batch,
+    ) -> Result<(Vec<Var>, Vec<f32>, Option<Var>)> {
         self.graph.reset();
         self.graph.reseed(step_seed(self.seed, self.step));
         self.graph.set_training(true);
@@ -554,7 +569,7 @@ impl Trainer {
     }
 
     /// One backward pass per task, in parallel (the graph is only read).
-    fn per_task(&self, losses: &[Var], stop: &[Var]) -> Result<Vec<Gradients>> {
+    pub(crate) fn per_task(&self, losses: &[Var], stop: &[Var]) -> Result<Vec<Gradients>> {
         let g = &self.graph;
         losses
             .par_iter()
@@ -567,7 +582,7 @@ impl Trainer {
 
     /// The per-task gradients of the parameters at `range`, one checked row
     /// per task (row-major `T x range.len()`).
-    fn param_rows(&self, per: &[Gradients], range: Range<usize>) -> Result<Vec<f32>> {
+    pub(crate) fn param_rows(&self, per: &[Gradients], range: Range<usize>) -> Result<Vec<f32>> {
         let width = range.len();
         let mut rows = vec![0.0f32; per.len() * width];
         for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(width.max(1))).enumerate() {
@@ -578,7 +593,7 @@ impl Trainer {
     }
 
     /// Checks a per-task gradient row, naming the task.
-    fn check_row(&self, t: usize, row: &[f32]) -> Result<()> {
+    pub(crate) fn check_row(&self, t: usize, row: &[f32]) -> Result<()> {
         if let Some(v) = row.iter().find(|v| !v.is_finite()) {
             return Err(TrainError::Diverged {
                 step: self.step,
@@ -613,6 +628,10 @@ impl Trainer {
         epoch: u64,
         extra: &StepBatches<'_>,
     ) -> Result<StepLog> {
+        // Data parallelism: with more than one rank, see `parallel.rs`.
+        if self.comm.size() > 1 {
+            return self.parallel_step(batch, epoch);
+        }
         self.model.begin_step(&mut self.ps, self.step, epoch)?;
         let present = self.present_tasks(batch);
         let second = match (self.balancer.needs_second_batch(), extra.second) {
@@ -737,7 +756,12 @@ impl Trainer {
 
     /// Writes the gradient of `Σ_t w_t L_t` with respect to every parameter
     /// into `grads` (one backward pass).
-    fn weighted_backward(&self, losses: &[Var], w: &[f32], grads: &mut [f32]) -> Result<()> {
+    pub(crate) fn weighted_backward(
+        &self,
+        losses: &[Var],
+        w: &[f32],
+        grads: &mut [f32],
+    ) -> Result<()> {
         let seeds: Vec<(Var, f32)> = losses.iter().copied().zip(w.iter().copied()).collect();
         self.graph
             .backward(&seeds)?
@@ -746,7 +770,7 @@ impl Trainer {
     }
 
     /// Adds `w_t ∇L_t` for every parameter outside the shared group.
-    fn add_heads(&self, per: &[Gradients], w: &[f32], grads: &mut [f32]) -> Result<()> {
+    pub(crate) fn add_heads(&self, per: &[Gradients], w: &[f32], grads: &mut [f32]) -> Result<()> {
         // Shared parameters come first in the store, so every other parameter
         // lies in one range after them.
         let heads = self.shared_range().end..self.ps.len();

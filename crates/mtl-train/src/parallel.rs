@@ -1,0 +1,434 @@
+//! Synchronous data parallelism: the same run on `W` ranks of a
+//! [`Communicator`] (MPI processes, or threads in tests).
+//!
+//! Every rank holds the whole model, builds the same seeded data order and
+//! receives every global batch; it computes the contiguous shard
+//! [`shard_range`]`(B, rank, W)` of it. A task's loss on a shard is the mean
+//! over the shard's labelled rows; weighted by `labelled(shard) /
+//! labelled(batch)` it becomes the shard's share of the mean over the global
+//! batch, so the sums over ranks are the losses and gradients of the global
+//! batch. What is exchanged follows the balancer's need:
+//!
+//! - losses only: all-reduce the `T` losses, balance, backward with the
+//!   weights, all-reduce the `P` gradient values;
+//! - the last shared layer (GradNorm): all-reduce the task rows of that
+//!   layer (small) with the losses, then as above;
+//! - the representation (MGDA-UB): the representation rows of the ranks are
+//!   disjoint columns of the global rows, so the `T × T` Gram is all-reduced
+//!   and a balancer that supports column shards solves on its own columns;
+//!   otherwise the rows are all-gathered. Backward from the representation
+//!   with the shard's part of the direction, all-reduce the gradient;
+//! - the shared parameters: with column shards, [`ShardedRows`]
+//!   (reduce-scatter the rows, all-reduce the Gram of the owned slices,
+//!   all-gather the direction); otherwise all-reduce the full rows. Head
+//!   gradients are all-reduced.
+//!
+//! Every rank runs the balancer on identical numbers with the same RNG
+//! stream, so the parameters stay identical on every rank.
+//!
+//! Choices: batch-norm statistics are those of the shard (each rank
+//! normalises with its own rows); the running statistics are averaged over
+//! the ranks after every step so they stay identical. Dropout masks come from
+//! the step's seed on every rank, so with dropout a `W`-rank run is a
+//! different (equally valid) draw than the one-rank run. Evaluation is
+//! computed identically on every rank (the whole split); only rank 0 writes
+//! files. With `W = 1` none of this runs: [`Trainer::train_step`] is the
+//! single-process code.
+
+use std::ops::Range;
+
+use mtl_core::{Gradients, Tensor, Var};
+use mtl_data::Batch;
+use mtl_dist::{shard_range, Communicator, Failure, ShardedRows};
+use mtl_losses::balance::gram::gram;
+use mtl_losses::balance::ColumnShard;
+use mtl_losses::{BalanceInput, GradRows, GradientSource};
+
+use crate::error::{Result, TrainError};
+use crate::trainer::{StepLog, Trainer};
+
+/// The process exit status a failure calls for: 1 for divergence, 2 for
+/// anything else (bad input, configuration, files).
+pub fn exit_code(e: &TrainError) -> i32 {
+    match e {
+        TrainError::Diverged { .. } => 1,
+        TrainError::Rank(f) => f.failure.exit_code,
+        _ => 2,
+    }
+}
+
+/// Rows of `batch` in `rows`, features and targets.
+fn shard_batch(batch: &Batch, rows: Range<usize>) -> Result<Batch> {
+    let n = batch.len();
+    let width = batch.x.len() / n.max(1);
+    let mut shape = batch.x.shape().to_vec();
+    if let Some(first) = shape.first_mut() {
+        *first = rows.len();
+    }
+    let x = Tensor::from_vec(
+        batch.x.data()[rows.start * width..rows.end * width].to_vec(),
+        &shape,
+    )?;
+    let idx: Vec<usize> = rows.clone().collect();
+    let targets = batch
+        .targets
+        .iter()
+        .map(|t| t.gather(&idx))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(TrainError::Core)?;
+    Ok(Batch {
+        x,
+        targets,
+        indices: batch.indices[rows].to_vec(),
+    })
+}
+
+/// What one rank computed on its shard before the first exchange.
+struct Local {
+    loss_vars: Vec<Var>,
+    /// Scaled losses (the shard's share of the global mean).
+    losses: Vec<f32>,
+    rep: Option<Var>,
+    per: Vec<Gradients>,
+    /// Scaled task rows (last shared layer, representation or shared
+    /// parameters, by need); empty for losses only.
+    rows: Vec<f32>,
+}
+
+impl Trainer {
+    /// The group of ranks this trainer trains with.
+    pub fn communicator(&self) -> &dyn Communicator {
+        self.comm.as_ref()
+    }
+
+    /// Whether this rank writes files (rank 0).
+    pub fn is_root(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    /// `result` if it is `Ok` on every rank; otherwise every rank returns
+    /// the failure of the lowest failing rank ([`TrainError::Rank`]).
+    pub(crate) fn agreed<T>(&self, result: Result<T>) -> Result<T> {
+        if self.comm.size() == 1 {
+            return result;
+        }
+        let local = result
+            .as_ref()
+            .err()
+            .map(|e| Failure::new(exit_code(e), e.to_string()));
+        match self.comm.agree(local)? {
+            None => result,
+            Some(f) => Err(TrainError::Rank(f)),
+        }
+    }
+
+    /// Checks, on every rank, that the ranks run the same configuration
+    /// (`description` hashed and compared) and that a global batch of
+    /// `batch_size` rows (and a last one of `last` rows, 0 for none) has a
+    /// row for every rank.
+    pub(crate) fn check_parallel_start(
+        &self,
+        description: &str,
+        batch_size: usize,
+        last: usize,
+    ) -> Result<()> {
+        let size = self.comm.size();
+        if size == 1 {
+            return Ok(());
+        }
+        mtl_dist::check_same_config(
+            self.comm.as_ref(),
+            mtl_dist::config_hash(description.as_bytes()),
+        )?;
+        for rows in [batch_size, last] {
+            if rows > 0 && rows < size {
+                return Err(mtl_dist::DistError::MoreRanksThanRows { size, rows }.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// One data-parallel optimisation step on the global `batch`: this rank
+    /// computes its shard, the ranks exchange what the balancer needs (see
+    /// the module docs), and every rank applies the same update.
+    pub(crate) fn parallel_step(&mut self, batch: &Batch, epoch: u64) -> Result<StepLog> {
+        let rows = shard_range(batch.len(), self.comm.rank(), self.comm.size())?;
+        let shard = shard_batch(batch, rows.clone())?;
+        let scale: Vec<f32> = self
+            .target_index
+            .iter()
+            .map(|&i| {
+                let global = batch.targets[i].labelled_count();
+                shard.targets[i].labelled_count() as f32 / global.max(1) as f32
+            })
+            .collect();
+        let local = self.local_phase(&shard, epoch, &scale);
+        let mut local = self.agreed(local)?;
+        let t_count = self.tasks.len();
+        let mut losses = local.losses.clone();
+        let mut grads = std::mem::take(&mut self.grads);
+        grads.fill(0.0);
+        let needs = self.balancer.needs();
+        let result = self.exchange(&mut local, &mut losses, &scale, rows, epoch, &mut grads);
+        let weights = match self.agreed(result) {
+            Ok(w) => w,
+            Err(e) => {
+                self.grads = grads;
+                return Err(e);
+            }
+        };
+        match needs {
+            GradientSource::SharedParameters => {
+                let heads = self.shared_range().end..self.ps.len();
+                self.comm.all_reduce_sum_f32(&mut grads[heads])?;
+            }
+            _ => self.comm.all_reduce_sum_f32(&mut grads)?,
+        }
+        debug_assert_eq!(weights.len(), t_count);
+        let size = self.comm.size() as f32;
+        if !self.ps.buffers_flat().is_empty() {
+            self.comm.all_reduce_sum_f32(self.ps.buffers_flat_mut())?;
+            for b in self.ps.buffers_flat_mut() {
+                *b /= size;
+            }
+        }
+        if let Some(clip) = &self.clip {
+            clip.apply(&mut grads)?;
+        }
+        if let Some(i) = grads.iter().position(|v| !v.is_finite()) {
+            let value = grads[i];
+            self.grads = grads;
+            return Err(TrainError::Diverged {
+                step: self.step,
+                what: format!("the gradient of parameter index {i}"),
+                value,
+            });
+        }
+        self.optimizer.step(self.ps.flat_mut(), &grads)?;
+        self.grads = grads;
+        if self.balancer.needs_losses_after_step() {
+            let after = self.forward_losses(&shard).map(|(_, l, _)| l);
+            let mut after = self.agreed(after)?;
+            for (l, s) in after.iter_mut().zip(&scale) {
+                *l *= s;
+            }
+            self.comm.all_reduce_sum_f32(&mut after)?;
+            self.balancer.observe_after_step(&after)?;
+        }
+        self.step += 1;
+        Ok(StepLog { losses, weights })
+    }
+
+    /// Forward on the shard, scaled losses, and the scaled task rows the
+    /// balancer needs (no communication).
+    fn local_phase(&mut self, shard: &Batch, epoch: u64, scale: &[f32]) -> Result<Local> {
+        self.model.begin_step(&mut self.ps, self.step, epoch)?;
+        let (loss_vars, mut losses, rep) = self.forward_losses(shard)?;
+        for (l, s) in losses.iter_mut().zip(scale) {
+            *l *= s;
+        }
+        let (per, mut rows) = match self.balancer.needs() {
+            GradientSource::None => (Vec::new(), Vec::new()),
+            GradientSource::LastSharedLayer => {
+                let range = self.last_shared_range()?;
+                let stop = self.graph.boundary_of(range.clone());
+                let per = self.per_task(&loss_vars, &stop)?;
+                let rows = self.param_rows(&per, range)?;
+                (per, rows)
+            }
+            GradientSource::Representation => {
+                let z = rep.ok_or_else(|| TrainError::Mismatch {
+                    what: "balancer".into(),
+                    message: format!("{} needs a shared representation", self.balancer.name()),
+                })?;
+                let zlen: usize = self.graph.shape(z)?.iter().product();
+                let per = self.per_task(&loss_vars, &[z])?;
+                let mut rows = vec![0.0f32; self.tasks.len() * zlen];
+                for (t, gr) in per.iter().enumerate() {
+                    if let Some(dz) = gr.get(z) {
+                        rows[t * zlen..(t + 1) * zlen].copy_from_slice(dz.data());
+                    }
+                    self.check_row(t, &rows[t * zlen..(t + 1) * zlen])?;
+                }
+                (per, rows)
+            }
+            GradientSource::SharedParameters => {
+                let per = self.per_task(&loss_vars, &[])?;
+                let rows = self.param_rows(&per, self.shared_range())?;
+                (per, rows)
+            }
+        };
+        if !rows.is_empty() {
+            let width = rows.len() / self.tasks.len();
+            for (row, s) in rows.chunks_mut(width.max(1)).zip(scale) {
+                for v in row {
+                    *v *= s;
+                }
+            }
+        }
+        Ok(Local {
+            loss_vars,
+            losses,
+            rep,
+            per,
+            rows,
+        })
+    }
+
+    /// The exchange and the balancer: sums `losses` over the ranks, writes
+    /// this rank's (unreduced, except for the shared direction) gradient into
+    /// `grads` and returns the weights.
+    fn exchange(
+        &mut self,
+        local: &mut Local,
+        losses: &mut [f32],
+        scale: &[f32],
+        rows: Range<usize>,
+        epoch: u64,
+        grads: &mut [f32],
+    ) -> Result<Vec<f32>> {
+        let t_count = self.tasks.len();
+        let comm = self.comm.as_ref();
+        let scaled = |w: &[f32]| -> Vec<f32> { w.iter().zip(scale).map(|(w, s)| w * s).collect() };
+        match self.balancer.needs() {
+            GradientSource::None => {
+                comm.all_reduce_sum_f32(losses)?;
+                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
+                let w = self.balancer.balance(&input)?.weights().to_vec();
+                self.weighted_backward(&local.loss_vars, &scaled(&w), grads)?;
+                Ok(w)
+            }
+            GradientSource::LastSharedLayer => {
+                let mut fused = losses.to_vec();
+                fused.extend_from_slice(&local.rows);
+                comm.all_reduce_sum_f32(&mut fused)?;
+                losses.copy_from_slice(&fused[..t_count]);
+                let width = local.rows.len() / t_count;
+                let gr = GradRows::new(&fused[t_count..], t_count, width)?;
+                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
+                let w = self
+                    .balancer
+                    .balance(&input.with_grads(gr))?
+                    .weights()
+                    .to_vec();
+                self.weighted_backward(&local.loss_vars, &scaled(&w), grads)?;
+                Ok(w)
+            }
+            GradientSource::Representation => {
+                comm.all_reduce_sum_f32(losses)?;
+                let z = local.rep.ok_or_else(|| TrainError::Mismatch {
+                    what: "balancer".into(),
+                    message: "no representation".into(),
+                })?;
+                let zshape = self.graph.shape(z)?.to_vec();
+                let zlen = local.rows.len() / t_count;
+                let per_row = zlen / rows.len().max(1);
+                let total = comm_total_rows(comm, rows.len())? * per_row;
+                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
+                let (w, direction) = if self.balancer.supports_column_shards() {
+                    let mut g = gram(&local.rows, t_count, zlen);
+                    comm.all_reduce_sum_f64(g.as_mut_slice())?;
+                    let gr = GradRows::new(&local.rows, t_count, zlen)?;
+                    let shard = ColumnShard {
+                        gram: &g,
+                        offset: rows.start * per_row,
+                        total_cols: total,
+                    };
+                    let balanced = self
+                        .balancer
+                        .balance(&input.with_grads(gr).with_shard(shard))?;
+                    (balanced.weights().to_vec(), balanced.shared_direction(&gr)?)
+                } else {
+                    let full = gather_rows(comm, &local.rows, t_count, per_row)?;
+                    let gr = GradRows::new(&full, t_count, total)?;
+                    let balanced = self.balancer.balance(&input.with_grads(gr))?;
+                    let d = balanced.shared_direction(&gr)?;
+                    (
+                        balanced.weights().to_vec(),
+                        d[rows.start * per_row..rows.end * per_row].to_vec(),
+                    )
+                };
+                let shared = self.shared_range();
+                let trunk = self
+                    .graph
+                    .backward_from(&[(z, Tensor::from_vec(direction, &zshape)?)], &[])?;
+                trunk.accumulate_params(&self.graph, shared.clone(), &mut grads[shared])?;
+                self.add_heads(&local.per, &scaled(&w), grads)?;
+                Ok(w)
+            }
+            GradientSource::SharedParameters => {
+                comm.all_reduce_sum_f32(losses)?;
+                let shared = self.shared_range();
+                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
+                let w = if self.balancer.supports_column_shards() {
+                    let mut sharded = ShardedRows::new(comm, t_count, shared.len())?;
+                    sharded.reduce_scatter(comm, &local.rows)?;
+                    let g = sharded.gram(comm)?;
+                    let cols = sharded.columns();
+                    let gr = GradRows::new(sharded.owned(), t_count, cols.len())?;
+                    let shard = ColumnShard {
+                        gram: &g,
+                        offset: cols.start,
+                        total_cols: shared.len(),
+                    };
+                    let balanced = self
+                        .balancer
+                        .balance(&input.with_grads(gr).with_shard(shard))?;
+                    let mine = balanced.shared_direction(&gr)?;
+                    sharded.all_gather(comm, &mine, &mut grads[shared])?;
+                    balanced.weights().to_vec()
+                } else {
+                    comm.all_reduce_sum_f32(&mut local.rows)?;
+                    let gr = GradRows::new(&local.rows, t_count, shared.len())?;
+                    let balanced = self.balancer.balance(&input.with_grads(gr))?;
+                    grads[shared].copy_from_slice(&balanced.shared_direction(&gr)?);
+                    balanced.weights().to_vec()
+                };
+                self.add_heads(&local.per, &scaled(&w), grads)?;
+                Ok(w)
+            }
+        }
+    }
+}
+
+/// The global batch size: the sum of every rank's shard rows.
+fn comm_total_rows(comm: &dyn Communicator, mine: usize) -> Result<usize> {
+    let mut n = [mine as f64];
+    comm.all_reduce_sum_f64(&mut n)?;
+    Ok(n[0] as usize)
+}
+
+/// The full `T × (B·per_row)` rows from every rank's `T × (n_r·per_row)`
+/// rows (one all-gather per task).
+fn gather_rows(
+    comm: &dyn Communicator,
+    rows: &[f32],
+    t_count: usize,
+    per_row: usize,
+) -> Result<Vec<f32>> {
+    let width = rows.len() / t_count.max(1);
+    let mut counts = vec![0.0f64; comm.size()];
+    counts[comm.rank()] = width as f64;
+    comm.all_reduce_sum_f64(&mut counts)?;
+    let counts: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
+    let total: usize = counts.iter().sum();
+    debug_assert_eq!(total % per_row.max(1), 0);
+    let mut full = vec![0.0f32; t_count * total];
+    for t in 0..t_count {
+        comm.all_gather_f32(
+            &rows[t * width..(t + 1) * width],
+            &counts,
+            &mut full[t * total..(t + 1) * total],
+        )?;
+    }
+    Ok(full)
+}
+
+impl Trainer {
+    /// Replaces the group of ranks this trainer trains with (for a trainer
+    /// built by [`Trainer::from_config`]; in code use
+    /// [`crate::TrainerBuilder::communicator`]). Call before the first step.
+    pub fn set_communicator(&mut self, comm: Box<dyn Communicator + Send>) {
+        self.comm = comm;
+    }
+}
