@@ -39,7 +39,7 @@
 //! let mut ps = ParamStore::new();
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 //! let encoder = EncoderConfig::Mlp { hidden: vec![16], dropout: 0.0, activation: Activation::Relu, layer_norm: false };
-//! let model = build_model(&ArchConfig::HardSharing { head: HeadConfig::default() }, &encoder, &[3], &specs, &mut ps, &mut rng)?;
+//! let model = build_model(&ArchConfig::Hps { head: HeadConfig::default() }, &encoder, &[3], &specs, &mut ps, &mut rng)?;
 //! let tasks = specs.into_iter().map(Task::with_default_loss).collect::<Result<Vec<_>, _>>()?;
 //! let mut trainer = Trainer::builder(model, ps, tasks).seed(1).build()?;
 //! let history = trainer.fit(&data, None, &FitOptions { epochs: 20, batch_size: 32, ..Default::default() }, &mut [])?;

@@ -56,8 +56,10 @@ pub struct RunSummary {
     pub tasks: Vec<String>,
     /// The run directory.
     pub run_dir: PathBuf,
-    /// Damaged checkpoints skipped when resuming.
-    #[serde(default)]
+    /// Damaged checkpoints skipped when resuming (printed, not saved in
+    /// `summary.json`, which is the same for a resumed run as for an
+    /// uninterrupted one).
+    #[serde(skip)]
     pub warnings: Vec<String>,
 }
 

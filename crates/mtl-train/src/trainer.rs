@@ -111,7 +111,7 @@ impl Evaluation {
 /// let mut ps = ParamStore::new();
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 /// let encoder = EncoderConfig::Mlp { hidden: vec![8], dropout: 0.0, activation: Activation::Relu, layer_norm: false };
-/// let arch = ArchConfig::HardSharing { head: HeadConfig::default() };
+/// let arch = ArchConfig::Hps { head: HeadConfig::default() };
 /// let model = build_model(&arch, &encoder, &[3], &specs, &mut ps, &mut rng)?;
 /// let tasks = specs.into_iter().map(Task::with_default_loss).collect::<Result<Vec<_>, _>>()?;
 /// let trainer = Trainer::builder(model, ps, tasks)

@@ -63,9 +63,6 @@ fn digits_reach_the_stated_accuracy() {
     for file in [
         "config.toml",
         "metrics.csv",
-        "loss.svg",
-        "weights.svg",
-        "cosine.svg",
         "summary.json",
         "best/params.safetensors",
     ] {
