@@ -212,7 +212,7 @@ fn sigkill_at_random_moments_loses_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        if attempt % 2 == 0 {
+        if attempt.is_multiple_of(2) {
             // Uniformly over most of the run (runs vary in speed).
             let delay = rng.gen_range(0.0..reference.seconds * 0.8);
             std::thread::sleep(Duration::from_secs_f64(delay));

@@ -56,9 +56,7 @@ pub mod tensor;
 
 pub use error::{CoreError, Result};
 pub use graph::{Gradients, Graph, Node, Op, Var};
-pub use params::{
-    BufferId, ParamGroup, ParamId, ParamStore, ParamView,
-};
+pub use params::{BufferId, ParamGroup, ParamId, ParamStore, ParamView};
 pub use task::{Targets, TaskKind, TaskSpec, MISSING_CLASS};
 pub use tensor::Tensor;
 

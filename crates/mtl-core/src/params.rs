@@ -402,5 +402,4 @@ mod tests {
             .add("s1", &[1], ParamGroup::Shared, Init::Zeros, &mut rng)
             .is_err());
     }
-
 }

@@ -2,9 +2,7 @@
 //! groups and counts, gates, gradients against finite differences, PLE versus
 //! CGC, and training on a small seeded two-task problem.
 
-use mtl_core::arch::{
-    build_model, ArchConfig, EncoderConfig, HeadConfig, MultiTaskModel,
-};
+use mtl_core::arch::{build_model, ArchConfig, EncoderConfig, HeadConfig, MultiTaskModel};
 use mtl_core::nn::Activation;
 use mtl_core::{CoreError, Graph, ParamGroup, ParamStore, TaskKind, TaskSpec, Tensor, Var};
 use mtl_optim::{OptimizerConfig, ParamGroup as OptimGroup};

@@ -611,7 +611,7 @@ impl Accumulator {
                 match store {
                     TaskStore::Discover(v) => v.push(None),
                     TaskStore::Reals { values, .. } => {
-                        values.extend(std::iter::repeat(f32::NAN).take(cols.len()))
+                        values.extend(std::iter::repeat_n(f32::NAN, cols.len()))
                     }
                     TaskStore::Classes { values, .. } => values.push(MISSING_CLASS),
                     TaskStore::Nothing => {}

@@ -365,7 +365,10 @@ pub fn encode_header(dtype: Dtype, shape: &[usize]) -> Result<Vec<u8>> {
     );
     // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
     let unpadded = 10 + header.len() + 1;
-    header.extend(std::iter::repeat(' ').take(unpadded.next_multiple_of(64) - unpadded));
+    header.extend(std::iter::repeat_n(
+        ' ',
+        unpadded.next_multiple_of(64) - unpadded,
+    ));
     header.push('\n');
     let header_len = u16::try_from(header.len()).map_err(|_| {
         DataError::invalid(

@@ -224,7 +224,7 @@ fn an_absent_task_gets_weight_zero_and_the_rest_is_the_smaller_problem() {
         (&small.val, &mut full.val),
     ] {
         to.extend_from_slice(&from[..p]);
-        to.extend(std::iter::repeat(0.0).take(p));
+        to.extend(std::iter::repeat_n(0.0, p));
         to.extend_from_slice(&from[p..]);
     }
     let present = [true, false, true];

@@ -94,7 +94,7 @@ fn check(arch: &str, balancers: &[&str]) {
     let mut failures = Vec::new();
     for balancer in balancers {
         let config = config(arch, balancer);
-        let prepared = prepare(&config).unwrap();
+        let prepared = prepare(&config.clone().validate(Path::new("dp.toml")).unwrap()).unwrap();
         let (one, one_metrics) = run(&config, &prepared, 1);
         for size in [2, 3] {
             let (many, metrics) = run(&config, &prepared, size);
@@ -203,7 +203,7 @@ fn resumed(
 #[test]
 fn a_run_checkpointed_on_two_ranks_resumes_on_one() {
     let config = config("arch = \"hps\"", "upgrad");
-    let prepared = prepare(&config).unwrap();
+    let prepared = prepare(&config.clone().validate(Path::new("dp.toml")).unwrap()).unwrap();
     let straight = tempfile::tempdir().unwrap();
     let split = tempfile::tempdir().unwrap();
     let back = tempfile::tempdir().unwrap();

@@ -75,10 +75,7 @@ pub use hard_sharing::HardSharing;
 pub use head::Head;
 pub use ltb::{BranchSettings, Ltb};
 pub use mmoe::Mmoe;
-pub use model::{
-    GateWeights, MultiTaskModel, MultiTaskOutput,
-    ARCHITECTURES_WITH_REPRESENTATION,
-};
+pub use model::{GateWeights, MultiTaskModel, MultiTaskOutput, ARCHITECTURES_WITH_REPRESENTATION};
 pub use mtan::Mtan;
 pub use ple::Ple;
 pub use trunk_with_heads::TrunkWithHeads;

@@ -152,7 +152,7 @@ impl MethodState for DbMtl {
 
     fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
         let loaded: DbMtlState = parse_state(balancer, state)?;
-        if loaded.buffers.len() % self.num_tasks != 0 {
+        if !loaded.buffers.len().is_multiple_of(self.num_tasks) {
             return Err(Error::State {
                 balancer,
                 reason: format!(

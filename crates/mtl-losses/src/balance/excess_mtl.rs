@@ -175,7 +175,7 @@ impl MethodState for ExcessMtl {
             && loaded.baseline.len() == t
             && loaded.warmup_sum.len() == t
             && loaded.warmup_count.len() == t
-            && loaded.sq_grad_sum.len() % t == 0;
+            && loaded.sq_grad_sum.len().is_multiple_of(t);
         if !fits {
             return Err(Error::State {
                 balancer,

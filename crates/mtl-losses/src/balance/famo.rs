@@ -296,11 +296,8 @@ impl Balancer for Famo {
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         let loaded: FamoState = parse_state(self.name(), state)?;
         let n = self.state.logits.len();
-        let pending_ok = loaded.pending_log_d.as_ref().map_or(true, |p| p.len() == n)
-            && loaded
-                .pending_present
-                .as_ref()
-                .map_or(true, |p| p.len() == n);
+        let pending_ok = loaded.pending_log_d.as_ref().is_none_or(|p| p.len() == n)
+            && loaded.pending_present.as_ref().is_none_or(|p| p.len() == n);
         if loaded.logits.len() != n || !pending_ok {
             return Err(Error::State {
                 balancer: self.name(),

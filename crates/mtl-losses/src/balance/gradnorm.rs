@@ -296,10 +296,7 @@ impl MethodState for GradNorm {
     fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
         let loaded: GradNormState = parse_state(balancer, state)?;
         let n = self.state.weights.len();
-        let initial_ok = loaded
-            .initial_losses
-            .as_ref()
-            .map_or(true, |l| l.len() == n);
+        let initial_ok = loaded.initial_losses.as_ref().is_none_or(|l| l.len() == n);
         if loaded.weights.len() != n || !initial_ok {
             return Err(Error::State {
                 balancer,

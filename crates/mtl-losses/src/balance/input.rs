@@ -338,7 +338,7 @@ impl<'a> BalanceInput<'a> {
     /// Whether task `t` is present.
     pub fn is_present(&self, t: usize) -> bool {
         self.present
-            .map_or(true, |p| p.get(t).copied().unwrap_or(false))
+            .is_none_or(|p| p.get(t).copied().unwrap_or(false))
     }
 
     /// `weights` with absent tasks set to 0, as `f32`. With `renormalise`

@@ -177,7 +177,7 @@ impl MethodState for MoCo {
     fn load_state(&mut self, balancer: &'static str, state: &serde_json::Value) -> Result<()> {
         let loaded: MoCoState = parse_state(balancer, state)?;
         let t = self.state.lambda.len();
-        if loaded.lambda.len() != t || loaded.y.len() % t != 0 {
+        if loaded.lambda.len() != t || !loaded.y.len().is_multiple_of(t) {
             return Err(Error::State {
                 balancer,
                 reason: format!("expected weights and tracked gradients of {t} tasks"),

@@ -147,7 +147,7 @@ impl NashMtl {
     fn alpha_for(&mut self, gram: &DMatrix<f64>, tasks: &[usize]) -> Result<Vec<f64>> {
         let step = self.state.steps;
         self.state.steps += 1;
-        let reuse = step % self.config.update_weights_every != 0;
+        let reuse = !step.is_multiple_of(self.config.update_weights_every);
         let kept: Option<Vec<f64>> = self
             .state
             .alpha

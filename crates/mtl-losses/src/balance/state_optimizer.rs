@@ -161,7 +161,7 @@ impl StateOptimizer {
         match self {
             StateOptimizer::Sgd { lr } => {
                 for (k, (xi, gi)) in x.iter_mut().zip(grad).enumerate() {
-                    if active.map_or(true, |a| a.get(k).copied().unwrap_or(false)) {
+                    if active.is_none_or(|a| a.get(k).copied().unwrap_or(false)) {
                         *xi -= *lr * gi;
                     }
                 }

@@ -48,7 +48,7 @@ pub fn roc_auc(scores: &[f32], positive: &[bool]) -> Result<f64> {
 /// negative; an error when none has.
 pub fn macro_roc_auc(scores: &[f32], positive: &[bool], labels: usize) -> Result<f64> {
     check_pair("roc_auc", scores.len(), positive.len())?;
-    if labels == 0 || scores.len() % labels != 0 {
+    if labels == 0 || !scores.len().is_multiple_of(labels) {
         return Err(Error::CountMismatch {
             what: "scores (expected a multiple of the label count)",
             expected: labels,

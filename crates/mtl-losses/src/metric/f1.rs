@@ -54,7 +54,7 @@ pub fn macro_f1(predicted: &[usize], target: &[usize], classes: usize) -> Result
 /// F1 and is left out; an error when that leaves none.
 pub fn label_macro_f1(predicted: &[bool], target: &[bool], labels: usize) -> Result<f64> {
     check_pair("macro_f1", predicted.len(), target.len())?;
-    if labels == 0 || target.len() % labels != 0 {
+    if labels == 0 || !target.len().is_multiple_of(labels) {
         return Err(Error::CountMismatch {
             what: "decisions (expected a multiple of the label count)",
             expected: labels,

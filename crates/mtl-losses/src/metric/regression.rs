@@ -41,7 +41,7 @@ pub fn rmse(predicted: &[f32], target: &[f32]) -> Result<f64> {
 /// for worse. Undefined (an error) for a column of constant targets.
 pub fn r2(predicted: &[f32], target: &[f32], outputs: usize) -> Result<f64> {
     check("r2", predicted, target)?;
-    if outputs == 0 || target.len() % outputs != 0 {
+    if outputs == 0 || !target.len().is_multiple_of(outputs) {
         return Err(Error::CountMismatch {
             what: "values (expected a multiple of the output count)",
             expected: outputs,

@@ -86,7 +86,7 @@ pub fn suggest_within_budget(affinity: &TaskMatrix, budget: usize) -> Result<Gro
     let mut best: Option<Grouping> = None;
     for k in 1..=budget {
         let g = suggest_groups(affinity, k)?;
-        if best.as_ref().map_or(true, |b| g.score > b.score) {
+        if best.as_ref().is_none_or(|b| g.score > b.score) {
             best = Some(g);
         }
     }
@@ -201,7 +201,7 @@ pub fn greedy_groups(affinity: &TaskMatrix, groups: usize) -> Result<Grouping> {
                 let gain = one_group(affinity, &merged)
                     - one_group(affinity, &parts[a])
                     - one_group(affinity, &parts[b]);
-                if best.map_or(true, |(g, _, _)| gain > g) {
+                if best.is_none_or(|(g, _, _)| gain > g) {
                     best = Some((gain, a, b));
                 }
             }
@@ -228,7 +228,7 @@ pub fn greedy_groups(affinity: &TaskMatrix, groups: usize) -> Result<Grouping> {
                     let mut joined = target.clone();
                     joined.push(task);
                     let gain = left + one_group(affinity, &joined) - one_group(affinity, target);
-                    if gain > 1e-12 && best.map_or(true, |(g, ..)| gain > g) {
+                    if gain > 1e-12 && best.is_none_or(|(g, ..)| gain > g) {
                         best = Some((gain, from, pos, to));
                     }
                 }

@@ -170,7 +170,7 @@ impl RelationTracker {
                 format!("the tracker's state does not describe {t} tasks"),
             ));
         }
-        if trainer.step % self.every != 0 {
+        if !trainer.step.is_multiple_of(self.every) {
             return Ok(false);
         }
         let head;
