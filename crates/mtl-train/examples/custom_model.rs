@@ -33,52 +33,20 @@ pub fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let data = datasets::load("autompg", 0)?;
     let split = data.split().cloned().ok_or("Auto MPG comes with a split")?;
     let (mut ps, mut rng) = (ParamStore::new(), rand_chacha::ChaCha8Rng::seed_from_u64(0));
-    let first = Linear::new(
-        &mut ps,
-        "trunk.0",
-        ParamGroup::Shared,
-        6,
-        32,
-        true,
-        &mut rng,
-    )?;
-    let second = Linear::new(
-        &mut ps,
-        "trunk.1",
-        ParamGroup::Shared,
-        32,
-        16,
-        true,
-        &mut rng,
-    )?;
+    let first = Linear::new(&mut ps, "trunk.0", ParamGroup::Shared, 6, 32, true, &mut rng)?;
+    let second = Linear::new(&mut ps, "trunk.1", ParamGroup::Shared, 32, 16, true, &mut rng)?;
     let (trunk, head) = (Box::new(Trunk(first, second)), HeadConfig::default());
     let model = TrunkWithHeads::new(trunk, 16, data.tasks(), &head, &mut ps, &mut rng)?;
-    let tasks: Vec<_> = data
-        .tasks()
-        .iter()
-        .map(|t| Task::with_default_loss(t.clone()))
-        .collect();
+    let tasks: Vec<_> = data.tasks().iter().map(|t| Task::with_default_loss(t.clone())).collect();
     let tasks = tasks.into_iter().collect::<std::result::Result<_, _>>()?;
     let mut trainer = Trainer::builder(Box::new(model), ps, tasks)
         .balancer("upgrad".parse::<BalancerConfig>()?)
-        .optimizer(OptimizerConfig::Adam(AdamConfig {
-            lr: 1e-2,
-            ..AdamConfig::default()
-        }))
+        .optimizer(OptimizerConfig::Adam(AdamConfig { lr: 1e-2, ..AdamConfig::default() }))
         .build()?;
     trainer.init_regression_bias(&data, &split.train)?;
-    let options = FitOptions {
-        epochs: 60,
-        batch_size: 32,
-        ..Default::default()
-    };
+    let options = FitOptions { epochs: 60, batch_size: 32, ..Default::default() };
     let validation = Subset::new(&data, &split.validation)?;
-    trainer.fit(
-        &Subset::new(&data, &split.train)?,
-        Some(&validation),
-        &options,
-        &mut [],
-    )?;
+    trainer.fit(&Subset::new(&data, &split.train)?, Some(&validation), &options, &mut [])?;
     let test = trainer.evaluate(&Subset::new(&data, &split.test)?)?;
     let mae = test.score("mpg.mae").ok_or("no MAE")?.0;
     let accuracy = test.score("origin.accuracy").ok_or("no accuracy")?.0;

@@ -1,6 +1,8 @@
 //! Runs every example of the crate: each one's `main` checks the quality its
 //! header states and returns an error when it is not reached.
 
+// Formatted as an example (with `examples/rustfmt.toml`), not from here.
+#[rustfmt::skip]
 #[path = "../examples/custom_model.rs"]
 mod custom_model;
 
