@@ -817,17 +817,12 @@ impl Trainer {
     ) -> Result<(f64, Vec<f32>, Vec<Vec<f32>>)> {
         let lr = self.optimizer.lr();
         let (_, rows) = self.shared_task_gradients(batch)?;
-        let shared = self.shared_range();
-        let saved = self.ps.flat()[shared.clone()].to_vec();
-        let buffers = self.ps.buffers_flat().to_vec();
-        for (j, p) in self.ps.flat_mut()[shared.clone()].iter_mut().enumerate() {
-            let d: f32 = rows.iter().zip(weights).map(|(r, &w)| w * r[j]).sum();
-            *p -= lr as f32 * d;
-        }
-        let result = self.shared_task_gradients(validation);
-        self.ps.flat_mut()[shared].copy_from_slice(&saved);
-        self.ps.buffers_flat_mut().copy_from_slice(&buffers);
-        let (losses, rows) = result?;
+        let direction: Vec<f32> = (0..self.shared_len())
+            .map(|j| rows.iter().zip(weights).map(|(r, &w)| w * r[j]).sum())
+            .collect();
+        let (losses, rows) = self.at_moved_shared(&direction, lr as f32, |t| {
+            t.shared_task_gradients(validation)
+        })?;
         Ok((lr, losses, rows))
     }
 
@@ -870,19 +865,32 @@ impl Trainer {
                 rhs: vec![direction.len()],
             }));
         }
+        match self.at_moved_shared(direction, lr, |t| t.forward_losses(batch)) {
+            Ok((_, losses, _)) => Ok(Some(losses)),
+            Err(TrainError::Diverged { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` with the shared parameters moved to `θ_s - lr * direction`,
+    /// then copies the shared parameters and the non-trainable buffers back
+    /// exactly, whatever `f` returned.
+    fn at_moved_shared<R>(
+        &mut self,
+        direction: &[f32],
+        lr: f32,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        let shared = self.shared_range();
         let saved = self.ps.flat()[shared.clone()].to_vec();
         let buffers = self.ps.buffers_flat().to_vec();
         for (p, &g) in self.ps.flat_mut()[shared.clone()].iter_mut().zip(direction) {
             *p -= lr * g;
         }
-        let result = self.forward_losses(batch);
+        let result = f(self);
         self.ps.flat_mut()[shared].copy_from_slice(&saved);
         self.ps.buffers_flat_mut().copy_from_slice(&buffers);
-        match result {
-            Ok((_, losses, _)) => Ok(Some(losses)),
-            Err(TrainError::Diverged { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        result
     }
 
     /// The cosine similarity of every pair of tasks' shared-parameter
@@ -956,7 +964,7 @@ impl Trainer {
     fn predict_chunks(
         &mut self,
         n: usize,
-        chunk: impl Fn(usize, usize) -> Result<Tensor>,
+        mut chunk: impl FnMut(usize, usize) -> Result<Tensor>,
     ) -> Result<Vec<Tensor>> {
         let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); self.tasks.len()];
         for start in (0..n).step_by(EVAL_CHUNK) {
@@ -980,21 +988,29 @@ impl Trainer {
     /// Mean losses and default metrics of every task on every example of `data`.
     pub fn evaluate(&mut self, data: &dyn BatchSource) -> Result<Evaluation> {
         let rows: Vec<usize> = (0..data.len()).collect();
-        let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); self.tasks.len()];
+        let index = self.target_index.clone();
         let mut targets: Vec<Vec<Targets>> = vec![Vec::new(); self.tasks.len()];
-        for chunk in rows.chunks(EVAL_CHUNK) {
-            let batch = data.gather(chunk)?;
-            let out = self.predict_features(&batch.x)?;
-            for (t, o) in out.into_iter().enumerate() {
-                outputs[t].extend_from_slice(o.data());
-                targets[t].push(batch.targets[self.target_index[t]].clone());
+        // Each chunk is gathered once: its features go to the model, its
+        // targets are kept for the losses and metrics.
+        let outputs = self.predict_chunks(rows.len(), |start, end| {
+            let mut batch = data.gather(&rows[start..end])?;
+            for (t, &i) in index.iter().enumerate() {
+                // Moved out of the batch, or copied when an earlier task
+                // reads the same targets.
+                let target = match index[..t].iter().position(|&j| j == i) {
+                    Some(p) => targets[p].last().cloned(),
+                    None => None,
+                }
+                .unwrap_or_else(|| {
+                    std::mem::replace(
+                        &mut batch.targets[i],
+                        Targets::Unsupervised { reference: None },
+                    )
+                });
+                targets[t].push(target);
             }
-        }
-        let outputs: Vec<Tensor> = outputs
-            .into_iter()
-            .zip(&self.tasks)
-            .map(|(o, task)| Ok(Tensor::from_vec(o, &[rows.len(), task.output_width()])?))
-            .collect::<Result<_>>()?;
+            Ok(batch.x)
+        })?;
         let mut losses = Vec::new();
         let mut metrics = Vec::new();
         let mut labelled = Vec::new();

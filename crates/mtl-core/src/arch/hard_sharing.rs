@@ -3,9 +3,9 @@
 use rand::Rng;
 
 use super::model::check_tasks;
+use super::trunk_with_heads::trunk_then_heads;
 use super::{Encoder, EncoderConfig, Head, HeadConfig, MultiTaskModel, MultiTaskOutput};
 use crate::error::Result;
-use crate::nn::Module;
 use crate::{Graph, ParamGroup, ParamId, ParamStore, TaskSpec, Var};
 
 /// Hard parameter sharing (Caruana, 1997): `y_t = h_t(f(x))` with a shared
@@ -68,18 +68,7 @@ impl MultiTaskModel for HardSharing {
     }
 
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
-        let z = self.encoder.forward(g, ps, x)?;
-        let outputs = self
-            .heads
-            .iter()
-            .map(|h| h.forward(g, ps, z))
-            .collect::<Result<_>>()?;
-        Ok(MultiTaskOutput {
-            representation: Some(z),
-            outputs,
-            gates: Vec::new(),
-            penalties: Vec::new(),
-        })
+        trunk_then_heads(&self.encoder, &self.heads, g, ps, x)
     }
 
     fn has_representation(&self) -> bool {

@@ -64,6 +64,28 @@ impl TrunkWithHeads {
     }
 }
 
+/// `y_t = h_t(f(x))`: the forward pass of hard sharing, with the trunk's
+/// output as the representation.
+pub(crate) fn trunk_then_heads(
+    trunk: &dyn Module,
+    heads: &[Head],
+    g: &mut Graph,
+    ps: &mut ParamStore,
+    x: Var,
+) -> Result<MultiTaskOutput> {
+    let z = trunk.forward(g, ps, x)?;
+    let outputs = heads
+        .iter()
+        .map(|h| h.forward(g, ps, z))
+        .collect::<Result<_>>()?;
+    Ok(MultiTaskOutput {
+        representation: Some(z),
+        outputs,
+        gates: Vec::new(),
+        penalties: Vec::new(),
+    })
+}
+
 impl MultiTaskModel for TrunkWithHeads {
     fn name(&self) -> &'static str {
         "trunk-with-heads"
@@ -78,18 +100,7 @@ impl MultiTaskModel for TrunkWithHeads {
     }
 
     fn forward(&self, g: &mut Graph, ps: &mut ParamStore, x: Var) -> Result<MultiTaskOutput> {
-        let z = self.trunk.forward(g, ps, x)?;
-        let outputs = self
-            .heads
-            .iter()
-            .map(|h| h.forward(g, ps, z))
-            .collect::<Result<_>>()?;
-        Ok(MultiTaskOutput {
-            representation: Some(z),
-            outputs,
-            gates: Vec::new(),
-            penalties: Vec::new(),
-        })
+        trunk_then_heads(self.trunk.as_ref(), &self.heads, g, ps, x)
     }
 
     fn has_representation(&self) -> bool {

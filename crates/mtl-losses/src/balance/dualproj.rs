@@ -24,11 +24,11 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::solver::dual_cone;
+use super::upgrad::check_cone_settings;
 use super::{
-    check_parameter, require_tasks, Balancer, GradientSource, GramBalancer, GramMethod, GramStep,
-    MethodConfig, MethodState,
+    Balancer, GradientSource, GramBalancer, GramMethod, GramStep, MethodConfig, MethodState,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The weights `w = argmin_{v ⪰ u} vᵀ(G/tr G + reg_eps·I)v`, or `u` when
 /// `tr G < norm_eps`.
@@ -110,36 +110,18 @@ impl DualProj {
     /// DualProj for `num_tasks` tasks.
     ///
     /// # Errors
-    /// [`Error::NoTasks`]; [`Error::InvalidParameter`] for negative epsilons
-    /// or preference weights; [`Error::CountMismatch`] for a preference of
+    /// [`Error::NoTasks`](crate::error::Error::NoTasks); [`Error::InvalidParameter`](crate::error::Error::InvalidParameter) for negative epsilons
+    /// or preference weights; [`Error::CountMismatch`](crate::error::Error::CountMismatch) for a preference of
     /// the wrong length.
     pub fn new(num_tasks: usize, config: DualProjConfig) -> Result<Self> {
-        require_tasks(num_tasks)?;
-        let name = DualProjConfig::NAME;
-        check_parameter(
-            name,
-            "norm_eps",
+        check_cone_settings(
+            DualProjConfig::NAME,
+            "dualproj preference weights",
+            num_tasks,
             config.norm_eps,
-            config.norm_eps >= 0.0,
-            "must be ≥ 0",
-        )?;
-        check_parameter(
-            name,
-            "reg_eps",
             config.reg_eps,
-            config.reg_eps >= 0.0,
-            "must be ≥ 0",
+            &config.preference,
         )?;
-        if !config.preference.is_empty() && config.preference.len() != num_tasks {
-            return Err(Error::CountMismatch {
-                what: "dualproj preference weights",
-                expected: num_tasks,
-                got: config.preference.len(),
-            });
-        }
-        for &u in &config.preference {
-            check_parameter(name, "preference", u, u >= 0.0, "must be finite and ≥ 0")?;
-        }
         Ok(Self { config })
     }
 }

@@ -80,6 +80,45 @@ impl MethodConfig for UpGradConfig {
     }
 }
 
+/// Checks the settings UPGrad and DualProj share: `num_tasks ≥ 1`,
+/// non-negative `norm_eps` and `reg_eps`, and either no preference or one
+/// finite non-negative weight per task (`what` names them in the error).
+pub(crate) fn check_cone_settings(
+    balancer: &'static str,
+    what: &'static str,
+    num_tasks: usize,
+    norm_eps: f64,
+    reg_eps: f64,
+    preference: &[f64],
+) -> Result<()> {
+    require_tasks(num_tasks)?;
+    check_parameter(
+        balancer,
+        "norm_eps",
+        norm_eps,
+        norm_eps >= 0.0,
+        "must be ≥ 0",
+    )?;
+    check_parameter(balancer, "reg_eps", reg_eps, reg_eps >= 0.0, "must be ≥ 0")?;
+    if !preference.is_empty() && preference.len() != num_tasks {
+        return Err(Error::CountMismatch {
+            what,
+            expected: num_tasks,
+            got: preference.len(),
+        });
+    }
+    for &u in preference {
+        check_parameter(
+            balancer,
+            "preference",
+            u,
+            u >= 0.0,
+            "must be finite and ≥ 0",
+        )?;
+    }
+    Ok(())
+}
+
 /// UPGrad; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct UpGrad {
@@ -94,32 +133,14 @@ impl UpGrad {
     /// preference weights; [`Error::CountMismatch`] for a preference of the
     /// wrong length.
     pub fn new(num_tasks: usize, config: UpGradConfig) -> Result<Self> {
-        require_tasks(num_tasks)?;
-        let name = UpGradConfig::NAME;
-        check_parameter(
-            name,
-            "norm_eps",
+        check_cone_settings(
+            UpGradConfig::NAME,
+            "upgrad preference weights",
+            num_tasks,
             config.norm_eps,
-            config.norm_eps >= 0.0,
-            "must be ≥ 0",
-        )?;
-        check_parameter(
-            name,
-            "reg_eps",
             config.reg_eps,
-            config.reg_eps >= 0.0,
-            "must be ≥ 0",
+            &config.preference,
         )?;
-        if !config.preference.is_empty() && config.preference.len() != num_tasks {
-            return Err(Error::CountMismatch {
-                what: "upgrad preference weights",
-                expected: num_tasks,
-                got: config.preference.len(),
-            });
-        }
-        for &u in &config.preference {
-            check_parameter(name, "preference", u, u >= 0.0, "must be finite and ≥ 0")?;
-        }
         Ok(Self { config })
     }
 
