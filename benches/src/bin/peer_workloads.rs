@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use mtl_benches::workloads::mlp_trainer;
 use mtl_core::{kernels, Targets, TaskKind, TaskSpec, Tensor};
 use mtl_data::{npy, ArrayData, Batch, DataLoader, Dataset, LoaderConfig};
-use mtl_losses::task::Task;
 use mtl_train::{RunConfig, Trainer};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 type Error = Box<dyn std::error::Error>;
@@ -76,63 +76,6 @@ fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
-}
-
-/// A run configuration: hard sharing over an MLP encoder, Adam 1e-3.
-fn mlp_config(hidden: &[usize], balancer: &str) -> Result<RunConfig, Error> {
-    let hidden: Vec<String> = hidden.iter().map(usize::to_string).collect();
-    let text = format!(
-        r#"
-seed = 0
-[data]
-builtin = "multimnist"
-[model]
-arch = "hps"
-[model.encoder]
-name = "mlp"
-hidden = [{}]
-[train]
-batch_size = 256
-optimizer = {{ name = "adam", lr = 1e-3 }}
-balancer = {{ name = "{balancer}" }}
-"#,
-        hidden.join(", ")
-    );
-    Ok(RunConfig::parse(&text, Path::new("peer_workloads.toml"))?)
-}
-
-/// A trainer on random inputs `[batch, inputs]` with `tasks` heads of 10
-/// classes (cross-entropy), and the one batch it steps on.
-fn mlp_trainer(
-    inputs: usize,
-    hidden: &[usize],
-    tasks: usize,
-    batch: usize,
-    balancer: &str,
-) -> Result<(Trainer, Batch), Error> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x = Tensor::randn(&[batch, inputs], 0.0, 1.0, &mut rng)?;
-    let mut parts = Vec::new();
-    let mut task_list = Vec::new();
-    for t in 0..tasks {
-        let spec = TaskSpec {
-            name: format!("t{t}"),
-            kind: TaskKind::Classification { classes: 10 },
-        };
-        let labels: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..10)).collect();
-        task_list.push(Task::with_default_loss(spec.clone())?);
-        parts.push((spec, Targets::Classes(labels)));
-    }
-    let ds = Dataset::new("random", x, parts)?;
-    let rows: Vec<usize> = (0..batch).collect();
-    let b = ds.gather(&rows)?;
-    let trainer = Trainer::from_config(
-        &mlp_config(hidden, balancer)?,
-        &[inputs],
-        task_list,
-        (0..tasks).collect(),
-    )?;
-    Ok((trainer, b))
 }
 
 /// Seconds per step, averaged over `inner` steps, for each repetition.

@@ -357,7 +357,9 @@ fn communicator() -> Result<Box<dyn mtl_dist::Communicator + Send>, CliError> {
     #[cfg(feature = "mpi")]
     if mtl_dist::launcher_world_size().is_some() {
         let mpi = mtl_dist::Mpi::init().map_err(mtl_train::TrainError::from)?;
-        return Ok(Box::new(MainThreadMpi(mpi)));
+        // SAFETY: `mtl train` builds, uses and drops its trainer, and so
+        // this communicator, on the main thread that initialised MPI.
+        return Ok(Box::new(unsafe { mtl_dist::MainThread::new(mpi) }));
     }
     #[cfg(not(feature = "mpi"))]
     if let Some(size) = mtl_dist::launcher_world_size().filter(|&w| w > 1) {
@@ -369,55 +371,6 @@ fn communicator() -> Result<Box<dyn mtl_dist::Communicator + Send>, CliError> {
         ));
     }
     Ok(Box::new(mtl_dist::SingleProcess))
-}
-
-/// MPI's world, owned by the trainer of `mtl train`, which never leaves the
-/// main thread that initialised MPI (thread level *funneled*).
-#[cfg(feature = "mpi")]
-struct MainThreadMpi(mtl_dist::Mpi);
-
-// SAFETY: `Trainer` is `Send` for library users; `mtl train` builds, uses
-// and drops its trainer, and so this communicator, on the main thread that
-// initialised MPI, so no MPI call is made from another thread.
-#[cfg(feature = "mpi")]
-unsafe impl Send for MainThreadMpi {}
-
-#[cfg(feature = "mpi")]
-impl mtl_dist::Communicator for MainThreadMpi {
-    fn rank(&self) -> usize {
-        self.0.rank()
-    }
-    fn size(&self) -> usize {
-        self.0.size()
-    }
-    fn all_reduce_sum_f32(&self, values: &mut [f32]) -> mtl_dist::Result<()> {
-        self.0.all_reduce_sum_f32(values)
-    }
-    fn all_reduce_sum_f64(&self, values: &mut [f64]) -> mtl_dist::Result<()> {
-        self.0.all_reduce_sum_f64(values)
-    }
-    fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) -> mtl_dist::Result<()> {
-        self.0.broadcast_bytes(root, bytes)
-    }
-    fn barrier(&self) -> mtl_dist::Result<()> {
-        self.0.barrier()
-    }
-    fn reduce_scatter_sum_f32(
-        &self,
-        send: &[f32],
-        counts: &[usize],
-        recv: &mut [f32],
-    ) -> mtl_dist::Result<()> {
-        self.0.reduce_scatter_sum_f32(send, counts, recv)
-    }
-    fn all_gather_f32(
-        &self,
-        send: &[f32],
-        counts: &[usize],
-        recv: &mut [f32],
-    ) -> mtl_dist::Result<()> {
-        self.0.all_gather_f32(send, counts, recv)
-    }
 }
 
 /// `mtl eval`: the best parameters of a run scored on one of its splits.

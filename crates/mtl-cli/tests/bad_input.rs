@@ -12,8 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use mtl_data::DataError;
-use mtl_train::checkpoint::{TrainingState, PARAMS_FILE, STATE_FILE};
-use serde::{Deserialize, Serialize};
+use mtl_train::checkpoint::{TrainingState, PARAMS_FILE, STATE_FILE, STATE_TENSORS_FILE};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -499,22 +498,13 @@ fn checkpoints(run: &Path) -> Vec<PathBuf> {
     mtl_train::checkpoint::list(run).unwrap()
 }
 
-/// The layout of `state.json`, to rewrite a state with a valid checksum.
-#[derive(Serialize, Deserialize)]
-struct Sealed {
-    state: TrainingState,
-    crc32: u32,
-}
-
 fn read_state(dir: &Path) -> TrainingState {
-    let sealed: Sealed = serde_json::from_slice(&fs::read(dir.join(STATE_FILE)).unwrap()).unwrap();
-    sealed.state
+    mtl_train::checkpoint::read_state(dir).unwrap()
 }
 
+/// Rewrites the state of a checkpoint with valid checksums.
 fn write_state(dir: &Path, state: TrainingState) {
-    let crc32 = crc32fast::hash(&serde_json::to_vec(&state).unwrap());
-    let json = serde_json::to_vec_pretty(&Sealed { state, crc32 }).unwrap();
-    fs::write(dir.join(STATE_FILE), json).unwrap();
+    mtl_train::checkpoint::write_state(dir, &state).unwrap();
 }
 
 /// Replaces the parameter file by `params` and reseals the state with its
@@ -625,6 +615,48 @@ fn checkpoint_every_state_with_a_changed_value() {
         &[
             "ckpt-00003/state.json: checksum mismatch: the state is damaged",
             "ckpt-00002/state.json: checksum mismatch",
+        ],
+    );
+}
+
+#[test]
+fn checkpoint_every_state_tensor_file_with_a_flipped_byte() {
+    let (_tmp, run) = run_copy();
+    for ckpt in checkpoints(&run) {
+        flip_byte(&ckpt.join(STATE_TENSORS_FILE));
+    }
+    let out = resume(&run);
+    assert_refused(
+        &out,
+        &[
+            "no loadable checkpoint",
+            "ckpt-00003/state.safetensors: checksum mismatch: the state's tensors are damaged",
+            "ckpt-00002/state.safetensors: checksum mismatch",
+        ],
+    );
+}
+
+#[test]
+fn checkpoint_state_tensor_file_missing() {
+    let (_tmp, run) = run_copy();
+    fs::remove_file(run.join("best").join(STATE_TENSORS_FILE)).unwrap();
+    assert_refused(&eval(&run), &["best/state.safetensors", "is missing"]);
+}
+
+#[test]
+fn checkpoint_of_a_newer_format() {
+    let (_tmp, run) = run_copy();
+    let path = run.join("best").join(STATE_FILE);
+    let text = fs::read_to_string(&path).unwrap();
+    let newer = text.replacen("\"format_version\": 2", "\"format_version\": 3", 1);
+    assert_ne!(newer, text);
+    fs::write(&path, newer).unwrap();
+    assert_refused(
+        &eval(&run),
+        &[
+            "best/state.json",
+            "format version 3",
+            "reads versions 1 to 2",
         ],
     );
 }

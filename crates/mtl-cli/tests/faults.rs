@@ -265,9 +265,15 @@ fn sigkill_at_random_moments_loses_nothing() {
             counts.resumed += 1;
             run_ok(&resume_args(&run));
         }
-        if outcome(&run) != reference.outcome {
+        let got = outcome(&run);
+        if got != reference.outcome {
             counts.lost += 1;
-            eprintln!("{what}: the resumed run differs from the uninterrupted one");
+            eprintln!(
+                "{what}: the resumed run differs from the uninterrupted one: best parameters {}, summary {}, history {}",
+                if got.best_params == reference.outcome.best_params { "equal" } else { "differ" },
+                if got.summary == reference.outcome.summary { "equal".to_string() } else { format!("{} against {}", got.summary, reference.outcome.summary) },
+                if got.history == reference.outcome.history { "equal".to_string() } else { format!("{:?} against {:?}", got.history, reference.outcome.history) },
+            );
             continue;
         }
         assert_checkpoints_load(&run, &mut reference.trainer, &what);
@@ -290,60 +296,70 @@ fn sigkill_at_random_moments_loses_nothing() {
     assert_eq!(counts.lost, 0);
 }
 
-/// The size in bytes of one block of the shell's `ulimit -f`.
-fn ulimit_block(dir: &Path) -> u64 {
-    let probe = dir.join("probe");
-    let status = Command::new("sh")
+/// Limits the size of every file the running process `pid` writes from now
+/// on to `bytes` (`RLIMIT_FSIZE`): a write past it fails with `EFBIG`, as on
+/// a full disk, once `SIGXFSZ` is ignored.
+fn limit_file_size(pid: u32, bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: `limit` is a valid rlimit and the old-limit pointer is null.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Starts the reference run in `run` and, once its third checkpoint exists,
+/// lets no file it writes grow past 4 KiB: the disk is full half-way
+/// through. `None` if the run finished before the limit could be applied.
+fn run_until_the_disk_fills(reference: &Reference, run: &Path) -> Option<std::process::Output> {
+    let mut child = Command::new("sh")
         .arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\"")
-        .arg(&probe)
-        .stderr(Stdio::null())
-        .status()
+        .arg("trap '' XFSZ; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_mtl"))
+        .args(train_args(&reference.config, run))
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!status.success(), "the write past the limit fails");
-    let block = fs::metadata(&probe).unwrap().len();
-    assert!(block == 512 || block == 1024, "block of {block} bytes");
-    fs::remove_file(probe).unwrap();
-    block
+    let third = checkpoint::dir_for(run, 3);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        if third.exists() {
+            limit_file_size(child.id(), 4096);
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 #[test]
 fn a_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint() {
     let mut reference = reference();
     let tmp = tempfile::tempdir().unwrap();
-    let block = ulimit_block(tmp.path());
-    // `state.json` grows with the history by about the same amount every
-    // epoch: a limit half-way through lets the first epochs' checkpoints be
-    // written and a later one fail.
-    let size = |dir: &str| {
-        fs::metadata(
-            reference
-                .config
-                .parent()
-                .unwrap()
-                .join("reference")
-                .join(dir)
-                .join(checkpoint::STATE_FILE),
-        )
-        .unwrap()
-        .len()
+    let mut attempt = 0;
+    let (run, out) = loop {
+        attempt += 1;
+        let run = tmp.path().join(format!("full-{attempt}"));
+        if let Some(out) = run_until_the_disk_fills(&reference, &run) {
+            break (run, out);
+        }
+        assert!(
+            attempt < 5,
+            "the run always finished before the disk filled"
+        );
     };
-    let last = size(&format!("ckpt-{EPOCHS:05}"));
-    let growth = last - size(&format!("ckpt-{:05}", EPOCHS - 1));
-    let limit_bytes = last - growth * EPOCHS as u64 / 2;
-    let run = tmp.path().join("full");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "trap '' XFSZ; ulimit -f {}; exec \"$@\"",
-            limit_bytes / block
-        ))
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_mtl"))
-        .args(train_args(&reference.config, &run))
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(out.status.code(), Some(0), "{err}");

@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use mtl_data::{Batch, DataLoader, LoaderConfig};
-use mtl_train::checkpoint::{self, TrainingState, PARAMS_FILE, STATE_FILE};
+use mtl_train::checkpoint::{self, TrainingState, PARAMS_FILE, STATE_FILE, STATE_TENSORS_FILE};
 use mtl_train::{RunConfig, RunOptions, Trainer};
 use proptest::prelude::*;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Trains a run directory without hooks.
@@ -299,20 +298,16 @@ proptest! {
 // Checkpoints
 // ---------------------------------------------------------------------------
 
-/// The layout of `state.json`.
-#[derive(Serialize, Deserialize)]
-struct Sealed {
-    state: TrainingState,
-    crc32: u32,
-}
-
 /// A trainer with a real, good checkpoint of it, and a batch to step on.
 struct Fixture {
     config: RunConfig,
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     state: Vec<u8>,
+    tensors: Vec<u8>,
     params: Vec<u8>,
+    /// The state the three files hold.
+    good: TrainingState,
     trainer: Trainer,
     batch: Batch,
 }
@@ -357,13 +352,17 @@ balancer = { name = "uncertainty" }
         let batch = loader.epoch(0).next().unwrap().unwrap();
         let dir = checkpoint::dir_for(&run, 2);
         let state = std::fs::read(dir.join(STATE_FILE)).unwrap();
+        let tensors = std::fs::read(dir.join(STATE_TENSORS_FILE)).unwrap();
         let params = std::fs::read(dir.join(PARAMS_FILE)).unwrap();
+        let good = checkpoint::read_state(&dir).unwrap();
         Mutex::new(Fixture {
             config,
             _tmp: tmp,
             dir,
             state,
+            tensors,
             params,
+            good,
             trainer,
             batch,
         })
@@ -385,15 +384,26 @@ fn resume_from(f: &mut Fixture, state: TrainingState) {
 
 /// Puts the fixture's trainer back to the good checkpoint.
 fn reset(f: &mut Fixture) {
-    let state = checkpoint::load_bytes(&f.state, &f.params, f.trainer.params_mut(), &f.dir)
-        .expect("the good checkpoint loads");
+    let state = checkpoint::load_bytes(
+        &f.state,
+        Some(&f.tensors),
+        &f.params,
+        f.trainer.params_mut(),
+        &f.dir,
+    )
+    .expect("the good checkpoint loads");
     f.trainer.restore_state(&state).unwrap();
 }
 
-/// Loads the two files; an error must name a file of the checkpoint.
-fn check_checkpoint(f: &mut Fixture, state: &[u8], params: &[u8]) -> Result<(), TestCaseError> {
+/// Loads the three files; an error must name a file of the checkpoint.
+fn check_checkpoint(
+    f: &mut Fixture,
+    state: &[u8],
+    tensors: &[u8],
+    params: &[u8],
+) -> Result<(), TestCaseError> {
     let before = f.trainer.params().flat().to_vec();
-    match checkpoint::load_bytes(state, params, f.trainer.params_mut(), &f.dir) {
+    match checkpoint::load_bytes(state, Some(tensors), params, f.trainer.params_mut(), &f.dir) {
         Err(e) => {
             let msg = e.to_string();
             prop_assert!(msg.contains(&f.dir.display().to_string()), "{}", msg);
@@ -428,9 +438,9 @@ fn state_leaves() -> &'static [String] {
     static LEAVES: OnceLock<Vec<String>> = OnceLock::new();
     LEAVES.get_or_init(|| {
         let f = fixture().lock().unwrap();
-        let v: Value = serde_json::from_slice(&f.state).unwrap();
+        let v = serde_json::to_value(&f.good).unwrap();
         let mut out = Vec::new();
-        leaves(&v["state"], String::new(), &mut out);
+        leaves(&v, String::new(), &mut out);
         // Also whole containers, to shorten or empty them.
         out.extend(
             [
@@ -500,42 +510,40 @@ proptest! {
 
     #[test]
     fn checkpoint_arbitrary_bytes(
-        state in prop::collection::vec(any::<u8>(), 0..256),
-        params in prop::collection::vec(any::<u8>(), 0..256),
-        keep_state in any::<bool>(),
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+        which in 0u8..3,
     ) {
         let mut f = fixture().lock().unwrap();
         let f = &mut *f;
-        let good_state = f.state.clone();
-        let good_params = f.params.clone();
-        // One file arbitrary, the other good: each loader stage is reached.
-        if keep_state {
-            check_checkpoint(f, &good_state, &params)?;
-        } else {
-            check_checkpoint(f, &state, &good_params)?;
-        }
+        let mut files = [f.state.clone(), f.tensors.clone(), f.params.clone()];
+        // One file arbitrary, the others good: each loader stage is reached.
+        files[usize::from(which)] = bytes;
+        let [state, tensors, params] = files;
+        check_checkpoint(f, &state, &tensors, &params)?;
         if checkpoint::load_params(&params, f.trainer.params_mut(), Path::new("p")).is_ok() {
             reset(f);
         }
     }
 
     #[test]
-    fn checkpoint_mutated_files((ms, target) in (mutations(), 0u8..3)) {
+    fn checkpoint_mutated_files((ms, target) in (mutations(), 0u8..4)) {
         let mut f = fixture().lock().unwrap();
         let f = &mut *f;
         let mut state = f.state.clone();
+        let mut tensors = f.tensors.clone();
         let mut params = f.params.clone();
         for m in &ms {
-            match target {
-                0 => apply(&mut state, m, JSON_TOKENS),
-                1 => apply(&mut params, m, ST_TOKENS),
-                _ => {
-                    apply(&mut state, m, JSON_TOKENS);
-                    apply(&mut params, m, ST_TOKENS);
-                }
+            if target == 0 || target == 3 {
+                apply(&mut state, m, JSON_TOKENS);
+            }
+            if target == 1 || target == 3 {
+                apply(&mut tensors, m, ST_TOKENS);
+            }
+            if target == 2 || target == 3 {
+                apply(&mut params, m, ST_TOKENS);
             }
         }
-        check_checkpoint(f, &state, &params)?;
+        check_checkpoint(f, &state, &tensors, &params)?;
         // The parameter parser alone, past the checksum.
         let before = f.trainer.params().flat().to_vec();
         if checkpoint::load_params(&params, f.trainer.params_mut(), Path::new("p")).is_err() {
@@ -555,10 +563,10 @@ proptest! {
         let leaves = state_leaves();
         let mut f = fixture().lock().unwrap();
         let f = &mut *f;
-        let mut doc: Value = serde_json::from_slice(&f.state).unwrap();
+        let mut doc = serde_json::to_value(&f.good).unwrap();
         for (i, value) in edits {
             let pointer = &leaves[i % leaves.len()];
-            if let Some(slot) = doc["state"].pointer_mut(pointer) {
+            if let Some(slot) = doc.pointer_mut(pointer) {
                 *slot = value;
             }
         }
@@ -568,12 +576,11 @@ proptest! {
                 apply(&mut params, m, ST_TOKENS);
             }
         }
-        let Ok(mut state) = serde_json::from_value::<TrainingState>(doc["state"].clone()) else {
+        let Ok(mut state) = serde_json::from_value::<TrainingState>(doc) else {
             return Ok(());
         };
         state.params_crc32 = crc32fast::hash(&params);
-        let crc32 = crc32fast::hash(&serde_json::to_vec(&state).unwrap());
-        let bytes = serde_json::to_vec(&Sealed { state, crc32 }).unwrap();
-        check_checkpoint(f, &bytes, &params)?;
+        let (json, tensors) = checkpoint::encode_state(&state).unwrap();
+        check_checkpoint(f, &json, &tensors, &params)?;
     }
 }

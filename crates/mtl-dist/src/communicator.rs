@@ -154,6 +154,52 @@ pub trait Communicator {
     }
 }
 
+/// A shared reference is a communicator too, so that wrappers such as
+/// [`crate::Timed`] can borrow one (e.g. the `&ThreadCommunicator` that
+/// [`crate::ThreadGroup::run`] hands out).
+impl<C: Communicator + ?Sized> Communicator for &C {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+
+    fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
+        (**self).all_reduce_sum_f32(values)
+    }
+
+    fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()> {
+        (**self).all_reduce_sum_f64(values)
+    }
+
+    fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) -> Result<()> {
+        (**self).broadcast_bytes(root, bytes)
+    }
+
+    fn barrier(&self) -> Result<()> {
+        (**self).barrier()
+    }
+
+    fn reduce_scatter_sum_f32(
+        &self,
+        send: &[f32],
+        counts: &[usize],
+        recv: &mut [f32],
+    ) -> Result<()> {
+        (**self).reduce_scatter_sum_f32(send, counts, recv)
+    }
+
+    fn all_gather_f32(&self, send: &[f32], counts: &[usize], recv: &mut [f32]) -> Result<()> {
+        (**self).all_gather_f32(send, counts, recv)
+    }
+
+    fn agree(&self, local: Option<Failure>) -> Result<Option<RankFailure>> {
+        (**self).agree(local)
+    }
+}
+
 /// Exit code (4 bytes, little endian) followed by the UTF-8 message.
 fn encode_failure(failure: &Failure) -> Vec<u8> {
     let mut bytes = failure.exit_code.to_le_bytes().to_vec();

@@ -22,6 +22,10 @@
 //! - Consistency: [`config_hash`] and [`check_same_config`] at start,
 //!   [`check_identical_parameters`] in tests.
 //! - [`launcher_world_size`]: was this process started by `mpirun`/`srun`?
+//! - [`Timed`]: any communicator with calls, payload bytes and wall time
+//!   recorded per [`Collective`] kind ([`CommStats`]), for benchmarks.
+//! - [`MainThread`]: a communicator that must stay on its thread (MPI's)
+//!   handed to `Send` owners such as trainers, and shared between them.
 //!
 //! # Determinism
 //!
@@ -52,10 +56,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod comm_stats;
 mod communicator;
 mod consistency;
 mod error;
 mod launch;
+mod main_thread;
 #[cfg(feature = "mpi")]
 mod mpi_world;
 mod rank_order;
@@ -63,16 +69,20 @@ mod shard;
 mod sharded_rows;
 mod single;
 mod thread_group;
+mod timed;
 
+pub use comm_stats::{Collective, CollectiveStats, CommStats};
 pub use communicator::{Communicator, Failure, RankFailure};
 pub use consistency::{
     all_gather_u64, check_identical_parameters, check_same_config, config_hash, parameter_checksum,
 };
 pub use error::{DistError, Result};
 pub use launch::{launcher_world_size, LAUNCHER_SIZE_VARIABLES};
+pub use main_thread::MainThread;
 #[cfg(feature = "mpi")]
 pub use mpi_world::Mpi;
 pub use shard::{owned_columns, shard_range, split_counts};
 pub use sharded_rows::ShardedRows;
 pub use single::SingleProcess;
 pub use thread_group::{ThreadCommunicator, ThreadGroup};
+pub use timed::{StatsHandle, Timed};

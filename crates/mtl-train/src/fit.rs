@@ -295,7 +295,23 @@ impl Trainer {
             train.len() % options.batch_size.max(1),
         )?;
         let mut state = match self.restore(options)? {
-            Some(s) => s,
+            Some(s) => {
+                // The run may have stopped between the restored epoch's
+                // checkpoint and its reports (metrics, plots): they are made
+                // again before training goes on, so a run that had finished
+                // its last epoch still ends with every report.
+                let replayed = each_hook(hooks, |h| {
+                    h.after_epoch(
+                        self,
+                        &s.history,
+                        s.relations.as_ref(),
+                        s.stopping.should_stop(),
+                    )
+                    .map(|()| Control::Continue)
+                });
+                self.agreed(replayed)?;
+                s
+            }
             None => LoopState {
                 warnings: Vec::new(),
                 epoch: 0,
@@ -328,10 +344,13 @@ impl Trainer {
             let mut first = None;
             let batches = loader.batches_per_epoch();
             let mut stop = false;
+            let mut relations_seconds = 0.0;
             for batch in loader.epoch(epoch as u64) {
                 let batch = batch?;
                 if let Some(t) = state.relations.as_mut() {
+                    let measured = Instant::now();
                     t.observe_step(self, &batch)?;
+                    relations_seconds += measured.elapsed().as_secs_f64();
                 }
                 let second = match self.balancer.needs_second_batch() {
                     true => Some(draw_batch(train, batch.len(), self.seed(), self.step, 1)?),
@@ -364,10 +383,11 @@ impl Trainer {
                     loss_sums: stats.loss_sums(),
                     tasks: &names,
                 };
-                for h in hooks.iter_mut() {
-                    if h.on_step(&event)? == Control::Stop {
-                        stop = true;
-                    }
+                // Data parallelism: a hook's error or stop on any rank
+                // (hooks may differ between ranks) ends every rank here.
+                let control = each_hook(hooks, |h| h.on_step(&event));
+                if self.agreed_control(control)? == Control::Stop {
+                    stop = true;
                 }
                 if first.is_none() {
                     first = Some(batch);
@@ -395,12 +415,12 @@ impl Trainer {
                 cosines,
                 learnable: self.balancer.learnable(),
                 seconds: 0.0,
+                relations_seconds,
                 custom: Vec::new(),
             };
-            for h in hooks.iter_mut() {
-                if h.on_epoch(self, &mut record)? == Control::Stop {
-                    stop = true;
-                }
+            let control = each_hook(hooks, |h| h.on_epoch(self, &mut record));
+            if self.agreed_control(control)? == Control::Stop {
+                stop = true;
             }
             record.seconds = started.elapsed().as_secs_f64();
             let (score, higher) =
@@ -421,33 +441,30 @@ impl Trainer {
             state.history.push(record);
             state.epoch = epoch + 1;
             stopped_early = state.stopping.should_stop();
-            if let Some(policy) = &options.checkpoints {
-                let saved = self.training_state(&state, policy);
-                // Data parallelism: rank 0 writes; every rank learns the outcome.
-                let written = (|| -> Result<()> {
-                    if !self.is_root() {
-                        return Ok(());
-                    }
-                    if improved {
-                        checkpoint::save(&policy.dir.join(BEST_DIR), &self.ps, saved.clone())?;
-                    }
-                    checkpoint::save(
-                        &checkpoint::dir_for(&policy.dir, epoch + 1),
-                        &self.ps,
-                        saved,
-                    )?;
-                    checkpoint::prune(&policy.dir, policy.keep)
-                })();
-                self.agreed(written)?;
-            }
-            for h in hooks.iter_mut() {
-                h.after_epoch(
-                    self,
-                    &state.history,
-                    state.relations.as_ref(),
-                    stopped_early,
-                )?;
-            }
+            // Data parallelism: rank 0 alone writes (checkpoints here, the
+            // run directory's reports and plots in the hooks); every rank
+            // learns the outcome, so a failed write stops all of them with
+            // one message and one status instead of leaving the others
+            // waiting in the next collective.
+            let written = match &options.checkpoints {
+                Some(policy) if self.is_root() => {
+                    let saved = self.training_state(&state, policy);
+                    save_epoch(policy, &self.ps, saved, improved)
+                }
+                _ => Ok(()),
+            };
+            let reported = written.and_then(|()| {
+                each_hook(hooks, |h| {
+                    h.after_epoch(
+                        self,
+                        &state.history,
+                        state.relations.as_ref(),
+                        stopped_early,
+                    )
+                    .map(|()| Control::Continue)
+                })
+            });
+            self.agreed(reported)?;
             if stop {
                 break;
             }
@@ -518,7 +535,19 @@ impl Trainer {
                 message: "resuming needs a checkpoint directory".into(),
             });
         };
-        let (state, warnings) = self.resume_from(&policy.dir, policy.config.as_ref())?;
+        let resumed = self.resume_from(&policy.dir, policy.config.as_ref());
+        let (state, warnings) = self.agreed(resumed)?;
+        // A run stopped between writing the newest epoch checkpoint and
+        // `best` (see `save_epoch`) may have left `best` stale or missing;
+        // when the newest epoch is the best one, its parameters (now loaded)
+        // are rewritten as `best`, the checkpoint the run would have left.
+        let repaired = match state.best {
+            Some((_, epoch)) if epoch == state.epoch && self.is_root() => {
+                checkpoint::save(&policy.dir.join(BEST_DIR), &self.ps, state.clone())
+            }
+            _ => Ok(()),
+        };
+        self.agreed(repaired)?;
         let mut stopping = EarlyStopping::new(options.early_stopping.as_ref());
         stopping.best = state.best;
         stopping.stale = state.stale_epochs;
@@ -591,6 +620,39 @@ impl Trainer {
             },
         })
     }
+}
+
+/// Calls `call` on every hook in order and returns [`Control::Stop`] when
+/// any asked to stop; the first error ends the calls.
+fn each_hook(
+    hooks: &mut [&mut dyn Hook],
+    mut call: impl FnMut(&mut dyn Hook) -> Result<Control>,
+) -> Result<Control> {
+    let mut control = Control::Continue;
+    for h in hooks.iter_mut() {
+        if call(&mut **h)? == Control::Stop {
+            control = Control::Stop;
+        }
+    }
+    Ok(control)
+}
+
+/// Writes the checkpoint of the epoch `saved.epoch`, then `best` when the
+/// epoch `improved`, then prunes old checkpoints. In this order a crash
+/// leaves `best` stale or missing only while the newest epoch checkpoint
+/// holds the best parameters, which is what resuming repairs.
+fn save_epoch(
+    policy: &CheckpointPolicy,
+    ps: &mtl_core::ParamStore,
+    saved: TrainingState,
+    improved: bool,
+) -> Result<()> {
+    let epoch_dir = checkpoint::dir_for(&policy.dir, saved.epoch);
+    checkpoint::save(&epoch_dir, ps, saved.clone())?;
+    if improved {
+        checkpoint::save(&policy.dir.join(BEST_DIR), ps, saved)?;
+    }
+    checkpoint::prune(&policy.dir, policy.keep)
 }
 
 /// `size` examples of `source` drawn without replacement by a generator

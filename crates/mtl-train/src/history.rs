@@ -30,6 +30,10 @@ pub struct EpochRecord {
     pub learnable: Vec<(String, f32)>,
     /// Wall-clock seconds of the epoch.
     pub seconds: f64,
+    /// Of [`EpochRecord::seconds`], those spent measuring task relations
+    /// (`[train.relations]`).
+    #[serde(default)]
+    pub relations_seconds: f64,
     /// Metrics added by hooks, by name.
     #[serde(default)]
     pub custom: Vec<(String, f64)>,
@@ -62,7 +66,7 @@ impl EpochRecord {
 
 /// Writes `metrics.csv` from the history.
 pub fn write_csv(path: &Path, tasks: &[String], history: &[EpochRecord]) -> Result<()> {
-    let mut out = String::from("epoch,step,lr,seconds");
+    let mut out = String::from("epoch,step,lr,seconds,relations_seconds");
     for t in tasks {
         write!(out, ",train_loss.{t},weight.{t},val_loss.{t}").expect("writing to a string");
     }
@@ -73,8 +77,12 @@ pub fn write_csv(path: &Path, tasks: &[String], history: &[EpochRecord]) -> Resu
     }
     out.push('\n');
     for r in history {
-        write!(out, "{},{},{},{:.3}", r.epoch, r.step, r.lr, r.seconds)
-            .expect("writing to a string");
+        write!(
+            out,
+            "{},{},{},{:.3},{:.3}",
+            r.epoch, r.step, r.lr, r.seconds, r.relations_seconds
+        )
+        .expect("writing to a string");
         for t in 0..tasks.len() {
             write!(
                 out,

@@ -92,7 +92,10 @@ pub trait Hook {
     /// After the epoch is recorded and checkpointed: reports, plots, saving
     /// the model elsewhere. `history` holds every epoch so far (resumed ones
     /// included), the newest last; `stopping` says whether early stopping
-    /// ends the run here.
+    /// ends the run here. A resumed run calls it once more for the restored
+    /// epoch before training goes on, because the interrupted run may have
+    /// stopped between that epoch's checkpoint and this call: a hook that
+    /// writes files should write them whole each time.
     ///
     /// # Errors
     /// Whatever the hook fails with stops the run.

@@ -21,7 +21,15 @@
 //! - the shared parameters: with column shards, [`ShardedRows`]
 //!   (reduce-scatter the rows, all-reduce the Gram of the owned slices,
 //!   all-gather the direction); otherwise all-reduce the full rows. Head
-//!   gradients are all-reduced.
+//!   gradients are all-reduced;
+//! - a second training batch (MoDo, SDMGrad) or a validation look-ahead
+//!   (Auto-Lambda): each rank computes its shard of the extra batch, scaled
+//!   like the step's, and the `T` losses and `T × P_s` rows are all-reduced
+//!   (for the look-ahead, once at `θ` to move the shared parameters and once
+//!   at `θ'`); such a balancer then reads full rows, not column shards.
+//!
+//! A task without a label anywhere in the global batch is absent on every
+//! rank, as in one process.
 //!
 //! Every rank runs the balancer on identical numbers with the same RNG
 //! stream, so the parameters stay identical on every rank.
@@ -30,10 +38,13 @@
 //! normalises with its own rows); the running statistics are averaged over
 //! the ranks after every step so they stay identical. Dropout masks come from
 //! the step's seed on every rank, so with dropout a `W`-rank run is a
-//! different (equally valid) draw than the one-rank run. Evaluation is
-//! computed identically on every rank (the whole split); only rank 0 writes
-//! files. With `W = 1` none of this runs: [`Trainer::train_step`] is the
-//! single-process code.
+//! different (equally valid) draw than the one-rank run. Evaluation runs
+//! the model on a contiguous share of the rows on each rank and all-gathers
+//! the head outputs, so every rank scores the whole split bit for bit as one
+//! process does ([`Trainer::evaluate`]). Only rank 0 writes files; the
+//! outcome of its writes, and every hook's error or stop, is agreed by all
+//! ranks so that they stop together. With `W = 1` none of this runs:
+//! [`Trainer::train_step`] is the single-process code.
 
 use std::ops::Range;
 
@@ -42,10 +53,56 @@ use mtl_data::Batch;
 use mtl_dist::{shard_range, Communicator, Failure, ShardedRows};
 use mtl_losses::balance::gram::gram;
 use mtl_losses::balance::ColumnShard;
+use mtl_losses::balance::{LookAhead, SecondBatch};
 use mtl_losses::{BalanceInput, GradRows, GradientSource};
 
 use crate::error::{Result, TrainError};
-use crate::trainer::{StepLog, Trainer};
+use crate::hook::Control;
+use crate::trainer::{weighted_rows, StepBatches, StepLog, Trainer};
+
+/// The step's inputs besides the rows, identical on every rank: which tasks
+/// have labels in the global batch, and the global second batch's or
+/// look-ahead's losses and shared-parameter rows (`T × P_s`, summed over the
+/// ranks).
+struct StepExtras {
+    step: u64,
+    epoch: u64,
+    present: Vec<bool>,
+    second: Option<(Vec<f32>, Vec<f32>)>,
+    lookahead: Option<(f64, Vec<f32>, Vec<f32>)>,
+    shared_len: usize,
+}
+
+impl StepExtras {
+    /// The balancer's input for the summed `losses`.
+    fn input<'a>(&'a self, losses: &'a [f32]) -> Result<BalanceInput<'a>> {
+        let t_count = losses.len();
+        let mut input = BalanceInput::from_losses(losses).at(self.step, self.epoch);
+        if self.present.iter().any(|p| !p) {
+            input = input.with_present(&self.present);
+        }
+        if let Some((l, rows)) = &self.second {
+            input = input.with_second(SecondBatch {
+                losses: l,
+                grads: GradRows::new(rows, t_count, self.shared_len)?,
+            });
+        }
+        if let Some((lr, l, rows)) = &self.lookahead {
+            input = input.with_lookahead(LookAhead {
+                lr: *lr,
+                losses: l,
+                grads: GradRows::new(rows, t_count, self.shared_len)?,
+            });
+        }
+        Ok(input)
+    }
+
+    /// Whether the balancer may work on column shards of the rows: not when
+    /// it also reads full rows of another batch.
+    fn allow_column_shards(&self) -> bool {
+        self.second.is_none() && self.lookahead.is_none()
+    }
+}
 
 /// The process exit status a failure calls for: 1 for divergence, 2 for
 /// anything else (bad input, configuration, files).
@@ -122,6 +179,29 @@ impl Trainer {
         }
     }
 
+    /// [`Trainer::agreed`] for the hooks' verdict: an error on any rank is
+    /// every rank's error, and a stop asked on any rank stops every rank
+    /// (hooks may differ between ranks: rank 0 alone reports). One
+    /// all-reduce of two values when every rank succeeds.
+    pub(crate) fn agreed_control(&self, result: Result<Control>) -> Result<Control> {
+        if self.comm.size() == 1 {
+            return result;
+        }
+        let mut votes = [
+            f64::from(u8::from(result.is_err())),
+            f64::from(u8::from(matches!(result, Ok(Control::Stop)))),
+        ];
+        self.comm.all_reduce_sum_f64(&mut votes)?;
+        if votes[0] > 0.0 {
+            return self.agreed(result);
+        }
+        Ok(if votes[1] > 0.0 {
+            Control::Stop
+        } else {
+            Control::Continue
+        })
+    }
+
     /// Checks, on every rank, that the ranks run the same configuration
     /// (`description` hashed and compared) and that a global batch of
     /// `batch_size` rows (and a last one of `last` rows, 0 for none) has a
@@ -151,25 +231,26 @@ impl Trainer {
     /// One data-parallel optimisation step on the global `batch`: this rank
     /// computes its shard, the ranks exchange what the balancer needs (see
     /// the module docs), and every rank applies the same update.
-    pub(crate) fn parallel_step(&mut self, batch: &Batch, epoch: u64) -> Result<StepLog> {
+    pub(crate) fn parallel_step(
+        &mut self,
+        batch: &Batch,
+        epoch: u64,
+        extra: &StepBatches<'_>,
+    ) -> Result<StepLog> {
+        let begun = self.model.begin_step(&mut self.ps, self.step, epoch);
+        self.agreed(begun.map_err(TrainError::from))?;
+        let extras = self.step_extras(batch, epoch, extra)?;
         let rows = shard_range(batch.len(), self.comm.rank(), self.comm.size())?;
         let shard = shard_batch(batch, rows.clone())?;
-        let scale: Vec<f32> = self
-            .target_index
-            .iter()
-            .map(|&i| {
-                let global = batch.targets[i].labelled_count();
-                shard.targets[i].labelled_count() as f32 / global.max(1) as f32
-            })
-            .collect();
-        let local = self.local_phase(&shard, epoch, &scale);
+        let scale = self.shard_scale(batch, &shard);
+        let local = self.local_phase(&shard, &scale);
         let mut local = self.agreed(local)?;
         let t_count = self.tasks.len();
         let mut losses = local.losses.clone();
         let mut grads = std::mem::take(&mut self.grads);
         grads.fill(0.0);
         let needs = self.balancer.needs();
-        let result = self.exchange(&mut local, &mut losses, &scale, rows, epoch, &mut grads);
+        let result = self.exchange(&mut local, &mut losses, &scale, rows, &extras, &mut grads);
         let weights = match self.agreed(result) {
             Ok(w) => w,
             Err(e) => {
@@ -219,10 +300,90 @@ impl Trainer {
         Ok(StepLog { losses, weights })
     }
 
+    /// Per task, the share of the global batch's labelled rows that the
+    /// shard holds: the factor that makes the shard's mean loss its part of
+    /// the global mean.
+    fn shard_scale(&self, global: &Batch, shard: &Batch) -> Vec<f32> {
+        self.target_index
+            .iter()
+            .map(|&i| {
+                let all = global.targets[i].labelled_count();
+                shard.targets[i].labelled_count() as f32 / all.max(1) as f32
+            })
+            .collect()
+    }
+
+    /// The inputs of the step besides the rows, computed collectively
+    /// (see [`StepExtras`]), in the order the one-process step computes
+    /// them: the second batch's gradients, then the look-ahead's.
+    fn step_extras(
+        &mut self,
+        batch: &Batch,
+        epoch: u64,
+        extra: &StepBatches<'_>,
+    ) -> Result<StepExtras> {
+        let present = self.present_tasks(batch);
+        let second = match (self.balancer.needs_second_batch(), extra.second) {
+            (false, _) => None,
+            (true, Some(b)) => Some(self.global_shared_gradients(b)?),
+            (true, None) => return Err(self.missing_batch("a second training batch")),
+        };
+        let lookahead = match (self.balancer.lookahead_weights(), extra.validation) {
+            (None, _) => None,
+            (Some(w), Some(validation)) => {
+                let lr = self.optimizer.lr();
+                let (_, rows) = self.global_shared_gradients(batch)?;
+                let width = self.shared_len();
+                let direction = weighted_rows(rows.chunks_exact(width.max(1)), &w, width);
+                let (losses, rows) = self.at_moved_shared(&direction, lr as f32, |t| {
+                    t.global_shared_gradients(validation)
+                })?;
+                Some((lr, losses, rows))
+            }
+            (Some(_), None) => return Err(self.missing_batch("a validation batch")),
+        };
+        Ok(StepExtras {
+            step: self.step,
+            epoch,
+            present,
+            second,
+            lookahead,
+            shared_len: self.shared_len(),
+        })
+    }
+
+    /// The task losses on the global `batch` and the task gradients of the
+    /// shared parameters (`T × P_s`, row-major): this rank's shard, scaled
+    /// to its share, summed over the ranks.
+    fn global_shared_gradients(&mut self, batch: &Batch) -> Result<(Vec<f32>, Vec<f32>)> {
+        let t_count = self.tasks.len();
+        let width = self.shared_len();
+        let rows = shard_range(batch.len(), self.comm.rank(), self.comm.size())?;
+        let local = (|| {
+            let shard = shard_batch(batch, rows.clone())?;
+            let scale = self.shard_scale(batch, &shard);
+            let mut fused = vec![0.0f32; t_count * (1 + width)];
+            if !rows.is_empty() {
+                let (losses, task_rows) = self.shared_task_gradients(&shard)?;
+                for (t, (l, row)) in losses.iter().zip(&task_rows).enumerate() {
+                    fused[t] = l * scale[t];
+                    let out = &mut fused[t_count + t * width..t_count + (t + 1) * width];
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o = v * scale[t];
+                    }
+                }
+            }
+            Ok(fused)
+        })();
+        let mut fused = self.agreed(local)?;
+        self.comm.all_reduce_sum_f32(&mut fused)?;
+        let rows = fused.split_off(t_count);
+        Ok((fused, rows))
+    }
+
     /// Forward on the shard, scaled losses, and the scaled task rows the
     /// balancer needs (no communication).
-    fn local_phase(&mut self, shard: &Batch, epoch: u64, scale: &[f32]) -> Result<Local> {
-        self.model.begin_step(&mut self.ps, self.step, epoch)?;
+    fn local_phase(&mut self, shard: &Batch, scale: &[f32]) -> Result<Local> {
         let (loss_vars, mut losses, rep) = self.forward_losses(shard)?;
         for (l, s) in losses.iter_mut().zip(scale) {
             *l *= s;
@@ -284,7 +445,7 @@ impl Trainer {
         losses: &mut [f32],
         scale: &[f32],
         rows: Range<usize>,
-        epoch: u64,
+        extras: &StepExtras,
         grads: &mut [f32],
     ) -> Result<Vec<f32>> {
         let t_count = self.tasks.len();
@@ -293,7 +454,7 @@ impl Trainer {
         match self.balancer.needs() {
             GradientSource::None => {
                 comm.all_reduce_sum_f32(losses)?;
-                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
+                let input = extras.input(losses)?;
                 let w = self.balancer.balance(&input)?.weights().to_vec();
                 self.weighted_backward(&local.loss_vars, &scaled(&w), grads)?;
                 Ok(w)
@@ -305,7 +466,7 @@ impl Trainer {
                 losses.copy_from_slice(&fused[..t_count]);
                 let width = local.rows.len() / t_count;
                 let gr = GradRows::new(&fused[t_count..], t_count, width)?;
-                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
+                let input = extras.input(losses)?;
                 let w = self
                     .balancer
                     .balance(&input.with_grads(gr))?
@@ -324,30 +485,31 @@ impl Trainer {
                 let zlen = local.rows.len() / t_count;
                 let per_row = zlen / rows.len().max(1);
                 let total = comm_total_rows(comm, rows.len())? * per_row;
-                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
-                let (w, direction) = if self.balancer.supports_column_shards() {
-                    let mut g = gram(&local.rows, t_count, zlen);
-                    comm.all_reduce_sum_f64(g.as_mut_slice())?;
-                    let gr = GradRows::new(&local.rows, t_count, zlen)?;
-                    let shard = ColumnShard {
-                        gram: &g,
-                        offset: rows.start * per_row,
-                        total_cols: total,
+                let input = extras.input(losses)?;
+                let (w, direction) =
+                    if self.balancer.supports_column_shards() && extras.allow_column_shards() {
+                        let mut g = gram(&local.rows, t_count, zlen);
+                        comm.all_reduce_sum_f64(g.as_mut_slice())?;
+                        let gr = GradRows::new(&local.rows, t_count, zlen)?;
+                        let shard = ColumnShard {
+                            gram: &g,
+                            offset: rows.start * per_row,
+                            total_cols: total,
+                        };
+                        let balanced = self
+                            .balancer
+                            .balance(&input.with_grads(gr).with_shard(shard))?;
+                        (balanced.weights().to_vec(), balanced.shared_direction(&gr)?)
+                    } else {
+                        let full = gather_rows(comm, &local.rows, t_count, per_row)?;
+                        let gr = GradRows::new(&full, t_count, total)?;
+                        let balanced = self.balancer.balance(&input.with_grads(gr))?;
+                        let d = balanced.shared_direction(&gr)?;
+                        (
+                            balanced.weights().to_vec(),
+                            d[rows.start * per_row..rows.end * per_row].to_vec(),
+                        )
                     };
-                    let balanced = self
-                        .balancer
-                        .balance(&input.with_grads(gr).with_shard(shard))?;
-                    (balanced.weights().to_vec(), balanced.shared_direction(&gr)?)
-                } else {
-                    let full = gather_rows(comm, &local.rows, t_count, per_row)?;
-                    let gr = GradRows::new(&full, t_count, total)?;
-                    let balanced = self.balancer.balance(&input.with_grads(gr))?;
-                    let d = balanced.shared_direction(&gr)?;
-                    (
-                        balanced.weights().to_vec(),
-                        d[rows.start * per_row..rows.end * per_row].to_vec(),
-                    )
-                };
                 let shared = self.shared_range();
                 let trunk = self
                     .graph
@@ -359,8 +521,8 @@ impl Trainer {
             GradientSource::SharedParameters => {
                 comm.all_reduce_sum_f32(losses)?;
                 let shared = self.shared_range();
-                let input = BalanceInput::from_losses(losses).at(self.step, epoch);
-                let w = if self.balancer.supports_column_shards() {
+                let input = extras.input(losses)?;
+                let w = if self.balancer.supports_column_shards() && extras.allow_column_shards() {
                     let mut sharded = ShardedRows::new(comm, t_count, shared.len())?;
                     sharded.reduce_scatter(comm, &local.rows)?;
                     let g = sharded.gram(comm)?;

@@ -179,10 +179,7 @@ pub fn fit_with(
         &prepared.tasks,
         opts.memory,
     )?;
-    fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
-    if root {
-        Preprocessing::of(&prepared).save(&opts.out)?;
-    }
+    let preprocessing = Preprocessing::of(&prepared);
     let Prepared {
         dataset,
         split,
@@ -194,14 +191,13 @@ pub fn fit_with(
     let mut trainer = Trainer::from_config(&config, dataset.feature_shape(), tasks, target_index)?;
     trainer.init_regression_bias(&dataset, &split.train)?;
     trainer.set_communicator(comm);
-    let config_path = opts.out.join(CONFIG_FILE);
-    if !opts.resume && root {
-        let text = toml::to_string(&*config).map_err(|e| TrainError::Config {
-            path: config_path.clone(),
-            message: e.to_string(),
-        })?;
-        fs::write(&config_path, text).map_err(io(&config_path))?;
-    }
+    // Data parallelism: rank 0 alone writes; every rank learns the outcome
+    // of its writes, so a failure stops all of them with one message.
+    let started = match root {
+        true => start_run_dir(&config, &preprocessing, opts),
+        false => Ok(()),
+    };
+    trainer.agreed(started)?;
     let mut options = FitOptions::from_config(&config, &opts.out);
     options.resume = opts.resume;
     options.stop_after = opts.stop_after;
@@ -228,16 +224,42 @@ pub fn fit_with(
         run_dir: opts.out.clone(),
         warnings: history.warnings.clone(),
     };
-    if !root {
-        return Ok(summary);
+    let written = match root {
+        true => write_summary(&summary, &opts.out),
+        false => Ok(()),
+    };
+    trainer.agreed(written)?;
+    Ok(summary)
+}
+
+/// Creates the run directory and writes `preprocessing.json` and, for a new
+/// run, the configuration.
+fn start_run_dir(
+    config: &ValidRunConfig,
+    preprocessing: &Preprocessing,
+    opts: &RunOptions,
+) -> Result<()> {
+    fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    preprocessing.save(&opts.out)?;
+    if opts.resume {
+        return Ok(());
     }
-    let path = opts.out.join("summary.json");
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Checkpoint {
+    let config_path = opts.out.join(CONFIG_FILE);
+    let text = toml::to_string(&**config).map_err(|e| TrainError::Config {
+        path: config_path.clone(),
+        message: e.to_string(),
+    })?;
+    fs::write(&config_path, text).map_err(io(&config_path))
+}
+
+/// Writes `summary.json` into the run directory `dir`.
+fn write_summary(summary: &RunSummary, dir: &Path) -> Result<()> {
+    let path = dir.join("summary.json");
+    let json = serde_json::to_string_pretty(summary).map_err(|e| TrainError::Checkpoint {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    fs::write(&path, json).map_err(io(&path))?;
-    Ok(summary)
+    fs::write(&path, json).map_err(io(&path))
 }
 
 /// Reads the configuration saved in a run directory.

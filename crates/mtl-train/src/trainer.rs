@@ -630,7 +630,7 @@ impl Trainer {
     ) -> Result<StepLog> {
         // Data parallelism: with more than one rank, see `parallel.rs`.
         if self.comm.size() > 1 {
-            return self.parallel_step(batch, epoch);
+            return self.parallel_step(batch, epoch, extra);
         }
         self.model.begin_step(&mut self.ps, self.step, epoch)?;
         let present = self.present_tasks(batch);
@@ -786,7 +786,7 @@ impl Trainer {
     }
 
     /// Whether each task has at least one label in `batch`.
-    fn present_tasks(&self, batch: &Batch) -> Vec<bool> {
+    pub(crate) fn present_tasks(&self, batch: &Batch) -> Vec<bool> {
         self.tasks
             .iter()
             .zip(&self.target_index)
@@ -794,7 +794,7 @@ impl Trainer {
             .collect()
     }
 
-    fn missing_batch(&self, what: &str) -> TrainError {
+    pub(crate) fn missing_batch(&self, what: &str) -> TrainError {
         TrainError::Mismatch {
             what: "balancer".into(),
             message: format!(
@@ -817,9 +817,7 @@ impl Trainer {
     ) -> Result<(f64, Vec<f32>, Vec<Vec<f32>>)> {
         let lr = self.optimizer.lr();
         let (_, rows) = self.shared_task_gradients(batch)?;
-        let direction: Vec<f32> = (0..self.shared_len())
-            .map(|j| rows.iter().zip(weights).map(|(r, &w)| w * r[j]).sum())
-            .collect();
+        let direction = weighted_rows(rows.iter().map(Vec::as_slice), weights, self.shared_len());
         let (losses, rows) = self.at_moved_shared(&direction, lr as f32, |t| {
             t.shared_task_gradients(validation)
         })?;
@@ -875,7 +873,7 @@ impl Trainer {
     /// Runs `f` with the shared parameters moved to `θ_s - lr * direction`,
     /// then copies the shared parameters and the non-trainable buffers back
     /// exactly, whatever `f` returned.
-    fn at_moved_shared<R>(
+    pub(crate) fn at_moved_shared<R>(
         &mut self,
         direction: &[f32],
         lr: f32,
@@ -938,9 +936,10 @@ impl Trainer {
     /// Outputs of every task on every example of `data`, in evaluation mode.
     pub fn predict(&mut self, data: &dyn BatchSource) -> Result<Vec<Tensor>> {
         let rows: Vec<usize> = (0..data.len()).collect();
-        self.predict_chunks(rows.len(), |start, end| {
-            Ok(data.gather(&rows[start..end])?.x)
-        })
+        let outputs = self.predict_chunks(rows.len(), |start, end| {
+            Ok(Some(data.gather(&rows[start..end])?.x))
+        })?;
+        self.output_tensors(outputs, rows.len())
     }
 
     /// Outputs of every task on the examples of `features` (`[n, ...]`, in
@@ -949,50 +948,82 @@ impl Trainer {
         let n = features.shape().first().copied().unwrap_or(0);
         let width = features.len() / n.max(1);
         let shape = features.shape().to_vec();
-        self.predict_chunks(n, |start, end| {
+        let outputs = self.predict_chunks(n, |start, end| {
             let mut s = shape.clone();
             s[0] = end - start;
-            Ok(Tensor::from_vec(
+            Ok(Some(Tensor::from_vec(
                 features.data()[start * width..end * width].to_vec(),
                 &s,
-            )?)
-        })
+            )?))
+        })?;
+        self.output_tensors(outputs, n)
     }
 
-    /// Runs the model on `n` examples, [`EVAL_CHUNK`] at a time; `chunk(a, b)`
-    /// gives the features of examples `a..b`.
+    /// Runs the model on examples `0..n`, [`EVAL_CHUNK`] at a time:
+    /// `chunk(a, b)` gives the features of examples `a..b`, or `None` to
+    /// skip them. Returns every task's outputs, row after row.
     fn predict_chunks(
         &mut self,
         n: usize,
-        mut chunk: impl FnMut(usize, usize) -> Result<Tensor>,
-    ) -> Result<Vec<Tensor>> {
+        mut chunk: impl FnMut(usize, usize) -> Result<Option<Tensor>>,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut outputs: Vec<Vec<f32>> = vec![Vec::new(); self.tasks.len()];
-        for start in (0..n).step_by(EVAL_CHUNK) {
-            let x = chunk(start, (start + EVAL_CHUNK).min(n))?;
-            self.graph.reset();
-            self.graph.set_training(false);
-            let x = self.graph.input(x);
-            let out = self.model.forward(&mut self.graph, &mut self.ps, x)?;
-            for (o, v) in outputs.iter_mut().zip(&out.outputs) {
-                o.extend_from_slice(self.graph.value(*v)?.data());
+        let mut run = || -> Result<()> {
+            for start in (0..n).step_by(EVAL_CHUNK) {
+                let Some(x) = chunk(start, (start + EVAL_CHUNK).min(n))? else {
+                    continue;
+                };
+                self.graph.reset();
+                self.graph.set_training(false);
+                let x = self.graph.input(x);
+                let out = self.model.forward(&mut self.graph, &mut self.ps, x)?;
+                for (o, v) in outputs.iter_mut().zip(&out.outputs) {
+                    o.extend_from_slice(self.graph.value(*v)?.data());
+                }
             }
-        }
+            Ok(())
+        };
+        let result = run();
         self.graph.set_training(true);
+        result.map(|()| outputs)
+    }
+
+    /// Every task's outputs of [`Trainer::predict_chunks`] as `[rows, width]`
+    /// tensors.
+    fn output_tensors(&self, outputs: Vec<Vec<f32>>, rows: usize) -> Result<Vec<Tensor>> {
         outputs
             .into_iter()
             .zip(&self.tasks)
-            .map(|(o, t)| Ok(Tensor::from_vec(o, &[n, t.output_width()])?))
+            .map(|(o, t)| Ok(Tensor::from_vec(o, &[rows, t.output_width()])?))
             .collect()
     }
 
-    /// Mean losses and default metrics of every task on every example of `data`.
+    /// Mean losses and default metrics of every task on every example of
+    /// `data`.
+    ///
+    /// With a communicator of `W > 1` ranks, each rank runs the model on a
+    /// contiguous share of the rows (the balanced partition of
+    /// [`mtl_dist::split_counts`]) and the head outputs are all-gathered, so
+    /// that every rank scores the whole split as one process does: losses
+    /// and metrics (sums, counts, and those that need every prediction such
+    /// as ROC-AUC, F1, NMI, ARI or the clustering loss alike) are
+    /// bit-identical on every rank and to the single-process evaluation.
+    /// Every rank reads the targets of every row; the model runs on `1/W`
+    /// of them. It is then a collective call: every rank calls it, on the
+    /// same data (a hook evaluating on rank 0 alone would wait forever).
     pub fn evaluate(&mut self, data: &dyn BatchSource) -> Result<Evaluation> {
-        let rows: Vec<usize> = (0..data.len()).collect();
+        let n = data.len();
+        let (rank, size) = (self.comm.rank(), self.comm.size());
+        let counts = mtl_dist::split_counts(n, size)?;
+        let first: usize = counts[..rank].iter().sum();
+        let mine = first..first + counts[rank];
+        let rows: Vec<usize> = (0..n).collect();
         let index = self.target_index.clone();
         let mut targets: Vec<Vec<Targets>> = vec![Vec::new(); self.tasks.len()];
-        // Each chunk is gathered once: its features go to the model, its
-        // targets are kept for the losses and metrics.
-        let outputs = self.predict_chunks(rows.len(), |start, end| {
+        // Each chunk is gathered once: the features of this rank's rows go
+        // to the model, the targets of every row are kept for the losses and
+        // metrics.
+        let local = self.predict_chunks(n, |start, end| {
             let mut batch = data.gather(&rows[start..end])?;
             for (t, &i) in index.iter().enumerate() {
                 // Moved out of the batch, or copied when an earlier task
@@ -1009,8 +1040,24 @@ impl Trainer {
                 });
                 targets[t].push(target);
             }
-            Ok(batch.x)
-        })?;
+            let (a, b) = (start.max(mine.start), end.min(mine.end));
+            if a >= b {
+                return Ok(None);
+            }
+            if (a, b) == (start, end) {
+                return Ok(Some(batch.x));
+            }
+            let width = batch.x.len() / (end - start);
+            let mut shape = batch.x.shape().to_vec();
+            shape[0] = b - a;
+            let x = &batch.x.data()[(a - start) * width..(b - start) * width];
+            Ok(Some(Tensor::from_vec(x.to_vec(), &shape)?))
+        });
+        let local = self.agreed(local)?;
+        let outputs = match size {
+            1 => self.output_tensors(local, n)?,
+            _ => self.all_gather_outputs(local, &counts)?,
+        };
         let mut losses = Vec::new();
         let mut metrics = Vec::new();
         let mut labelled = Vec::new();
@@ -1039,6 +1086,24 @@ impl Trainer {
             labelled,
         })
     }
+
+    /// Every task's outputs on all rows from each rank's outputs on its
+    /// share (`counts[r]` rows on rank `r`, in rank order): one all-gather
+    /// per task.
+    fn all_gather_outputs(&self, local: Vec<Vec<f32>>, counts: &[usize]) -> Result<Vec<Tensor>> {
+        let rows: usize = counts.iter().sum();
+        local
+            .iter()
+            .zip(&self.tasks)
+            .map(|(mine, task)| {
+                let width = task.output_width();
+                let values: Vec<usize> = counts.iter().map(|c| c * width).collect();
+                let mut all = vec![0.0f32; rows * width];
+                self.comm.all_gather_f32(mine, &values, &mut all)?;
+                Ok(Tensor::from_vec(all, &[rows, width])?)
+            })
+            .collect()
+    }
 }
 
 /// The cosine similarity of every pair of `rows` (row-major `T x T`, in
@@ -1063,6 +1128,23 @@ pub fn cosine_matrix(rows: &[Vec<f32>]) -> Vec<f32> {
             } else {
                 0.0
             };
+        }
+    }
+    out
+}
+
+/// `Σ_t weights[t] · rows[t]` of `T` rows of `width` values, summed over
+/// the tasks in order from −0 (as `Iterator::sum` does), so the result is the
+/// same on one rank as on many.
+pub(crate) fn weighted_rows<'a>(
+    rows: impl IntoIterator<Item = &'a [f32]>,
+    weights: &[f32],
+    width: usize,
+) -> Vec<f32> {
+    let mut out = vec![-0.0f32; width];
+    for (row, &w) in rows.into_iter().zip(weights) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += w * v;
         }
     }
     out

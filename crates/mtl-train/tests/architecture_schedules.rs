@@ -48,13 +48,11 @@ fn opts(dir: &Path, resume: bool, stop_after: Option<usize>) -> RunOptions {
 /// The non-trainable buffers a checkpoint holds: for LTB the chosen parent
 /// of each task block (−1 while searching), then the temperature.
 fn buffers(checkpoint: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(checkpoint.join("state.json")).unwrap();
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    value["state"]["buffers"]
-        .as_array()
+    mtl_train::checkpoint::read_state(checkpoint)
         .unwrap()
+        .buffers
         .iter()
-        .map(|v| v.as_f64().unwrap())
+        .map(|&v| f64::from(v))
         .collect()
 }
 

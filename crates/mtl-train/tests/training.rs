@@ -119,12 +119,13 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         );
         assert_eq!(a.test, b.test, "{balancer}: test scores differ");
         let csv = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+        // Without the wall times (`seconds`, `relations_seconds`).
         let strip = |s: String| {
             s.lines()
                 .map(|l| {
                     l.split(',')
                         .enumerate()
-                        .filter(|(i, _)| *i != 3)
+                        .filter(|(i, _)| *i != 3 && *i != 4)
                         .map(|(_, c)| c)
                         .collect::<Vec<_>>()
                         .join(",")
@@ -158,6 +159,64 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
     let whole = tempfile::tempdir().unwrap();
     fit(digits_config("equal", 3), &opts(whole.path())).unwrap();
     assert_eq!(params(whole.path()), params(dir.path()));
+}
+
+#[test]
+fn a_run_stopped_before_best_was_written_resumes_to_the_same_end() {
+    // Epoch 2 is the best; the run stops after writing `ckpt-00002` and
+    // before `best` (here, in the middle of replacing it: `best` renamed
+    // away, the new one not yet in place). Resuming rewrites `best` from
+    // the newest checkpoint.
+    let whole = tempfile::tempdir().unwrap();
+    let a = fit(digits_config("equal", 2), &opts(whole.path())).unwrap();
+    assert_eq!(a.best_epoch, 2, "the test needs epoch 2 to be the best");
+    let dir = tempfile::tempdir().unwrap();
+    fit(digits_config("equal", 2), &opts(dir.path())).unwrap();
+    let best = dir.path().join("best");
+    std::fs::rename(&best, dir.path().join(".best.old")).unwrap();
+    std::fs::remove_file(dir.path().join("summary.json")).unwrap();
+    let mut rest = opts(dir.path());
+    rest.resume = true;
+    let b = fit(digits_config("equal", 2), &rest).unwrap();
+    assert_eq!(params(whole.path()), params(dir.path()));
+    assert_eq!((a.best_epoch, a.test), (b.best_epoch, b.test));
+}
+
+#[test]
+fn a_run_stopped_before_its_last_reports_resumes_to_every_report() {
+    // The run stops after writing the last epoch's checkpoint and before
+    // that epoch's reports: `metrics.csv` holds one epoch less and
+    // `relations.json` is missing. Resuming has no epoch left to train and
+    // must still end with both, as the uninterrupted run does.
+    let whole = tempfile::tempdir().unwrap();
+    fit(digits_config("equal", 2), &opts(whole.path())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fit(digits_config("equal", 2), &opts(dir.path())).unwrap();
+    let metrics = dir.path().join("metrics.csv");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let first_epoch: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&metrics, first_epoch.join("\n") + "\n").unwrap();
+    std::fs::remove_file(dir.path().join("relations.json")).unwrap();
+    let mut rest = opts(dir.path());
+    rest.resume = true;
+    fit(digits_config("equal", 2), &rest).unwrap();
+    // Every column but the wall times.
+    let columns = |d: &Path| {
+        std::fs::read_to_string(d.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                l.split(',')
+                    .enumerate()
+                    .filter(|(i, _)| *i != 3 && *i != 4)
+                    .map(|(_, c)| c.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(columns(dir.path()).len(), 3, "a header and two epochs");
+    assert_eq!(columns(dir.path()), columns(whole.path()));
+    assert!(dir.path().join("relations.json").exists());
 }
 
 #[test]
