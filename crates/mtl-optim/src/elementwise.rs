@@ -173,10 +173,15 @@ where
 
 /// Index and value of the first NaN or infinite entry of `values`, if any.
 ///
+/// ```
+/// assert_eq!(mtl_optim::first_non_finite(&[1.0, f32::NAN, f32::INFINITY]).map(|b| b.0), Some(1));
+/// assert_eq!(mtl_optim::first_non_finite(&[0.5; 4]), None);
+/// ```
+///
 /// The common all-finite case is a branch-free count over the exponent bits
 /// (vectorised, split across threads for long slices); the position is only
 /// searched for once a bad value is known to exist.
-pub(crate) fn first_non_finite(values: &[f32]) -> Option<(usize, f32)> {
+pub fn first_non_finite(values: &[f32]) -> Option<(usize, f32)> {
     /// Bits of an f32 with the sign cleared are at least this for ±inf and NaN.
     const EXPONENT_ALL_ONES: u32 = 0x7f80_0000;
     let count_bad = |xs: &[f32]| -> usize {

@@ -91,6 +91,7 @@ pub use adamax::{Adamax, AdamaxConfig};
 pub use adamw::AdamWConfig;
 pub use clip::{clip_grad_norm, clip_grad_value, global_norm, ClipConfig};
 pub use config::OptimizerConfig;
+pub use elementwise::first_non_finite;
 pub use error::{OptimError, Result};
 pub use group::ParamGroup;
 pub use optimizer::Optimizer;

@@ -276,14 +276,9 @@ impl Trainer {
         if let Some(clip) = &self.clip {
             clip.apply(&mut grads)?;
         }
-        if let Some(i) = grads.iter().position(|v| !v.is_finite()) {
-            let value = grads[i];
+        if let Some(err) = self.non_finite_gradient(&grads) {
             self.grads = grads;
-            return Err(TrainError::Diverged {
-                step: self.step,
-                what: format!("the gradient of parameter index {i}"),
-                value,
-            });
+            return Err(err);
         }
         self.optimizer.step(self.ps.flat_mut(), &grads)?;
         self.grads = grads;

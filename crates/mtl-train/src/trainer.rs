@@ -531,7 +531,7 @@ impl Trainer {
         self.graph.reset();
         self.graph.reseed(step_seed(self.seed, self.step));
         self.graph.set_training(true);
-        let x = self.graph.input(batch.x.clone());
+        let x = self.graph.input_copy(&batch.x)?;
         let out = self.model.forward(&mut self.graph, &mut self.ps, x)?;
         let mut vars = Vec::with_capacity(self.tasks.len());
         let mut values = Vec::with_capacity(self.tasks.len());
@@ -632,6 +632,23 @@ impl Trainer {
         if self.comm.size() > 1 {
             return self.parallel_step(batch, epoch, extra);
         }
+        // The step runs on one of rayon's threads, so that each parallel
+        // piece of it (a matrix product, the per-task passes, the optimizer)
+        // is shared with the thread already running instead of being handed
+        // to the pool and waited for: one wake-up per step, not one per piece.
+        if rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.local_step(batch, epoch, extra));
+        }
+        self.local_step(batch, epoch, extra)
+    }
+
+    /// [`Trainer::train_step_with`] on one process.
+    fn local_step(
+        &mut self,
+        batch: &Batch,
+        epoch: u64,
+        extra: &StepBatches<'_>,
+    ) -> Result<StepLog> {
         self.model.begin_step(&mut self.ps, self.step, epoch)?;
         let present = self.present_tasks(batch);
         let second = match (self.balancer.needs_second_batch(), extra.second) {
@@ -731,18 +748,9 @@ impl Trainer {
         if let Some(clip) = &self.clip {
             clip.apply(&mut grads)?;
         }
-        if let Some(i) = grads.iter().position(|v| !v.is_finite()) {
-            let name = self
-                .ps
-                .views()
-                .iter()
-                .find(|v| v.range().contains(&i))
-                .map_or_else(|| format!("index {i}"), |v| v.name.clone());
-            return Err(TrainError::Diverged {
-                step: self.step,
-                what: format!("the gradient of parameter {name}"),
-                value: grads[i],
-            });
+        if let Some(err) = self.non_finite_gradient(&grads) {
+            self.grads = grads;
+            return Err(err);
         }
         self.optimizer.step(self.ps.flat_mut(), &grads)?;
         self.grads = grads;
@@ -752,6 +760,23 @@ impl Trainer {
         }
         self.step += 1;
         Ok(StepLog { losses, weights })
+    }
+
+    /// The error for the first NaN or infinite entry of the step's gradient
+    /// `grads`, naming its parameter; `None` when every entry is finite.
+    pub(crate) fn non_finite_gradient(&self, grads: &[f32]) -> Option<TrainError> {
+        let (i, value) = mtl_optim::first_non_finite(grads)?;
+        let name = self
+            .ps
+            .views()
+            .iter()
+            .find(|v| v.range().contains(&i))
+            .map_or_else(|| format!("index {i}"), |v| v.name.clone());
+        Some(TrainError::Diverged {
+            step: self.step,
+            what: format!("the gradient of parameter {name}"),
+            value,
+        })
     }
 
     /// Writes the gradient of `Σ_t w_t L_t` with respect to every parameter

@@ -186,6 +186,20 @@ impl Graph {
         self.push(value, Op::Input)
     }
 
+    /// Records a copy of `value` as a constant (data, targets), in one of the
+    /// last step's buffers where one fits.
+    pub fn input_copy(&mut self, value: &Tensor) -> Result<Var> {
+        let value = self.copied(value.data(), value.shape())?;
+        Ok(self.input(value))
+    }
+
+    /// A tensor of `shape` holding a copy of `data`, in a pooled buffer.
+    fn copied(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        let mut buffer = self.buffer(data.len());
+        buffer.copy_from_slice(data);
+        Tensor::from_vec(buffer, shape)
+    }
+
     /// A copy of `v`'s value as a constant: gradients stop here.
     pub fn detach(&mut self, v: Var) -> Result<Var> {
         let value = self.value(v)?.clone();
@@ -195,7 +209,7 @@ impl Graph {
     /// Records the parameter `id` of `store` (its value is copied onto the tape).
     pub fn param(&mut self, store: &ParamStore, id: ParamId) -> Result<Var> {
         let view = store.view(id)?;
-        let value = Tensor::from_vec(store.values(id)?.to_vec(), &view.shape)?;
+        let value = self.copied(store.values(id)?, &view.shape)?;
         Ok(self.push(
             value,
             Op::Param {

@@ -1,13 +1,17 @@
-//! Matrix products through `matrixmultiply` (nalgebra's GEMM), with its
-//! `threading` feature so large products use every core.
+//! Matrix products: this crate's own AVX-512 kernel where the CPU has it
+//! (`gemm_avx512.rs`), `matrixmultiply` (nalgebra's GEMM, with its
+//! `threading` feature) elsewhere.
 //!
-//! The backend was chosen by measurement (`benches/benches/core.rs`, figures in
-//! `benches/README.md`): on this project's AVX-512 machine with 2 threads,
-//! `matrixmultiply` reached about 1.5x the GFLOP/s of the `gemm` crate at
-//! n = 1024, whose AVX-512 kernels need a nightly compiler. Transposed operands
-//! are read through swapped strides, so nothing is copied. The threads split
-//! the output into blocks and never the inner dimension, so every element is
-//! summed in the same order whatever the thread count.
+//! Both were chosen by measurement (`benches/benches/core.rs`, figures in
+//! `benches/README.md`): `matrixmultiply` reached about 1.5x the GFLOP/s of
+//! the `gemm` crate at n = 1024, and the AVX-512 kernel, which packs both
+//! operands, splits the work over rayon's threads (no second thread pool)
+//! and keeps a 12 × 32 tile in registers, is faster again on the products of
+//! a training step. It sums in `matrixmultiply`'s order, so both give the
+//! same bits on an AVX-512 CPU. Transposed operands are read through swapped
+//! strides, so nothing is copied. The threads split the output into blocks
+//! and never the inner dimension, so every element is summed in the same
+//! order whatever the thread count.
 
 /// `c = op(a) · op(b)` (or `c += op(a) · op(b)` when `accumulate`), with
 /// `op(a)` of shape `m x k` and `op(b)` of shape `k x n`, all row-major.
@@ -41,6 +45,28 @@ pub fn gemm(
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm_avx512::available() {
+        super::gemm_avx512::gemm(m, k, n, a, trans_a, b, trans_b, c, accumulate);
+        return;
+    }
+    portable(m, k, n, a, trans_a, b, trans_b, c, accumulate);
+}
+
+/// The product through `matrixmultiply`, for [`gemm`] once the lengths are
+/// checked and every dimension is positive.
+#[allow(clippy::too_many_arguments)]
+fn portable(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
     // Row-major strides: element (i, j) of a at a[i * rs + j * cs].
     let (a_rs, a_cs) = if trans_a {
         (1, m as isize)
@@ -53,7 +79,7 @@ pub fn gemm(
         (n as isize, 1)
     };
     let beta = if accumulate { 1.0 } else { 0.0 };
-    // SAFETY: the asserts above guarantee every index the strides reach lies in
+    // SAFETY: `gemm`'s asserts guarantee every index the strides reach lies in
     // the slices; `c` is borrowed mutably and does not alias `a` or `b`.
     unsafe {
         matrixmultiply::sgemm(
@@ -117,6 +143,49 @@ mod tests {
                     gemm(m, k, n, &a, ta, &b, tb, &mut acc, true);
                     for (x, y) in acc.iter().zip(&want) {
                         assert!((x - (y + 1.0)).abs() < 1e-4 * (1.0 + y.abs()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_split_gives_the_bits_of_the_portable_product() {
+        // Shapes across the tile edges (12 rows, 32 columns), the packing
+        // block (256 columns) and the inner blocks (256 terms), on 1, 2 and
+        // 3 threads, as given and transposed, stored and accumulated.
+        let shapes = [
+            (1, 1, 1),
+            (5, 300, 7),
+            (13, 257, 33),
+            (37, 784, 100),
+            (256, 256, 10),
+            (100, 513, 300),
+            (300, 40, 17),
+        ];
+        let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
+        for &(m, k, n) in &shapes {
+            let a: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| value(i, 5) * 0.3).collect();
+            let start: Vec<f32> = (0..m * n).map(|i| value(i, 9)).collect();
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    for accumulate in [false, true] {
+                        let mut want = start.clone();
+                        portable(m, k, n, &a, ta, &b, tb, &mut want, accumulate);
+                        for threads in [1, 2, 3] {
+                            let pool = rayon::ThreadPoolBuilder::new()
+                                .num_threads(threads)
+                                .build()
+                                .unwrap();
+                            let mut got = start.clone();
+                            pool.install(|| gemm(m, k, n, &a, ta, &b, tb, &mut got, accumulate));
+                            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            assert!(
+                                bits(&got) == bits(&want),
+                                "{m}x{k}x{n}, ta {ta}, tb {tb}, accumulate {accumulate}, {threads} threads"
+                            );
+                        }
                     }
                 }
             }

@@ -5,6 +5,8 @@
 
 mod conv;
 mod conv_direct;
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx512;
 mod matmul;
 mod pool;
 mod softmax;
