@@ -150,6 +150,15 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
+/// Where the per-task backward passes of a step end.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stop<'a> {
+    /// These nodes receive their gradient and pass nothing further up.
+    At(&'a [Var]),
+    /// These nodes receive nothing (see [`Graph::backward_before`]).
+    Before(&'a [Var]),
+}
+
 /// A seed for step `step` derived from the run seed (SplitMix64 finaliser), so
 /// dropout masks depend only on the seed and the step.
 fn step_seed(seed: u64, step: u64) -> u64 {
@@ -569,15 +578,31 @@ impl Trainer {
     }
 
     /// One backward pass per task, in parallel (the graph is only read).
-    pub(crate) fn per_task(&self, losses: &[Var], stop: &[Var]) -> Result<Vec<Gradients>> {
+    pub(crate) fn per_task(&self, losses: &[Var], stop: Stop<'_>) -> Result<Vec<Gradients>> {
         let g = &self.graph;
         losses
             .par_iter()
             .map(|&l| {
-                g.backward_from(&[(l, Tensor::scalar(1.0))], stop)
-                    .map_err(TrainError::from)
+                let seed = [(l, Tensor::scalar(1.0))];
+                match stop {
+                    Stop::At(vars) => g.backward_from(&seed, vars),
+                    Stop::Before(vars) => g.backward_before(&seed, vars),
+                }
+                .map_err(TrainError::from)
             })
             .collect()
+    }
+
+    /// The per-task passes of the last shared layer's balancers: they stop
+    /// before the layer's input (its gradient is never needed), so they
+    /// cover that layer and the heads.
+    pub(crate) fn per_task_last_layer(
+        &self,
+        losses: &[Var],
+        range: Range<usize>,
+    ) -> Result<Vec<Gradients>> {
+        let cut = self.graph.boundary_of(range);
+        self.per_task(losses, Stop::Before(&cut))
     }
 
     /// The per-task gradients of the parameters at `range`, one checked row
@@ -698,8 +723,7 @@ impl Trainer {
                 // Per-task passes stop where the last shared layer reads its
                 // input: they cover that layer and the heads, not the trunk.
                 let range = self.last_shared_range()?;
-                let stop = self.graph.boundary_of(range.clone());
-                let per = self.per_task(&loss_vars, &stop)?;
+                let per = self.per_task_last_layer(&loss_vars, range.clone())?;
                 let rows = self.param_rows(&per, range.clone())?;
                 let gr = GradRows::new(&rows, t_count, range.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
@@ -713,7 +737,7 @@ impl Trainer {
                     message: no_representation(self.model.as_ref(), self.balancer.name()),
                 })?;
                 let zshape = self.graph.shape(z)?.to_vec();
-                let per = self.per_task(&loss_vars, &[z])?;
+                let per = self.per_task(&loss_vars, Stop::At(&[z]))?;
                 let zlen: usize = zshape.iter().product();
                 let mut rows = vec![0.0f32; t_count * zlen];
                 for (t, gr) in per.iter().enumerate() {
@@ -734,7 +758,7 @@ impl Trainer {
                 w
             }
             GradientSource::SharedParameters => {
-                let per = self.per_task(&loss_vars, &[])?;
+                let per = self.per_task(&loss_vars, Stop::At(&[]))?;
                 let rows = self.param_rows(&per, shared.clone())?;
                 let gr = GradRows::new(&rows, t_count, shared.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
@@ -855,7 +879,7 @@ impl Trainer {
     pub fn shared_task_gradients(&mut self, batch: &Batch) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
         let (loss_vars, losses, _) = self.forward_losses(batch)?;
         let shared = self.shared_range();
-        let per = self.per_task(&loss_vars, &[])?;
+        let per = self.per_task(&loss_vars, Stop::At(&[]))?;
         let mut rows = vec![vec![0.0f32; shared.len()]; per.len()];
         for (row, gr) in rows.iter_mut().zip(&per) {
             gr.accumulate_params(&self.graph, shared.clone(), row)?;

@@ -64,12 +64,14 @@ impl Gradients {
 
 struct Sink<'a> {
     nodes: &'a [Node],
+    /// Nodes that receive no gradient in this pass.
+    cut: &'a [Var],
     grads: &'a mut [Option<Tensor>],
 }
 
 impl<'a> Sink<'a> {
     fn wants(&self, v: Var) -> bool {
-        self.nodes[v.0].requires_grad
+        self.nodes[v.0].requires_grad && !self.cut.contains(&v)
     }
 
     /// The forward value of `v`, borrowed from the tape (not from the sink,
@@ -164,6 +166,34 @@ impl Graph {
     /// through the trunk. The graph is only read, so several passes (one per
     /// task) can run in parallel.
     pub fn backward_from(&self, seeds: &[(Var, Tensor)], stop_at: &[Var]) -> Result<Gradients> {
+        self.sweep(seeds, stop_at, &[])
+    }
+
+    /// Back-propagates from seeds like [`Graph::backward_from`], but nodes in
+    /// `cut` receive no gradient at all, so nothing is computed for them or
+    /// upstream of them: with the nodes of [`Graph::boundary_of`] as `cut`, a
+    /// pass gives the gradients of the parameters at that range without the
+    /// input gradient of the layer reading them.
+    ///
+    /// ```
+    /// use mtl_core::{Graph, Tensor};
+    /// let mut g = Graph::new(0);
+    /// let x = g.param_value(Tensor::from_vec(vec![2.0], &[1]).unwrap());
+    /// let h = g.mul(x, x).unwrap();            // h = x², upstream of w
+    /// let w = g.param_value(Tensor::from_vec(vec![3.0], &[1]).unwrap());
+    /// let y = g.mul(h, w).unwrap();
+    /// let loss = g.sum(y).unwrap();
+    /// let grads = g.backward_before(&[(loss, Tensor::scalar(1.0))], &[h]).unwrap();
+    /// assert_eq!(grads.get(w).unwrap().data(), &[4.0]); // ∂loss/∂w = h
+    /// assert!(grads.get(h).is_none() && grads.get(x).is_none());
+    /// ```
+    pub fn backward_before(&self, seeds: &[(Var, Tensor)], cut: &[Var]) -> Result<Gradients> {
+        self.sweep(seeds, &[], cut)
+    }
+
+    /// The reverse sweep of [`Graph::backward_from`] and
+    /// [`Graph::backward_before`].
+    fn sweep(&self, seeds: &[(Var, Tensor)], stop_at: &[Var], cut: &[Var]) -> Result<Gradients> {
         let nodes = self.nodes();
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
         let mut start = 0;
@@ -190,6 +220,7 @@ impl Graph {
             let Some(g) = grads[i].take() else { continue };
             let mut sink = Sink {
                 nodes,
+                cut,
                 grads: &mut grads,
             };
             backward_node(&mut sink, node, &g)?;

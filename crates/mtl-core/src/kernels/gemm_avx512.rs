@@ -182,6 +182,7 @@ unsafe fn block(
 
 /// Packs rows `i0..i0 + mr`, terms `p0..p0 + kc` of `op(A)` as `kc` groups of
 /// `MR` floats (term-major), so the tile reads one group per term.
+#[inline]
 fn pack_a(a: &[f32], s: Strides, i0: usize, mr: usize, p0: usize, kc: usize, pa: &mut [f32]) {
     if s.row == 1 {
         // Transposed: the rows of a term are contiguous in a.
@@ -201,15 +202,26 @@ fn pack_a(a: &[f32], s: Strides, i0: usize, mr: usize, p0: usize, kc: usize, pa:
 
 /// Packs terms `p0..p0 + kc`, columns `j0..j0 + nc` of `op(B)` as panels of
 /// `KC × NR` floats, each `kc` rows of `NR` columns (zeros past `nc`).
+#[inline]
 fn pack_b(b: &[f32], s: Strides, p0: usize, kc: usize, j0: usize, nc: usize, pb: &mut [f32]) {
-    for (q, panel) in pb.chunks_exact_mut(KC * NR).take(nc.div_ceil(NR)).enumerate() {
+    for (q, panel) in pb
+        .chunks_exact_mut(KC * NR)
+        .take(nc.div_ceil(NR))
+        .enumerate()
+    {
         let jq = j0 + q * NR;
         let width = NR.min(j0 + nc - jq);
         if s.col == 1 {
             for (p, row) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
                 let start = (p0 + p) * s.row + jq;
-                row[..width].copy_from_slice(&b[start..start + width]);
-                row[width..].fill(0.0);
+                if width == NR {
+                    // A copy of constant length: a few vector moves, no call.
+                    let full: &[f32; NR] = b[start..start + NR].try_into().expect("NR floats");
+                    row.copy_from_slice(full);
+                } else {
+                    row[..width].copy_from_slice(&b[start..start + width]);
+                    row[width..].fill(0.0);
+                }
             }
         } else {
             // Transposed: each column of op(B) is contiguous in b.

@@ -180,7 +180,8 @@ mod tests {
                                 .unwrap();
                             let mut got = start.clone();
                             pool.install(|| gemm(m, k, n, &a, ta, &b, tb, &mut got, accumulate));
-                            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            let bits =
+                                |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                             assert!(
                                 bits(&got) == bits(&want),
                                 "{m}x{k}x{n}, ta {ta}, tb {tb}, accumulate {accumulate}, {threads} threads"
