@@ -620,6 +620,25 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Sum of `xs` in 16 interleaved lanes combined by a fixed halving tree,
+/// then the tail: a loop that vectorises, in an order fixed by the length.
+fn lane_sum(xs: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0.0f32; LANES];
+    let mut blocks = xs.chunks_exact(LANES);
+    for block in &mut blocks {
+        lanes.iter_mut().zip(block).for_each(|(l, v)| *l += v);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+    }
+    lanes[0] + blocks.remainder().iter().sum::<f32>()
+}
+
 fn conv2d_backward(
     s: &mut Sink<'_>,
     g: &Tensor,
@@ -640,9 +659,23 @@ fn conv2d_backward(
     if let Some(b) = bias {
         let bshape = s.value(b).shape().to_vec();
         s.add_with(b, || {
+            // Each fixed-size chunk of images sums its planes in parallel;
+            // the chunk sums are added in order (the same bits for every
+            // thread count).
+            let partial: Vec<Vec<f32>> = g
+                .data()
+                .par_chunks(out_len * CONV_CHUNK)
+                .map(|chunk| {
+                    let mut db = vec![0.0f32; o];
+                    for (k, plane) in chunk.chunks(oh * ow).enumerate() {
+                        db[k % o] += lane_sum(plane);
+                    }
+                    db
+                })
+                .collect();
             let mut db = vec![0.0f32; o];
-            for (k, plane) in g.data().chunks(oh * ow).enumerate() {
-                db[k % o] += plane.iter().sum::<f32>();
+            for part in partial {
+                db.iter_mut().zip(part).for_each(|(d, p)| *d += p);
             }
             Tensor::from_vec(db, &bshape)
         })?;
