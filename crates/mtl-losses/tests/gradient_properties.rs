@@ -432,6 +432,15 @@ proptest! {
 }
 
 #[test]
+fn stationary_scalar_rows_found_by_proptest() {
+    // Three tasks on one parameter with mixed signs: no weights solve
+    // FairGrad's equation, and in one task order its Newton iteration ran
+    // off to infinity while its decrement, relative to the unbounded
+    // objective, looked converged.
+    check_random(3, 1, 3_859_331_893_681_529_155);
+}
+
+#[test]
 fn opposite_rows_are_pareto_stationary() {
     // g and −g: no direction decreases both. Non-conflicting methods must
     // return (numerically) zero.
