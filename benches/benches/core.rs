@@ -1,7 +1,8 @@
-//! `mtl-core` kernels: f32 matrix products (`mtl-core`'s kernel, backed by
-//! nalgebra's `matrixmultiply` with its threading feature, beside the `gemm`
-//! crate, so the choice of backend stays a measured one) and one forward + backward pass of
-//! an MLP 784-256-256-10 at batch 256.
+//! `mtl-core` kernels: f32 matrix products (`mtl-core`'s kernel: its own
+//! AVX-512 kernel where the CPU has it, nalgebra's `matrixmultiply` with its
+//! threading feature elsewhere; beside the `gemm` crate, so the choice of
+//! backend stays a measured one) and one forward + backward pass of an MLP
+//! 784-256-256-10 at batch 256.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mtl_benches::matmul_flops;
