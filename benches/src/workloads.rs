@@ -122,12 +122,7 @@ pub const W1_LAST_SHARED: usize = W1_HIDDEN[1] * W1_HIDDEN[0] + W1_HIDDEN[1];
 pub fn default_job() -> Result<(Trainer, Prepared)> {
     let config = RunConfig::default_job().validate(Path::new("<default configuration>"))?;
     let prepared = prepare(&config)?;
-    let mut trainer = Trainer::from_config(
-        &config,
-        prepared.dataset.feature_shape(),
-        prepared.tasks.clone(),
-        prepared.target_index.clone(),
-    )?;
+    let mut trainer = Trainer::from_prepared(&config, &prepared)?;
     trainer.init_regression_bias(&prepared.dataset, &prepared.split.train)?;
     Ok((trainer, prepared))
 }

@@ -271,12 +271,7 @@ pub fn run_config(run_dir: &Path) -> Result<ValidRunConfig> {
 pub fn load_best(run_dir: &Path) -> Result<(Trainer, Prepared)> {
     let config = run_config(run_dir)?;
     let prepared = prepare(&config)?;
-    let mut trainer = Trainer::from_config(
-        &config,
-        prepared.dataset.feature_shape(),
-        prepared.tasks.clone(),
-        prepared.target_index.clone(),
-    )?;
+    let mut trainer = Trainer::from_prepared(&config, &prepared)?;
     let dir = run_dir.join(BEST_DIR);
     checkpoint::load(&dir, trainer.params_mut())?;
     Ok((trainer, prepared))

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
+use crate::prepare::Prepared;
 
 /// Rows per forward pass when evaluating a split.
 pub const EVAL_CHUNK: usize = 512;
@@ -470,6 +471,20 @@ impl Trainer {
         self.model.as_ref()
     }
 
+    /// [`Trainer::from_config`] for the data, tasks and targets `prepared`
+    /// from that configuration (its tasks are cloned).
+    ///
+    /// # Errors
+    /// As [`Trainer::from_config`].
+    pub fn from_prepared(config: &RunConfig, prepared: &Prepared) -> Result<Self> {
+        Self::from_config(
+            config,
+            prepared.dataset.feature_shape(),
+            prepared.tasks.clone(),
+            prepared.target_index.clone(),
+        )
+    }
+
     /// Every trainable value of the model.
     pub fn params(&self) -> &ParamStore {
         &self.ps
@@ -619,11 +634,11 @@ impl Trainer {
 
     /// Checks a per-task gradient row, naming the task.
     pub(crate) fn check_row(&self, t: usize, row: &[f32]) -> Result<()> {
-        if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+        if let Some((_, value)) = mtl_optim::first_non_finite(row) {
             return Err(TrainError::Diverged {
                 step: self.step,
                 what: format!("the gradient of task {:?}", self.tasks[t].name()),
-                value: *v,
+                value,
             });
         }
         Ok(())

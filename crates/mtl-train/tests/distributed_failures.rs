@@ -202,13 +202,7 @@ fn fit_with_hook(
     let config = config();
     let prepared = prepare(&config.clone().validate(Path::new("f.toml")).unwrap()).unwrap();
     on_ranks(size, |rank, comm| {
-        let mut trainer = Trainer::from_config(
-            &config,
-            prepared.dataset.feature_shape(),
-            prepared.tasks.clone(),
-            prepared.target_index.clone(),
-        )
-        .unwrap();
+        let mut trainer = Trainer::from_prepared(&config, &prepared).unwrap();
         trainer.set_communicator(comm);
         let rows = &prepared.split.train;
         let train = mtl_data::Subset::new(&prepared.dataset, rows).unwrap();

@@ -268,13 +268,7 @@ hidden = [8]
 "#;
     let config = RunConfig::parse_valid(text, Path::new("linnerud.toml")).unwrap();
     let prepared = mtl_train::prepare::prepare(&config).unwrap();
-    let mut trainer = mtl_train::Trainer::from_config(
-        &config,
-        prepared.dataset.feature_shape(),
-        prepared.tasks.clone(),
-        prepared.target_index.clone(),
-    )
-    .unwrap();
+    let mut trainer = mtl_train::Trainer::from_prepared(&config, &prepared).unwrap();
     trainer
         .init_regression_bias(&prepared.dataset, &prepared.split.train)
         .unwrap();

@@ -149,10 +149,15 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn every_split_gives_the_bits_of_the_portable_product() {
+    fn every_split_of_the_avx512_product_gives_the_bits_of_the_portable_one() {
+        if !super::super::gemm_avx512::available() {
+            eprintln!("no AVX-512 on this CPU: the portable product is the only one");
+            return;
+        }
         // Shapes across the tile edges (12 rows, 32 columns), the packing
-        // block (256 columns) and the inner blocks (256 terms), on 1, 2 and
+        // block (512 columns) and the inner blocks (256 terms), on 1, 2 and
         // 3 threads, as given and transposed, stored and accumulated.
         let shapes = [
             (1, 1, 1),
@@ -162,6 +167,7 @@ mod tests {
             (256, 256, 10),
             (100, 513, 300),
             (300, 40, 17),
+            (20, 300, 600),
         ];
         let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
         for &(m, k, n) in &shapes {
@@ -179,7 +185,11 @@ mod tests {
                                 .build()
                                 .unwrap();
                             let mut got = start.clone();
-                            pool.install(|| gemm(m, k, n, &a, ta, &b, tb, &mut got, accumulate));
+                            pool.install(|| {
+                                super::super::gemm_avx512::gemm(
+                                    m, k, n, &a, ta, &b, tb, &mut got, accumulate,
+                                )
+                            });
                             let bits =
                                 |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                             assert!(
