@@ -53,7 +53,7 @@ fn fitted(
     comm: Box<dyn Communicator + Send>,
     options: FitOptions,
 ) -> Trainer {
-    let mut trainer = Trainer::from_prepared(config, &prepared).unwrap();
+    let mut trainer = Trainer::from_prepared(config, prepared).unwrap();
     trainer.set_communicator(comm);
     let rows = &prepared.split.train[..TRAIN_ROWS];
     let train = Subset::new(&prepared.dataset, rows).unwrap();
