@@ -3,8 +3,9 @@
 //! `threading` feature) elsewhere.
 //!
 //! Both were chosen by measurement (`benches/benches/core.rs`, figures in
-//! `benches/README.md`): `matrixmultiply` reached about 1.5x the GFLOP/s of
-//! the `gemm` crate at n = 1024, and the AVX-512 kernel, which packs both
+//! `benches/README.md`): on an Intel Xeon `matrixmultiply` reached about 1.5x
+//! the GFLOP/s of the `gemm` crate at n = 1024 (on an AMD EPYC the `gemm`
+//! crate was 7-9 % faster than both there), and the AVX-512 kernel, which packs both
 //! operands, splits the work over rayon's threads (no second thread pool)
 //! and keeps a 12 × 32 tile in registers, is faster again on the products of
 //! a training step. It sums in `matrixmultiply`'s order, so both give the
