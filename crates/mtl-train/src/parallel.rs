@@ -273,15 +273,9 @@ impl Trainer {
                 *b /= size;
             }
         }
-        if let Some(clip) = &self.clip {
-            clip.apply(&mut grads)?;
-        }
-        if let Some(err) = self.non_finite_gradient(&grads) {
-            self.grads = grads;
-            return Err(err);
-        }
-        self.optimizer.step(self.ps.flat_mut(), &grads)?;
+        let applied = self.apply_gradient(&mut grads);
         self.grads = grads;
+        applied?;
         if self.balancer.needs_losses_after_step() {
             let after = self.forward_losses(&shard).map(|(_, l, _)| l);
             let mut after = self.agreed(after)?;

@@ -160,6 +160,21 @@ pub(crate) enum Stop<'a> {
     Before(&'a [Var]),
 }
 
+/// Whether parameter groups `groups` (none: one group over everything)
+/// cover every index of `0..len`.
+fn covers(groups: &[OptimGroup], len: usize) -> bool {
+    let mut ranges: Vec<_> = groups.iter().map(|g| g.range.clone()).collect();
+    ranges.sort_by_key(|r| r.start);
+    let mut reached = 0;
+    for r in &ranges {
+        if r.start > reached {
+            return false;
+        }
+        reached = reached.max(r.end);
+    }
+    groups.is_empty() || reached >= len
+}
+
 /// A seed for step `step` derived from the run seed (SplitMix64 finaliser), so
 /// dropout masks depend only on the seed and the step.
 fn step_seed(seed: u64, step: u64) -> u64 {
@@ -784,15 +799,9 @@ impl Trainer {
                 w
             }
         };
-        if let Some(clip) = &self.clip {
-            clip.apply(&mut grads)?;
-        }
-        if let Some(err) = self.non_finite_gradient(&grads) {
-            self.grads = grads;
-            return Err(err);
-        }
-        self.optimizer.step(self.ps.flat_mut(), &grads)?;
+        let applied = self.apply_gradient(&mut grads);
         self.grads = grads;
+        applied?;
         if self.balancer.needs_losses_after_step() {
             let (_, after, _) = self.forward_losses(batch)?;
             self.balancer.observe_after_step(&after)?;
@@ -801,21 +810,43 @@ impl Trainer {
         Ok(StepLog { losses, weights })
     }
 
-    /// The error for the first NaN or infinite entry of the step's gradient
-    /// `grads`, naming its parameter; `None` when every entry is finite.
-    pub(crate) fn non_finite_gradient(&self, grads: &[f32]) -> Option<TrainError> {
-        let (i, value) = mtl_optim::first_non_finite(grads)?;
-        let name = self
-            .ps
+    /// Clips the step's gradient `grads` (when configured) and applies it
+    /// with the optimizer. A NaN or infinite entry is reported as divergence
+    /// naming its parameter, and nothing changes. The optimizer checks the
+    /// entries of its groups before it changes anything (the
+    /// [`mtl_optim::Optimizer`] contract), so the gradient is scanned here
+    /// only when its groups leave parameters out.
+    pub(crate) fn apply_gradient(&mut self, grads: &mut [f32]) -> Result<()> {
+        let diverged = |step: u64, name: String, value: f32| TrainError::Diverged {
+            step,
+            what: format!("the gradient of parameter {name}"),
+            value,
+        };
+        if !covers(self.optimizer.groups(), grads.len()) {
+            if let Some((i, value)) = mtl_optim::first_non_finite(grads) {
+                return Err(diverged(self.step, self.parameter_at(i), value));
+            }
+        }
+        let clipped = match &self.clip {
+            Some(clip) => clip.apply(grads).map(|_norm| ()),
+            None => Ok(()),
+        };
+        let applied = clipped.and_then(|()| self.optimizer.step(self.ps.flat_mut(), grads));
+        applied.map_err(|e| match e {
+            mtl_optim::OptimError::NonFiniteGradient { index, value } => {
+                diverged(self.step, self.parameter_at(index), value)
+            }
+            other => other.into(),
+        })
+    }
+
+    /// The name of the parameter holding flat index `i` of the store.
+    fn parameter_at(&self, i: usize) -> String {
+        self.ps
             .views()
             .iter()
             .find(|v| v.range().contains(&i))
-            .map_or_else(|| format!("index {i}"), |v| v.name.clone());
-        Some(TrainError::Diverged {
-            step: self.step,
-            what: format!("the gradient of parameter {name}"),
-            value,
-        })
+            .map_or_else(|| format!("index {i}"), |v| v.name.clone())
     }
 
     /// Writes the gradient of `Σ_t w_t L_t` with respect to every parameter
@@ -1212,4 +1243,79 @@ pub(crate) fn weighted_rows<'a>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtl_core::arch::{build_model, ArchConfig, EncoderConfig, HeadConfig};
+    use mtl_core::nn::Activation;
+    use mtl_core::{TaskKind, TaskSpec};
+    use mtl_optim::{AdamConfig, OptimizerConfig};
+
+    /// A trainer of two regressions on four inputs, with `optimizer`.
+    fn trainer(optimizer: impl Into<OptimizerSpec>) -> Trainer {
+        let specs: Vec<TaskSpec> = ["a", "b"]
+            .iter()
+            .map(|n| TaskSpec {
+                name: (*n).into(),
+                kind: TaskKind::Regression { outputs: 1 },
+            })
+            .collect();
+        let mut ps = ParamStore::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let encoder = EncoderConfig::Mlp {
+            hidden: vec![5],
+            dropout: 0.0,
+            activation: Activation::Relu,
+            layer_norm: false,
+        };
+        let arch = ArchConfig::Hps {
+            head: HeadConfig::default(),
+        };
+        let model = build_model(&arch, &encoder, &[4], &specs, &mut ps, &mut rng).unwrap();
+        let tasks = specs
+            .into_iter()
+            .map(Task::with_default_loss)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap();
+        Trainer::builder(model, ps, tasks)
+            .optimizer(optimizer)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn groups_cover_only_without_gaps() {
+        let g = |r: Range<usize>| OptimGroup::new(r);
+        assert!(covers(&[], 10));
+        assert!(covers(&[g(4..10), g(0..4)], 10));
+        assert!(covers(&[g(0..6), g(3..10)], 10));
+        assert!(!covers(&[g(0..4), g(5..10)], 10));
+        assert!(!covers(&[g(0..9)], 10));
+        assert!(!covers(&[g(1..10)], 10));
+    }
+
+    #[test]
+    fn a_non_finite_gradient_is_named_and_changes_nothing() {
+        let adam = OptimizerConfig::Adam(AdamConfig::default());
+        let mut t = trainer(adam.clone());
+        let len = t.ps.len();
+        let head = t.ps.views().last().unwrap().clone();
+        // Uncovered by a user's optimizer (its groups leave the last
+        // parameter out) or covered by the whole-store default: both refuse.
+        let partial = adam.build(vec![OptimGroup::new(0..head.offset)]).unwrap();
+        for mut t in [trainer(adam), trainer(partial)] {
+            let before = t.ps.flat().to_vec();
+            let mut grads = vec![0.5f32; len];
+            grads[head.offset] = f32::NAN;
+            let err = t.apply_gradient(&mut grads).unwrap_err();
+            assert!(matches!(err, TrainError::Diverged { .. }), "{err}");
+            assert!(err.to_string().contains(&head.name), "{err}");
+            assert_eq!(t.ps.flat(), before.as_slice());
+            assert_eq!(t.optimizer.steps_taken(), 0);
+        }
+        t.apply_gradient(&mut vec![0.5f32; len]).unwrap();
+        assert_eq!(t.optimizer.steps_taken(), 1);
+    }
 }

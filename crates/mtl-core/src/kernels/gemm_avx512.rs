@@ -1,11 +1,11 @@
-//! The f32 matrix product on AVX-512: a 12 × 32 register tile, both operands
+//! The f32 matrix product on AVX-512: a 14 × 32 register tile, both operands
 //! packed, the work split over rayon's threads.
 //!
 //! The product `C (+)= op(A) · op(B)` is cut into tasks that each own a block
 //! of C's rows and columns (columns first, so that each task packs only its
 //! own part of B). Within a task, for each block of 256 inner terms, the
 //! task's columns of B are packed into panels of 32 columns (zero-padded),
-//! then for every stripe of 12 rows of A (packed the same way) each panel is
+//! then for every stripe of 14 rows of A (packed the same way) each panel is
 //! multiplied in registers: 24 accumulators of 16 lanes, one fused
 //! multiply-add per term.
 //!
@@ -92,6 +92,44 @@ pub(super) fn gemm(
 ) {
     let sa = Strides::new(m, k, trans_a);
     let sb = Strides::new(k, n, trans_b);
+    if n < NR / 2 && m >= NR && (!accumulate || k <= KC) {
+        // A narrow C (a head of a few outputs) would fill a fraction of each
+        // 32-column tile: compute Cᵀ = op(B)ᵀ · op(A)ᵀ instead, whose rows
+        // are the few columns. Each element is the same run of fused
+        // multiply-adds over the same terms, so the bits do not change; an
+        // accumulated product is taken this way only with one block of
+        // terms, where `C + Σ` is one addition either way.
+        let mut ct = vec![0.0f32; n * m];
+        let swap = |s: Strides| Strides {
+            row: s.col,
+            col: s.row,
+        };
+        run_tasks(n, k, m, b, swap(sb), a, swap(sa), &mut ct, false);
+        for (i, row) in c.chunks_exact_mut(n).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let x = ct[j * m + i];
+                *v = if accumulate { *v + x } else { x };
+            }
+        }
+        return;
+    }
+    run_tasks(m, k, n, a, sa, b, sb, c, accumulate);
+}
+
+/// `c (+)= op(a) · op(b)`, with the operands read through `sa` and `sb`, cut
+/// into tasks over rayon's threads.
+#[allow(clippy::too_many_arguments)]
+fn run_tasks(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: Strides,
+    b: &[f32],
+    sb: Strides,
+    c: &mut [f32],
+    accumulate: bool,
+) {
     let out = Output {
         ptr: c.as_mut_ptr(),
         ld: n,
@@ -183,7 +221,16 @@ unsafe fn block(
 /// Packs rows `i0..i0 + mr`, terms `p0..p0 + kc` of `op(A)` as `kc` groups of
 /// `MR` floats (term-major), so the tile reads one group per term.
 #[inline]
-fn pack_a(a: &[f32], s: Strides, i0: usize, mr: usize, p0: usize, kc: usize, pa: &mut [f32]) {
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_a(
+    a: &[f32],
+    s: Strides,
+    i0: usize,
+    mr: usize,
+    p0: usize,
+    kc: usize,
+    pa: &mut [f32],
+) {
     if s.row == 1 {
         // Transposed: the rows of a term are contiguous in a.
         for (p, group) in pa.chunks_exact_mut(MR).take(kc).enumerate() {
@@ -191,19 +238,122 @@ fn pack_a(a: &[f32], s: Strides, i0: usize, mr: usize, p0: usize, kc: usize, pa:
             group[..mr].copy_from_slice(&a[start..start + mr]);
         }
     } else {
-        for r in 0..mr {
-            let row = &a[(i0 + r) * s.row + p0..][..kc];
-            for (p, v) in row.iter().enumerate() {
-                pa[p * MR + r] = *v;
-            }
-        }
+        // Each row's terms are contiguous: transpose them into the groups.
+        let last = (i0 + mr - 1) * s.row + p0 + kc;
+        assert!(
+            last <= a.len() && kc * MR <= pa.len(),
+            "pack_a within bounds"
+        );
+        // SAFETY: rows i0..i0 + mr hold terms p0..p0 + kc within `a`, and
+        // the kc groups of MR floats lie within `pa` (both asserted above).
+        transpose_into(
+            a.as_ptr().add(i0 * s.row + p0),
+            s.row,
+            mr,
+            kc,
+            pa.as_mut_ptr(),
+            MR,
+            lanes(mr),
+        );
     }
+}
+
+/// A mask of the first `n` (at most 16) lanes.
+#[inline]
+fn lanes(n: usize) -> __mmask16 {
+    ((1u32 << n.min(16)) - 1) as __mmask16
+}
+
+/// Writes `dst[q * ld_dst + r] = src[r * ld_src + q]` for `q < len` and the
+/// lanes `r` of `keep` (at most 16), with zeros for the lanes `r >= rows`:
+/// a transpose of `rows` contiguous source runs of `len` floats, 16 terms at
+/// a time in registers (compilers otherwise vectorise this loop as scatter
+/// stores, which are slow).
+///
+/// # Safety
+///
+/// AVX-512F is present; `src` holds `rows` runs of `len` floats at stride
+/// `ld_src`; `dst` holds `len` runs at stride `ld_dst` of the lanes in `keep`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_into(
+    src: *const f32,
+    ld_src: usize,
+    rows: usize,
+    len: usize,
+    dst: *mut f32,
+    ld_dst: usize,
+    keep: __mmask16,
+) {
+    let mut q0 = 0;
+    while q0 < len {
+        let n = 16.min(len - q0);
+        let load = lanes(n);
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, v) in r.iter_mut().enumerate().take(rows) {
+            *v = _mm512_maskz_loadu_ps(load, src.add(i * ld_src + q0));
+        }
+        let cols = transpose16(r);
+        for (q, col) in cols.iter().enumerate().take(n) {
+            _mm512_mask_storeu_ps(dst.add((q0 + q) * ld_dst), keep, *col);
+        }
+        q0 += n;
+    }
+}
+
+/// The transpose of a 16 × 16 block held as 16 row vectors: element `q` of
+/// output `r` is element `r` of input `q`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // Pairs of rows interleaved: per 128-bit lane L, t[2i] = (r2i[4L], r2i+1[4L], r2i[4L+1], r2i+1[4L+1]).
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + c]: rows 4g..4g + 4 of column 4L + c, in lane L.
+    let pd = _mm512_castps_pd;
+    let ps = _mm512_castpd_ps;
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (t0, t1, t2, t3) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = ps(_mm512_unpacklo_pd(pd(t0), pd(t2)));
+        u[4 * g + 1] = ps(_mm512_unpackhi_pd(pd(t0), pd(t2)));
+        u[4 * g + 2] = ps(_mm512_unpacklo_pd(pd(t1), pd(t3)));
+        u[4 * g + 3] = ps(_mm512_unpackhi_pd(pd(t1), pd(t3)));
+    }
+    // Then whole 128-bit lanes: gather the four row groups of each column.
+    let mut v = [_mm512_setzero_ps(); 16];
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        v[c] = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        v[4 + c] = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+        v[8 + c] = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        v[12 + c] = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+    }
+    for c in 0..4 {
+        out[c] = _mm512_shuffle_f32x4::<0x88>(v[c], v[8 + c]);
+        out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(v[c], v[8 + c]);
+        out[4 + c] = _mm512_shuffle_f32x4::<0x88>(v[4 + c], v[12 + c]);
+        out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(v[4 + c], v[12 + c]);
+    }
+    out
 }
 
 /// Packs terms `p0..p0 + kc`, columns `j0..j0 + nc` of `op(B)` as panels of
 /// `KC × NR` floats, each `kc` rows of `NR` columns (zeros past `nc`).
 #[inline]
-fn pack_b(b: &[f32], s: Strides, p0: usize, kc: usize, j0: usize, nc: usize, pb: &mut [f32]) {
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b(
+    b: &[f32],
+    s: Strides,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    pb: &mut [f32],
+) {
     for (q, panel) in pb
         .chunks_exact_mut(KC * NR)
         .take(nc.div_ceil(NR))
@@ -224,18 +374,28 @@ fn pack_b(b: &[f32], s: Strides, p0: usize, kc: usize, j0: usize, nc: usize, pb:
                 }
             }
         } else {
-            // Transposed: each column of op(B) is contiguous in b.
-            for j in 0..NR {
-                if j < width {
-                    let col = &b[(jq + j) * s.col + p0..][..kc];
-                    for (p, v) in col.iter().enumerate() {
-                        panel[p * NR + j] = *v;
-                    }
-                } else {
-                    for p in 0..kc {
-                        panel[p * NR + j] = 0.0;
-                    }
-                }
+            // Transposed: each column of op(B) is contiguous in b; 16
+            // columns at a time are transposed into the panel's rows.
+            let last = (jq + width - 1) * s.col + p0 + kc;
+            assert!(
+                last <= b.len() && kc * NR <= panel.len(),
+                "pack_b within bounds"
+            );
+            for half in 0..NR / 16 {
+                let rows = width.saturating_sub(half * 16).min(16);
+                // SAFETY: columns jq + 16 half.. + rows hold terms p0..p0 + kc
+                // within `b` (asserted above, and not read when rows = 0);
+                // the panel holds kc rows of NR floats.
+                transpose_into(
+                    b.as_ptr()
+                        .add((jq + half * 16).min(jq + width - 1) * s.col + p0),
+                    s.col,
+                    rows,
+                    kc,
+                    panel.as_mut_ptr().add(half * 16),
+                    NR,
+                    lanes(16),
+                );
             }
         }
     }

@@ -157,8 +157,9 @@ mod tests {
             eprintln!("no AVX-512 on this CPU: the portable product is the only one");
             return;
         }
-        // Shapes across the tile edges (12 rows, 32 columns), the packing
-        // block (512 columns) and the inner blocks (256 terms), on 1, 2 and
+        // Shapes across the tile edges (14 rows, 32 columns), the packing
+        // block (512 columns), the inner blocks (256 terms) and narrow
+        // products (computed transposed), on 1, 2 and
         // 3 threads, as given and transposed, stored and accumulated.
         let shapes = [
             (1, 1, 1),
@@ -169,6 +170,7 @@ mod tests {
             (100, 513, 300),
             (300, 40, 17),
             (20, 300, 600),
+            (40, 300, 3),
         ];
         let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
         for &(m, k, n) in &shapes {
