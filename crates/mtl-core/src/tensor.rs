@@ -320,6 +320,12 @@ impl Tensor {
 
     /// Adds the row vector `row` (length = last axis) to every row.
     pub fn add_row(&self, row: &Tensor) -> Result<Tensor> {
+        self.add_row_into(row, Vec::new())
+    }
+
+    /// [`Tensor::add_row`] into `out`, whose contents are overwritten: one
+    /// pass, split over rows on the rayon pool for large tensors.
+    pub(crate) fn add_row_into(&self, row: &Tensor, mut out: Vec<f32>) -> Result<Tensor> {
         let cols = *self.shape.last().unwrap_or(&1);
         if row.len() != cols {
             return Err(CoreError::ShapeMismatch {
@@ -328,13 +334,27 @@ impl Tensor {
                 rhs: row.shape.clone(),
             });
         }
-        let mut out = self.clone();
-        for chunk in out.data.chunks_mut(cols.max(1)) {
-            for (o, &b) in chunk.iter_mut().zip(&row.data) {
-                *o += b;
+        out.resize(self.data.len(), 0.0);
+        let cols = cols.max(1);
+        let add = |o: &mut [f32], x: &[f32]| {
+            for (o_row, x_row) in o.chunks_mut(cols).zip(x.chunks(cols)) {
+                for ((o, &x), &b) in o_row.iter_mut().zip(x_row).zip(&row.data) {
+                    *o = x + b;
+                }
             }
+        };
+        if out.len() >= PARALLEL_ELEMENTS {
+            let chunk = (PARALLEL_ELEMENTS / 4).div_ceil(cols) * cols;
+            out.par_chunks_mut(chunk)
+                .zip(self.data.par_chunks(chunk))
+                .for_each(|(o, x)| add(o, x));
+        } else {
+            add(&mut out, &self.data);
         }
-        Ok(out)
+        Ok(Tensor {
+            shape: self.shape.clone(),
+            data: out,
+        })
     }
 
     /// Sum of all elements, accumulated in f64.
@@ -463,8 +483,31 @@ impl Tensor {
         trans_b: bool,
         mut out: Vec<f32>,
     ) -> Result<Tensor> {
-        let (m, k, n) = matmul_dims(self, other, trans_a, trans_b)?;
+        let (m, _, n) = matmul_dims(self, other, trans_a, trans_b)?;
         out.resize(m * n, 0.0);
+        self.matmul_to(other, trans_a, trans_b, &mut out)?;
+        Ok(Tensor {
+            shape: vec![m, n],
+            data: out,
+        })
+    }
+
+    /// [`Tensor::matmul`] written over `out` (row-major, `m × n` elements).
+    pub(crate) fn matmul_to(
+        &self,
+        other: &Tensor,
+        trans_a: bool,
+        trans_b: bool,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let (m, k, n) = matmul_dims(self, other, trans_a, trans_b)?;
+        if out.len() != m * n {
+            return Err(CoreError::ShapeMismatch {
+                op: "matmul output",
+                lhs: vec![m, n],
+                rhs: vec![out.len()],
+            });
+        }
         kernels::gemm(
             m,
             k,
@@ -473,13 +516,10 @@ impl Tensor {
             trans_a,
             &other.data,
             trans_b,
-            &mut out,
+            out,
             false,
         );
-        Ok(Tensor {
-            shape: vec![m, n],
-            data: out,
-        })
+        Ok(())
     }
 }
 

@@ -1178,3 +1178,68 @@ fn ltb_blocks_must_match_the_encoder_stages() {
         "search_epochs is required"
     );
 }
+
+/// The bits of the gradient of `Σ_t w_t ⊙ y_t` over `range` as the
+/// per-node backward pass gives them, and as the pass that writes them
+/// straight into one buffer does.
+fn both_gradients(
+    model: &dyn MultiTaskModel,
+    ps: &mut ParamStore,
+    x: &Tensor,
+    range: std::ops::Range<usize>,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut g = Graph::new(0);
+    let xv = g.input(x.clone());
+    let out = model.forward(&mut g, ps, xv).unwrap();
+    let seeds: Vec<(Var, Tensor)> = out
+        .outputs
+        .iter()
+        .map(|&y| (y, random(g.shape(y).unwrap(), rng)))
+        .collect();
+    let mut per_node = vec![0.0f32; range.len()];
+    g.backward_from(&seeds, &[])
+        .unwrap()
+        .accumulate_params(&g, range.clone(), &mut per_node)
+        .unwrap();
+    // Whatever the buffer held before is overwritten.
+    let mut direct = vec![f32::NAN; range.len()];
+    g.param_gradients(&seeds, range, &mut direct).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect();
+    (bits(&per_node), bits(&direct))
+}
+
+#[test]
+fn parameter_gradients_in_one_buffer_have_the_bits_of_the_per_node_pass() {
+    let lenet: EncoderConfig = toml::from_str("name = \"lenet\"").unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let images = random(&[4, 1, 28, 28], &mut rng);
+    let rows = random(&[5, 6], &mut rng);
+    for mut arch in every_arch() {
+        let (model, mut ps) = build(
+            &arch,
+            &mlp(&[7, 5], Activation::Relu),
+            &[6],
+            &every_kind(),
+            3,
+        );
+        let shared = ps.group_range(&ParamGroup::Shared).unwrap();
+        for range in [0..ps.len(), shared.clone(), shared.end..ps.len()] {
+            let (want, got) = both_gradients(model.as_ref(), &mut ps, &rows, range, &mut rng);
+            assert!(want == got, "{} (MLP)", arch.name());
+            assert!(got.iter().any(|&b| b != 0), "{}", arch.name());
+        }
+        if let ArchConfig::Ltb { blocks, .. } = &mut arch {
+            // LeNet has three stages: two layers of blocks, then the tasks'.
+            *blocks = vec![2, 2];
+        }
+        let tasks = [
+            task("left", TaskKind::Classification { classes: 10 }),
+            task("sum", TaskKind::Regression { outputs: 1 }),
+        ];
+        let (model, mut ps) = build(&arch, &lenet, &[1, 28, 28], &tasks, 4);
+        let range = 0..ps.len();
+        let (want, got) = both_gradients(model.as_ref(), &mut ps, &images, range, &mut rng);
+        assert!(want == got, "{} (LeNet)", arch.name());
+    }
+}

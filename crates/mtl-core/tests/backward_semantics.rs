@@ -188,3 +188,39 @@ fn a_pass_stopped_at_the_boundary_of_the_last_layer_gives_its_gradients_only() {
     assert!(a.iter().any(|&v| v != 0.0));
     assert!(b.iter().all(|&v| v == 0.0));
 }
+
+#[test]
+fn shared_weights_and_seeds_on_parameters_reach_the_buffer_in_order() {
+    // One weight read twice (weight sharing), a seed placed on a parameter
+    // itself, a second seed on the same loss, and a parameter no seed
+    // reaches: the buffer gets the per-node pass's bits, zero for the last.
+    let mut t = toy();
+    let mut g = Graph::new(0);
+    let x = g.input(t.x.clone());
+    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let z2 = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
+    let again = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
+    let both = g.add(z2, again).unwrap();
+    let l1 = g.cross_entropy(both, &t.labels, None, 0.0).unwrap();
+    let w = g.param(&t.ps, t.ps.find("h1.0.weight").unwrap()).unwrap();
+    let n = t.ps.len();
+    let seeds = [
+        (l1, Tensor::scalar(0.7)),
+        (w, Tensor::filled(g.shape(w).unwrap(), 0.3)),
+        (l1, Tensor::scalar(0.2)),
+    ];
+    let mut want = vec![0.0f32; n];
+    g.backward_from(&seeds, &[])
+        .unwrap()
+        .accumulate_params(&g, 0..n, &mut want)
+        .unwrap();
+    let mut got = vec![f32::NAN; n];
+    g.param_gradients(&seeds, 0..n, &mut got).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+    let h2 = t.ps.group_range(&ParamGroup::task("b")).unwrap();
+    assert!(got[h2].iter().all(|&v| v == 0.0), "head 2 is not reached");
+    assert!(got.iter().all(|v| v.is_finite()));
+    // A buffer of the wrong length is refused.
+    assert!(g.param_gradients(&seeds, 0..n, &mut got[1..]).is_err());
+}

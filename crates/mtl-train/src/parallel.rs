@@ -499,10 +499,11 @@ impl Trainer {
                         )
                     };
                 let shared = self.shared_range();
-                let trunk = self
-                    .graph
-                    .backward_from(&[(z, Tensor::from_vec(direction, &zshape)?)], &[])?;
-                trunk.accumulate_params(&self.graph, shared.clone(), &mut grads[shared])?;
+                self.graph.param_gradients(
+                    &[(z, Tensor::from_vec(direction, &zshape)?)],
+                    shared.clone(),
+                    &mut grads[shared],
+                )?;
                 self.add_heads(&local.per, &scaled(&w), grads)?;
                 Ok(w)
             }

@@ -780,10 +780,11 @@ impl Trainer {
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
                 let direction = balanced.shared_direction(&gr)?;
-                let trunk = self
-                    .graph
-                    .backward_from(&[(z, Tensor::from_vec(direction, &zshape)?)], &[])?;
-                trunk.accumulate_params(&self.graph, shared.clone(), &mut grads[shared.clone()])?;
+                self.graph.param_gradients(
+                    &[(z, Tensor::from_vec(direction, &zshape)?)],
+                    shared.clone(),
+                    &mut grads[shared.clone()],
+                )?;
                 self.add_heads(&per, &w, &mut grads)?;
                 w
             }
@@ -857,10 +858,13 @@ impl Trainer {
         w: &[f32],
         grads: &mut [f32],
     ) -> Result<()> {
-        let seeds: Vec<(Var, f32)> = losses.iter().copied().zip(w.iter().copied()).collect();
+        let seeds: Vec<(Var, Tensor)> = losses
+            .iter()
+            .zip(w)
+            .map(|(&l, &wt)| Ok((l, Tensor::filled(self.graph.shape(l)?, wt))))
+            .collect::<Result<_>>()?;
         self.graph
-            .backward(&seeds)?
-            .accumulate_params(&self.graph, 0..self.ps.len(), grads)?;
+            .param_gradients(&seeds, 0..self.ps.len(), grads)?;
         Ok(())
     }
 

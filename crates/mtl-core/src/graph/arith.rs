@@ -96,9 +96,10 @@ impl Graph {
     /// `x + row`, the row vector broadcast over every row of `x` (its last axis).
     pub fn add_row(&mut self, x: Var, row: Var) -> Result<Var> {
         self.check(&[x, row])?;
+        let out = self.buffer(self.nodes()[x.0].value.len());
         let value = self.nodes()[x.0]
             .value
-            .add_row(&self.nodes()[row.0].value)?;
+            .add_row_into(&self.nodes()[row.0].value, out)?;
         Ok(self.push(value, Op::AddRow(x, row)))
     }
 

@@ -62,16 +62,130 @@ impl Gradients {
     }
 }
 
-struct Sink<'a> {
+/// The parameter buffer of [`Graph::param_gradients`]: the gradients of the
+/// parameters stored at `range` go straight into `out` instead of being
+/// kept per node.
+struct ParamOut<'a> {
+    range: Range<usize>,
+    out: &'a mut [f32],
+    /// Offsets of the parameters recorded on more than one node (weight
+    /// sharing): their nodes keep their gradients, which are added to `out`
+    /// in node order at the end, as [`Gradients::accumulate_params`] does.
+    repeated: Vec<usize>,
+    /// Offsets of the parameters whose slice of `out` holds a gradient.
+    written: Vec<usize>,
+}
+
+impl<'a> ParamOut<'a> {
+    fn new(range: Range<usize>, out: &'a mut [f32], nodes: &[Node]) -> Self {
+        let mut seen = Vec::new();
+        let mut repeated = Vec::new();
+        for node in nodes {
+            if let Op::Param { offset } = node.op {
+                if seen.contains(&offset) {
+                    repeated.push(offset);
+                } else {
+                    seen.push(offset);
+                }
+            }
+        }
+        ParamOut {
+            range,
+            out,
+            repeated,
+            written: Vec::new(),
+        }
+    }
+
+    /// Whether a parameter at `offset` with `len` elements lies in `range`.
+    fn holds(&self, offset: usize, len: usize) -> bool {
+        offset >= self.range.start && offset.saturating_add(len) <= self.range.end
+    }
+
+    /// The slice of `out` of a parameter at `offset` with `len` elements,
+    /// and whether it already holds a gradient, or `None` when the
+    /// parameter lies outside `range` or is recorded more than once.
+    fn slot(&mut self, offset: usize, len: usize) -> Option<(&mut [f32], bool)> {
+        if !self.holds(offset, len) || self.repeated.contains(&offset) {
+            return None;
+        }
+        let written = self.written.contains(&offset);
+        if !written {
+            self.written.push(offset);
+        }
+        let start = offset - self.range.start;
+        Some((&mut self.out[start..start + len], written))
+    }
+
+    /// Adds the gradients kept on repeated parameters' nodes, in node
+    /// order, then zeros every part of `out` that no gradient reached.
+    fn finish(&mut self, nodes: &[Node], grads: &[Option<Tensor>]) {
+        for (node, grad) in nodes.iter().zip(grads) {
+            if let (Op::Param { offset }, Some(g)) = (&node.op, grad) {
+                if let Some((slot, written)) = self.slot_of_repeated(*offset, g.len()) {
+                    if written {
+                        slot.iter_mut().zip(g.data()).for_each(|(d, s)| *d += s);
+                    } else {
+                        slot.copy_from_slice(g.data());
+                    }
+                }
+            }
+        }
+        let mut spans: Vec<Range<usize>> = nodes
+            .iter()
+            .filter_map(|node| match node.op {
+                Op::Param { offset } if self.written.contains(&offset) => {
+                    let start = offset - self.range.start;
+                    Some(start..start + node.value.len())
+                }
+                _ => None,
+            })
+            .collect();
+        spans.sort_by_key(|r| r.start);
+        let mut at = 0;
+        for span in spans {
+            if span.start > at {
+                self.out[at..span.start].fill(0.0);
+            }
+            at = at.max(span.end);
+        }
+        self.out[at..].fill(0.0);
+    }
+
+    /// [`ParamOut::slot`] for a repeated parameter.
+    fn slot_of_repeated(&mut self, offset: usize, len: usize) -> Option<(&mut [f32], bool)> {
+        if !self.holds(offset, len) || !self.repeated.contains(&offset) {
+            return None;
+        }
+        let written = self.written.contains(&offset);
+        if !written {
+            self.written.push(offset);
+        }
+        let start = offset - self.range.start;
+        Some((&mut self.out[start..start + len], written))
+    }
+}
+
+struct Sink<'a, 'p> {
     nodes: &'a [Node],
     /// Nodes that receive no gradient in this pass.
     cut: &'a [Var],
     grads: &'a mut [Option<Tensor>],
+    /// Where parameter gradients go when they are collected in one buffer.
+    params: Option<ParamOut<'p>>,
 }
 
-impl<'a> Sink<'a> {
+impl<'a> Sink<'a, '_> {
     fn wants(&self, v: Var) -> bool {
-        self.nodes[v.0].requires_grad && !self.cut.contains(&v)
+        let node = &self.nodes[v.0];
+        if !node.requires_grad || self.cut.contains(&v) {
+            return false;
+        }
+        match (&self.params, &node.op) {
+            // A parameter outside the collected range passes nothing on.
+            (Some(p), Op::Param { offset }) => p.holds(*offset, node.value.len()),
+            _ => true,
+        }
     }
 
     /// The forward value of `v`, borrowed from the tape (not from the sink,
@@ -80,9 +194,34 @@ impl<'a> Sink<'a> {
         &self.nodes[v.0].value
     }
 
+    /// The parameter slot of `v` in the collected buffer, if `v` is a
+    /// parameter collected there.
+    fn param_slot(&mut self, v: Var) -> Option<(&mut [f32], bool)> {
+        let node = &self.nodes[v.0];
+        match (&mut self.params, &node.op) {
+            (Some(p), Op::Param { offset }) => p.slot(*offset, node.value.len()),
+            _ => None,
+        }
+    }
+
     /// Adds `g` to the gradient of `v` (if `v` needs one).
     fn add(&mut self, v: Var, g: Tensor) -> Result<()> {
         if !self.wants(v) {
+            return Ok(());
+        }
+        if let Some((slot, written)) = self.param_slot(v) {
+            if slot.len() != g.len() {
+                return Err(CoreError::ShapeMismatch {
+                    op: "parameter gradient",
+                    lhs: vec![slot.len()],
+                    rhs: g.shape().to_vec(),
+                });
+            }
+            if written {
+                slot.iter_mut().zip(g.data()).for_each(|(d, s)| *d += s);
+            } else {
+                slot.copy_from_slice(g.data());
+            }
             return Ok(());
         }
         match &mut self.grads[v.0] {
@@ -101,6 +240,20 @@ impl<'a> Sink<'a> {
             self.add(v, g)?;
         }
         Ok(())
+    }
+
+    /// Adds the product `op(x) · op(y)` to the gradient of `v`: computed
+    /// straight into the parameter buffer when `v` is a parameter collected
+    /// there and this is its first gradient (the same bits as the product
+    /// copied there).
+    fn add_product(&mut self, v: Var, x: &Tensor, tx: bool, y: &Tensor, ty: bool) -> Result<()> {
+        if !self.wants(v) {
+            return Ok(());
+        }
+        if let Some((slot, false)) = self.param_slot(v) {
+            return x.matmul_to(y, tx, ty, slot);
+        }
+        self.add(v, x.matmul(y, tx, ty)?)
     }
 }
 
@@ -166,7 +319,47 @@ impl Graph {
     /// through the trunk. The graph is only read, so several passes (one per
     /// task) can run in parallel.
     pub fn backward_from(&self, seeds: &[(Var, Tensor)], stop_at: &[Var]) -> Result<Gradients> {
-        self.sweep(seeds, stop_at, &[])
+        self.sweep(seeds, stop_at, &[], None)
+    }
+
+    /// Back-propagates from seeds `(node, ∂L/∂node)` like
+    /// [`Graph::backward_from`] and writes the gradients of the parameters
+    /// stored at `range` of the [`ParamStore`](crate::ParamStore) into `out`
+    /// (laid out like the store's buffer restricted to `range`; zero for a
+    /// parameter no seed reaches). The bits are those of zero-filling `out`
+    /// and adding [`Gradients::accumulate_params`] of
+    /// [`Graph::backward_from`], but no gradient is kept per node, each
+    /// weight gradient is computed in place, and parameters outside `range`
+    /// are skipped.
+    ///
+    /// ```
+    /// use mtl_core::{Graph, ParamStore, ParamGroup, Tensor};
+    /// let mut ps = ParamStore::new();
+    /// let id = ps.add_values("w", &[2], ParamGroup::Shared, vec![3.0, -1.0]).unwrap();
+    /// let mut g = Graph::new(0);
+    /// let w = g.param(&ps, id).unwrap();
+    /// let y = g.mul(w, w).unwrap();                 // w²
+    /// let loss = g.sum(y).unwrap();
+    /// let mut out = vec![f32::NAN; 2];
+    /// g.param_gradients(&[(loss, Tensor::scalar(1.0))], 0..2, &mut out).unwrap();
+    /// assert_eq!(out, vec![6.0, -2.0]);             // 2w
+    /// ```
+    pub fn param_gradients(
+        &self,
+        seeds: &[(Var, Tensor)],
+        range: Range<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if out.len() != range.len() {
+            return Err(CoreError::ShapeMismatch {
+                op: "param_gradients",
+                lhs: vec![range.len()],
+                rhs: vec![out.len()],
+            });
+        }
+        let params = ParamOut::new(range, out, self.nodes());
+        self.sweep(seeds, &[], &[], Some(params))?;
+        Ok(())
     }
 
     /// Back-propagates from seeds like [`Graph::backward_from`], but nodes in
@@ -188,14 +381,29 @@ impl Graph {
     /// assert!(grads.get(h).is_none() && grads.get(x).is_none());
     /// ```
     pub fn backward_before(&self, seeds: &[(Var, Tensor)], cut: &[Var]) -> Result<Gradients> {
-        self.sweep(seeds, &[], cut)
+        self.sweep(seeds, &[], cut, None)
     }
 
-    /// The reverse sweep of [`Graph::backward_from`] and
-    /// [`Graph::backward_before`].
-    fn sweep(&self, seeds: &[(Var, Tensor)], stop_at: &[Var], cut: &[Var]) -> Result<Gradients> {
+    /// The reverse sweep of [`Graph::backward_from`],
+    /// [`Graph::backward_before`] and [`Graph::param_gradients`] (`params`).
+    fn sweep(
+        &self,
+        seeds: &[(Var, Tensor)],
+        stop_at: &[Var],
+        cut: &[Var],
+        params: Option<ParamOut<'_>>,
+    ) -> Result<Gradients> {
         let nodes = self.nodes();
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
+        // Only the parameters' gradients are wanted when they are collected
+        // in one buffer: each node's gradient is dropped once it is used.
+        let keep = params.is_none();
+        let mut sink = Sink {
+            nodes,
+            cut,
+            grads: &mut grads,
+            params,
+        };
         let mut start = 0;
         for (v, g) in seeds {
             let node = self.node(*v)?;
@@ -206,7 +414,12 @@ impl Graph {
                     rhs: g.shape().to_vec(),
                 });
             }
-            match &mut grads[v.0] {
+            if !keep && matches!(node.op, Op::Param { .. }) {
+                // A seed on a collected parameter itself.
+                sink.add(*v, g.clone())?;
+                continue;
+            }
+            match &mut sink.grads[v.0] {
                 Some(acc) => acc.add_assign(g)?,
                 slot @ None => *slot = Some(g.clone()),
             }
@@ -217,21 +430,28 @@ impl Graph {
             if !node.requires_grad || stop_at.contains(&Var(i)) {
                 continue;
             }
-            let Some(g) = grads[i].take() else { continue };
-            let mut sink = Sink {
-                nodes,
-                cut,
-                grads: &mut grads,
+            if matches!(node.op, Op::Param { .. }) {
+                // Nothing flows further up; a gradient kept here is read below.
+                continue;
+            }
+            let Some(g) = sink.grads[i].take() else {
+                continue;
             };
             backward_node(&mut sink, node, &g)?;
-            grads[i] = Some(g);
+            if keep {
+                sink.grads[i] = Some(g);
+            }
+        }
+        let params = sink.params.take();
+        if let Some(mut p) = params {
+            p.finish(nodes, &grads);
         }
         Ok(Gradients { grads })
     }
 }
 
 /// Adds the input gradients of one node given `g = ∂L/∂y`.
-fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
+fn backward_node(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()> {
     let y = &node.value;
     match &node.op {
         Op::Input | Op::Param { .. } => {}
@@ -273,14 +493,14 @@ fn backward_node(s: &mut Sink<'_>, node: &Node, g: &Tensor) -> Result<()> {
             // C = op(A)·op(B): ∂op(A) = G·op(B)ᵀ, ∂op(B) = op(A)ᵀ·G, transposed back
             // to the stored layout where the operand was read transposed.
             let (av, bv) = (s.value(*a), s.value(*b));
-            s.add_with(*a, || match trans_a {
-                false => g.matmul(bv, false, !trans_b),
-                true => bv.matmul(g, *trans_b, true),
-            })?;
-            s.add_with(*b, || match trans_b {
-                false => av.matmul(g, !trans_a, false),
-                true => g.matmul(av, true, *trans_a),
-            })?;
+            match trans_a {
+                false => s.add_product(*a, g, false, bv, !trans_b)?,
+                true => s.add_product(*a, bv, *trans_b, g, true)?,
+            }
+            match trans_b {
+                false => s.add_product(*b, av, !trans_a, g, false)?,
+                true => s.add_product(*b, g, true, av, *trans_a)?,
+            }
         }
         Op::AddRow(x, row) => {
             s.add(*x, g.clone())?;
@@ -640,7 +860,7 @@ fn lane_sum(xs: &[f32]) -> f32 {
 }
 
 fn conv2d_backward(
-    s: &mut Sink<'_>,
+    s: &mut Sink<'_, '_>,
     g: &Tensor,
     x: Var,
     w: Var,
@@ -768,7 +988,7 @@ fn conv2d_backward(
 /// `∂u_ij/∂d_ij = −(α+1)/(2α) · u_ij / (1 + d_ij/α)`,
 /// `∂z_i = Σ_j 2 e_ij (z_i − μ_j)`, `∂μ_j = −Σ_i 2 e_ij (z_i − μ_j)`.
 fn student_t_backward(
-    s: &mut Sink<'_>,
+    s: &mut Sink<'_, '_>,
     g: &Tensor,
     q: &Tensor,
     z: Var,

@@ -31,11 +31,13 @@ pub use op::Op;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use self::buffers::BufferPool;
 
 use crate::error::{CoreError, Result};
 use crate::params::{ParamId, ParamStore};
+use crate::tensor::PARALLEL_ELEMENTS;
 use crate::Tensor;
 
 /// A handle to a node of a [`Graph`].
@@ -194,9 +196,17 @@ impl Graph {
     }
 
     /// A tensor of `shape` holding a copy of `data`, in a pooled buffer.
+    /// Large copies are split over the rayon pool.
     fn copied(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         let mut buffer = self.buffer(data.len());
-        buffer.copy_from_slice(data);
+        if data.len() >= PARALLEL_ELEMENTS {
+            buffer
+                .par_chunks_mut(PARALLEL_ELEMENTS / 2)
+                .zip(data.par_chunks(PARALLEL_ELEMENTS / 2))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+        } else {
+            buffer.copy_from_slice(data);
+        }
         Tensor::from_vec(buffer, shape)
     }
 
