@@ -215,12 +215,12 @@ fn shared_weights_and_seeds_on_parameters_reach_the_buffer_in_order() {
         .accumulate_params(&g, 0..n, &mut want)
         .unwrap();
     let mut got = vec![f32::NAN; n];
-    g.param_gradients(&seeds, 0..n, &mut got).unwrap();
+    g.param_gradients(&seeds, &[], 0..n, &mut got).unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&want));
     let h2 = t.ps.group_range(&ParamGroup::task("b")).unwrap();
     assert!(got[h2].iter().all(|&v| v == 0.0), "head 2 is not reached");
     assert!(got.iter().all(|v| v.is_finite()));
     // A buffer of the wrong length is refused.
-    assert!(g.param_gradients(&seeds, 0..n, &mut got[1..]).is_err());
+    assert!(g.param_gradients(&seeds, &[], 0..n, &mut got[1..]).is_err());
 }

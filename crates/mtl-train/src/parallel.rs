@@ -58,7 +58,7 @@ use mtl_losses::{BalanceInput, GradRows, GradientSource};
 
 use crate::error::{Result, TrainError};
 use crate::hook::Control;
-use crate::trainer::{weighted_rows, StepBatches, StepLog, Stop, Trainer};
+use crate::trainer::{weighted_rows, StepBatches, StepLog, Trainer};
 
 /// The step's inputs besides the rows, identical on every rank: which tasks
 /// have labels in the global batch, and the global second batch's or
@@ -381,9 +381,7 @@ impl Trainer {
             GradientSource::None => (Vec::new(), Vec::new()),
             GradientSource::LastSharedLayer => {
                 let range = self.last_shared_range()?;
-                let per = self.per_task_last_layer(&loss_vars, range.clone())?;
-                let rows = self.param_rows(&per, range)?;
-                (per, rows)
+                (Vec::new(), self.last_layer_rows(&loss_vars, range)?)
             }
             GradientSource::Representation => {
                 let z = rep.ok_or_else(|| TrainError::Mismatch {
@@ -391,7 +389,7 @@ impl Trainer {
                     message: format!("{} needs a shared representation", self.balancer.name()),
                 })?;
                 let zlen: usize = self.graph.shape(z)?.iter().product();
-                let per = self.per_task(&loss_vars, Stop::At(&[z]))?;
+                let per = self.per_task(&loss_vars, &[z])?;
                 let mut rows = vec![0.0f32; self.tasks.len() * zlen];
                 for (t, gr) in per.iter().enumerate() {
                     if let Some(dz) = gr.get(z) {
@@ -402,7 +400,7 @@ impl Trainer {
                 (per, rows)
             }
             GradientSource::SharedParameters => {
-                let per = self.per_task(&loss_vars, Stop::At(&[]))?;
+                let per = self.per_task(&loss_vars, &[])?;
                 let rows = self.param_rows(&per, self.shared_range())?;
                 (per, rows)
             }
@@ -501,6 +499,7 @@ impl Trainer {
                 let shared = self.shared_range();
                 self.graph.param_gradients(
                     &[(z, Tensor::from_vec(direction, &zshape)?)],
+                    &[],
                     shared.clone(),
                     &mut grads[shared],
                 )?;

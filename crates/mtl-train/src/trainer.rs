@@ -151,15 +151,6 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-/// Where the per-task backward passes of a step end.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Stop<'a> {
-    /// These nodes receive their gradient and pass nothing further up.
-    At(&'a [Var]),
-    /// These nodes receive nothing (see [`Graph::backward_before`]).
-    Before(&'a [Var]),
-}
-
 /// Whether parameter groups `groups` (none: one group over everything)
 /// cover every index of `0..len`.
 fn covers(groups: &[OptimGroup], len: usize) -> bool {
@@ -608,31 +599,34 @@ impl Trainer {
     }
 
     /// One backward pass per task, in parallel (the graph is only read).
-    pub(crate) fn per_task(&self, losses: &[Var], stop: Stop<'_>) -> Result<Vec<Gradients>> {
+    pub(crate) fn per_task(&self, losses: &[Var], stop_at: &[Var]) -> Result<Vec<Gradients>> {
         let g = &self.graph;
         losses
             .par_iter()
-            .map(|&l| {
-                let seed = [(l, Tensor::scalar(1.0))];
-                match stop {
-                    Stop::At(vars) => g.backward_from(&seed, vars),
-                    Stop::Before(vars) => g.backward_before(&seed, vars),
-                }
-                .map_err(TrainError::from)
-            })
+            .map(|&l| Ok(g.backward_from(&[(l, Tensor::scalar(1.0))], stop_at)?))
             .collect()
     }
 
-    /// The per-task passes of the last shared layer's balancers: they stop
-    /// before the layer's input (its gradient is never needed), so they
-    /// cover that layer and the heads.
-    pub(crate) fn per_task_last_layer(
-        &self,
-        losses: &[Var],
-        range: Range<usize>,
-    ) -> Result<Vec<Gradients>> {
-        let cut = self.graph.boundary_of(range);
-        self.per_task(losses, Stop::Before(&cut))
+    /// The per-task gradients of the last shared layer's parameters at
+    /// `range`, one checked row per task (row-major `T x range.len()`). The
+    /// passes run in parallel, write straight into the rows, and stop before
+    /// the layer's input (its gradient is never needed), so they cover that
+    /// layer and the heads.
+    pub(crate) fn last_layer_rows(&self, losses: &[Var], range: Range<usize>) -> Result<Vec<f32>> {
+        let cut = self.graph.boundary_of(range.clone());
+        let width = range.len();
+        let mut rows = vec![0.0f32; losses.len() * width];
+        let graph = &self.graph;
+        rows.par_chunks_mut(width.max(1))
+            .zip(losses.par_iter())
+            .try_for_each(|(row, &l)| {
+                let seed = [(l, Tensor::scalar(1.0))];
+                graph.param_gradients(&seed, &cut, range.clone(), row)
+            })?;
+        for (t, row) in rows.chunks(width.max(1)).enumerate() {
+            self.check_row(t, row)?;
+        }
+        Ok(rows)
     }
 
     /// The per-task gradients of the parameters at `range`, one checked row
@@ -753,8 +747,7 @@ impl Trainer {
                 // Per-task passes stop where the last shared layer reads its
                 // input: they cover that layer and the heads, not the trunk.
                 let range = self.last_shared_range()?;
-                let per = self.per_task_last_layer(&loss_vars, range.clone())?;
-                let rows = self.param_rows(&per, range.clone())?;
+                let rows = self.last_layer_rows(&loss_vars, range.clone())?;
                 let gr = GradRows::new(&rows, t_count, range.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
@@ -767,7 +760,7 @@ impl Trainer {
                     message: no_representation(self.model.as_ref(), self.balancer.name()),
                 })?;
                 let zshape = self.graph.shape(z)?.to_vec();
-                let per = self.per_task(&loss_vars, Stop::At(&[z]))?;
+                let per = self.per_task(&loss_vars, &[z])?;
                 let zlen: usize = zshape.iter().product();
                 let mut rows = vec![0.0f32; t_count * zlen];
                 for (t, gr) in per.iter().enumerate() {
@@ -782,6 +775,7 @@ impl Trainer {
                 let direction = balanced.shared_direction(&gr)?;
                 self.graph.param_gradients(
                     &[(z, Tensor::from_vec(direction, &zshape)?)],
+                    &[],
                     shared.clone(),
                     &mut grads[shared.clone()],
                 )?;
@@ -789,7 +783,7 @@ impl Trainer {
                 w
             }
             GradientSource::SharedParameters => {
-                let per = self.per_task(&loss_vars, Stop::At(&[]))?;
+                let per = self.per_task(&loss_vars, &[])?;
                 let rows = self.param_rows(&per, shared.clone())?;
                 let gr = GradRows::new(&rows, t_count, shared.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
@@ -864,7 +858,7 @@ impl Trainer {
             .map(|(&l, &wt)| Ok((l, Tensor::filled(self.graph.shape(l)?, wt))))
             .collect::<Result<_>>()?;
         self.graph
-            .param_gradients(&seeds, 0..self.ps.len(), grads)?;
+            .param_gradients(&seeds, &[], 0..self.ps.len(), grads)?;
         Ok(())
     }
 
@@ -929,7 +923,7 @@ impl Trainer {
     pub fn shared_task_gradients(&mut self, batch: &Batch) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
         let (loss_vars, losses, _) = self.forward_losses(batch)?;
         let shared = self.shared_range();
-        let per = self.per_task(&loss_vars, Stop::At(&[]))?;
+        let per = self.per_task(&loss_vars, &[])?;
         let mut rows = vec![vec![0.0f32; shared.len()]; per.len()];
         for (row, gr) in rows.iter_mut().zip(&per) {
             gr.accumulate_params(&self.graph, shared.clone(), row)?;

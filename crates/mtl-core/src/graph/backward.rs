@@ -323,12 +323,13 @@ impl Graph {
     }
 
     /// Back-propagates from seeds `(node, ∂L/∂node)` like
-    /// [`Graph::backward_from`] and writes the gradients of the parameters
+    /// [`Graph::backward_before`] (nodes in `cut` receive no gradient, so
+    /// nothing upstream of them is computed) and writes the gradients of the parameters
     /// stored at `range` of the [`ParamStore`](crate::ParamStore) into `out`
     /// (laid out like the store's buffer restricted to `range`; zero for a
     /// parameter no seed reaches). The bits are those of zero-filling `out`
     /// and adding [`Gradients::accumulate_params`] of
-    /// [`Graph::backward_from`], but no gradient is kept per node, each
+    /// [`Graph::backward_before`], but no gradient is kept per node, each
     /// weight gradient is computed in place, and parameters outside `range`
     /// are skipped.
     ///
@@ -341,12 +342,13 @@ impl Graph {
     /// let y = g.mul(w, w).unwrap();                 // w²
     /// let loss = g.sum(y).unwrap();
     /// let mut out = vec![f32::NAN; 2];
-    /// g.param_gradients(&[(loss, Tensor::scalar(1.0))], 0..2, &mut out).unwrap();
+    /// g.param_gradients(&[(loss, Tensor::scalar(1.0))], &[], 0..2, &mut out).unwrap();
     /// assert_eq!(out, vec![6.0, -2.0]);             // 2w
     /// ```
     pub fn param_gradients(
         &self,
         seeds: &[(Var, Tensor)],
+        cut: &[Var],
         range: Range<usize>,
         out: &mut [f32],
     ) -> Result<()> {
@@ -358,7 +360,7 @@ impl Graph {
             });
         }
         let params = ParamOut::new(range, out, self.nodes());
-        self.sweep(seeds, &[], &[], Some(params))?;
+        self.sweep(seeds, &[], cut, Some(params))?;
         Ok(())
     }
 
