@@ -7,10 +7,10 @@
 //! the GFLOP/s of the `gemm` crate at n = 1024 (on an AMD EPYC the `gemm`
 //! crate was 7-9 % faster than both there), and the AVX-512 kernel, which packs both
 //! operands, splits the work over rayon's threads (no second thread pool)
-//! and keeps a 12 × 32 tile in registers, is faster again on the products of
+//! and keeps a 14 × 32 tile in registers, is faster again on the products of
 //! a training step. It sums in `matrixmultiply`'s order, so both give the
 //! same bits on an AVX-512 CPU. Transposed operands are read through swapped
-//! strides, so nothing is copied. The threads split the output into blocks
+//! strides (the AVX-512 kernel packs them by register transposes). The threads split the output into blocks
 //! and never the inner dimension, so every element is summed in the same
 //! order whatever the thread count.
 
