@@ -248,7 +248,8 @@ impl Trainer {
         let t_count = self.tasks.len();
         let mut losses = local.losses.clone();
         let mut grads = std::mem::take(&mut self.grads);
-        grads.fill(0.0);
+        grads.clear();
+        grads.resize(self.ps.len(), 0.0);
         let needs = self.balancer.needs();
         let result = self.exchange(&mut local, &mut losses, &scale, rows, &extras, &mut grads);
         let weights = match self.agreed(result) {
@@ -503,7 +504,7 @@ impl Trainer {
                     shared.clone(),
                     &mut grads[shared],
                 )?;
-                self.add_heads(&local.per, &scaled(&w), grads)?;
+                self.write_heads(&local.per, &scaled(&w), grads)?;
                 Ok(w)
             }
             GradientSource::SharedParameters => {
@@ -534,7 +535,7 @@ impl Trainer {
                     grads[shared].copy_from_slice(&balanced.shared_direction(&gr)?);
                     balanced.weights().to_vec()
                 };
-                self.add_heads(&local.per, &scaled(&w), grads)?;
+                self.write_heads(&local.per, &scaled(&w), grads)?;
                 Ok(w)
             }
         }

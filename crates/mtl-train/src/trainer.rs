@@ -734,8 +734,10 @@ impl Trainer {
                 grads: GradRows::new(rows, t_count, shared.len())?,
             });
         }
+        // Every branch writes the whole gradient. (The buffer is put back
+        // after the step; after a failed one it is allocated again.)
         let mut grads = std::mem::take(&mut self.grads);
-        grads.fill(0.0);
+        grads.resize(self.ps.len(), 0.0);
         let weights = match self.balancer.needs() {
             GradientSource::None => {
                 let balanced = self.balancer.balance(&input)?;
@@ -779,7 +781,7 @@ impl Trainer {
                     shared.clone(),
                     &mut grads[shared.clone()],
                 )?;
-                self.add_heads(&per, &w, &mut grads)?;
+                self.write_heads(&per, &w, &mut grads)?;
                 w
             }
             GradientSource::SharedParameters => {
@@ -790,7 +792,7 @@ impl Trainer {
                 let w = balanced.weights().to_vec();
                 let direction = balanced.shared_direction(&gr)?;
                 grads[shared.clone()].copy_from_slice(&direction);
-                self.add_heads(&per, &w, &mut grads)?;
+                self.write_heads(&per, &w, &mut grads)?;
                 w
             }
         };
@@ -862,11 +864,17 @@ impl Trainer {
         Ok(())
     }
 
-    /// Adds `w_t ∇L_t` for every parameter outside the shared group.
-    pub(crate) fn add_heads(&self, per: &[Gradients], w: &[f32], grads: &mut [f32]) -> Result<()> {
+    /// Writes `Σ_t w_t ∇L_t` for every parameter outside the shared group.
+    pub(crate) fn write_heads(
+        &self,
+        per: &[Gradients],
+        w: &[f32],
+        grads: &mut [f32],
+    ) -> Result<()> {
         // Shared parameters come first in the store, so every other parameter
         // lies in one range after them.
         let heads = self.shared_range().end..self.ps.len();
+        grads[heads.clone()].fill(0.0);
         let mut own = vec![0.0f32; heads.len()];
         for (gr, &wt) in per.iter().zip(w) {
             own.fill(0.0);
