@@ -58,6 +58,7 @@ fn block_columns(tasks: usize) -> usize {
 
 /// `Σ_k a_k b_k` in `f64` with [`LANES`] interleaved accumulators combined in
 /// a fixed order.
+#[inline(always)]
 fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let pairs = a.chunks_exact(LANES).zip(b.chunks_exact(LANES));
@@ -74,8 +75,34 @@ fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Upper triangle (row by row, `i ≤ j`) of `Σ_{k ∈ columns} g_ik g_jk`.
+/// Upper triangle (row by row, `i ≤ j`) of `Σ_{k ∈ columns} g_ik g_jk`,
+/// compiled for AVX-512 where the CPU has it (8 `f64` lanes per operation
+/// instead of SSE's 2). The kernel uses only correctly rounded IEEE
+/// operations in an order fixed by the code (Rust never contracts or
+/// reassociates them), so both builds give the same bits.
 fn gram_chunk(rows: &[f32], tasks: usize, cols: usize, columns: Range<usize>) -> Vec<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { gram_chunk_avx512(rows, tasks, cols, columns) };
+    }
+    gram_chunk_portable(rows, tasks, cols, columns)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gram_chunk_avx512(
+    rows: &[f32],
+    tasks: usize,
+    cols: usize,
+    columns: Range<usize>,
+) -> Vec<f64> {
+    gram_chunk_portable(rows, tasks, cols, columns)
+}
+
+/// The body of [`gram_chunk`].
+#[inline(always)]
+fn gram_chunk_portable(rows: &[f32], tasks: usize, cols: usize, columns: Range<usize>) -> Vec<f64> {
     let block = block_columns(tasks);
     let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
     let mut start = columns.start;
@@ -191,21 +218,58 @@ pub fn combine_columns(
     let target = &mut out[columns.clone()];
     let work = |(b, chunk): (usize, &mut [f32])| {
         let start = offset + b * block;
-        let mut acc = vec![0.0f64; chunk.len()];
-        for (i, w) in weights.iter().enumerate() {
-            let g = &rows[i * cols + start..i * cols + start + chunk.len()];
-            for (a, x) in acc.iter_mut().zip(g) {
-                *a += w * f64::from(*x);
-            }
-        }
-        for (o, a) in chunk.iter_mut().zip(&acc) {
-            *o = *a as f32;
-        }
+        combine_block(rows, cols, weights, start, chunk);
     };
     if tasks * columns.len() >= PARALLEL_MIN_VALUES {
         target.par_chunks_mut(block).enumerate().for_each(work);
     } else {
         target.chunks_mut(block).enumerate().for_each(work);
+    }
+}
+
+/// `chunk[k] = Σ_i w_i g_i,start+k` accumulated in `f64` in task order,
+/// compiled for AVX-512 where the CPU has it (the same bits, as for
+/// [`gram_chunk`]).
+fn combine_block(rows: &[f32], cols: usize, weights: &[f64], start: usize, chunk: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        unsafe { combine_block_avx512(rows, cols, weights, start, chunk) };
+        return;
+    }
+    combine_block_portable(rows, cols, weights, start, chunk);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn combine_block_avx512(
+    rows: &[f32],
+    cols: usize,
+    weights: &[f64],
+    start: usize,
+    chunk: &mut [f32],
+) {
+    combine_block_portable(rows, cols, weights, start, chunk);
+}
+
+/// The body of [`combine_block`].
+#[inline(always)]
+fn combine_block_portable(
+    rows: &[f32],
+    cols: usize,
+    weights: &[f64],
+    start: usize,
+    chunk: &mut [f32],
+) {
+    let mut acc = vec![0.0f64; chunk.len()];
+    for (i, w) in weights.iter().enumerate() {
+        let g = &rows[i * cols + start..i * cols + start + chunk.len()];
+        for (a, x) in acc.iter_mut().zip(g) {
+            *a += w * f64::from(*x);
+        }
+    }
+    for (o, a) in chunk.iter_mut().zip(&acc) {
+        *o = *a as f32;
     }
 }
 
@@ -288,6 +352,29 @@ mod tests {
             let n = naive_gram(&rows, tasks, cols);
             let scale = n.amax().max(1.0);
             assert!((g - n).amax() / scale < SUM_ORDER_TOL, "{tasks}x{cols}");
+        }
+    }
+
+    #[test]
+    fn the_avx512_gram_and_combine_kernels_give_the_bits_of_the_portable_ones() {
+        for &(tasks, cols) in &[(1, 13), (3, 1003), (8, 40_007)] {
+            let rows = random_rows(tasks, cols, 11);
+            let portable = gram_chunk_portable(&rows, tasks, cols, 1..cols);
+            let chosen = gram_chunk(&rows, tasks, cols, 1..cols);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&chosen), bits(&portable), "{tasks}x{cols}");
+        }
+        let (tasks, cols) = (5, 3001);
+        let rows = random_rows(tasks, cols, 12);
+        let weights = [0.3, -1.25, 2.0, 1e-3, 0.7];
+        let mut portable = vec![0.0f32; 1000];
+        let mut chosen = vec![0.0f32; 1000];
+        combine_block_portable(&rows, cols, &weights, 7, &mut portable);
+        combine_block(&rows, cols, &weights, 7, &mut chosen);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&chosen), bits(&portable));
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512 on this CPU: both calls ran the portable kernel");
         }
     }
 
