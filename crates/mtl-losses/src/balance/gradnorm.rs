@@ -243,6 +243,11 @@ impl GradNorm {
 impl GramMethod for GradNorm {
     type Config = GradNormConfig;
 
+    /// Only the norms are read.
+    fn reads_off_diagonal(&self) -> bool {
+        false
+    }
+
     /// The norms `n_t` are the square roots of the Gram's diagonal. Only the
     /// present tasks' weights take the step; they are renormalised to keep
     /// their sum (`T` when every task is present).

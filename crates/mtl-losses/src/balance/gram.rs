@@ -80,13 +80,19 @@ fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
 /// instead of SSE's 2). The kernel uses only correctly rounded IEEE
 /// operations in an order fixed by the code (Rust never contracts or
 /// reassociates them), so both builds give the same bits.
-fn gram_chunk(rows: &[f32], tasks: usize, cols: usize, columns: Range<usize>) -> Vec<f64> {
+fn gram_chunk(
+    rows: &[f32],
+    tasks: usize,
+    cols: usize,
+    columns: Range<usize>,
+    pairs: Pairs,
+) -> Vec<f64> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports AVX-512F (checked just above).
-        return unsafe { gram_chunk_avx512(rows, tasks, cols, columns) };
+        return unsafe { gram_chunk_avx512(rows, tasks, cols, columns, pairs) };
     }
-    gram_chunk_portable(rows, tasks, cols, columns)
+    gram_chunk_portable(rows, tasks, cols, columns, pairs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -96,13 +102,20 @@ unsafe fn gram_chunk_avx512(
     tasks: usize,
     cols: usize,
     columns: Range<usize>,
+    pairs: Pairs,
 ) -> Vec<f64> {
-    gram_chunk_portable(rows, tasks, cols, columns)
+    gram_chunk_portable(rows, tasks, cols, columns, pairs)
 }
 
 /// The body of [`gram_chunk`].
 #[inline(always)]
-fn gram_chunk_portable(rows: &[f32], tasks: usize, cols: usize, columns: Range<usize>) -> Vec<f64> {
+fn gram_chunk_portable(
+    rows: &[f32],
+    tasks: usize,
+    cols: usize,
+    columns: Range<usize>,
+    pairs: Pairs,
+) -> Vec<f64> {
     let block = block_columns(tasks);
     let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
     let mut start = columns.start;
@@ -112,8 +125,10 @@ fn gram_chunk_portable(rows: &[f32], tasks: usize, cols: usize, columns: Range<u
         for i in 0..tasks {
             let gi = &rows[i * cols + start..i * cols + end];
             for j in i..tasks {
-                let gj = &rows[j * cols + start..j * cols + end];
-                upper[slot] += dot_f64(gi, gj);
+                if j == i || pairs == Pairs::All {
+                    let gj = &rows[j * cols + start..j * cols + end];
+                    upper[slot] += dot_f64(gi, gj);
+                }
                 slot += 1;
             }
         }
@@ -151,18 +166,39 @@ pub fn gram_of_columns(
     cols: usize,
     columns: Range<usize>,
 ) -> DMatrix<f64> {
+    gram_pairs(rows, tasks, cols, columns, Pairs::All)
+}
+
+/// Which entries of the Gram matrix a pass computes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pairs {
+    /// Every `g_i·g_j`.
+    All,
+    /// Only the squared norms `g_i·g_i` (the rest left zero).
+    Diagonal,
+}
+
+/// [`gram_of_columns`] of the entries in `pairs`, each with the bits it has
+/// in the full matrix (the same blocks, chunks and order).
+fn gram_pairs(
+    rows: &[f32],
+    tasks: usize,
+    cols: usize,
+    columns: Range<usize>,
+    pairs: Pairs,
+) -> DMatrix<f64> {
     assert_eq!(rows.len(), tasks * cols, "gram: buffer is not tasks x cols");
     assert!(columns.end <= cols, "gram: column range outside the rows");
     let chunks = chunks_of(columns.clone(), CHUNK_COLUMNS);
     let partials: Vec<Vec<f64>> = if tasks * columns.len() >= PARALLEL_MIN_VALUES {
         chunks
             .into_par_iter()
-            .map(|c| gram_chunk(rows, tasks, cols, c))
+            .map(|c| gram_chunk(rows, tasks, cols, c, pairs))
             .collect()
     } else {
         chunks
             .into_iter()
-            .map(|c| gram_chunk(rows, tasks, cols, c))
+            .map(|c| gram_chunk(rows, tasks, cols, c, pairs))
             .collect()
     };
     let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
@@ -291,6 +327,20 @@ pub fn checked_gram(grads: &GradRows<'_>) -> Result<DMatrix<f64>> {
     Ok(g)
 }
 
+/// The diagonal of [`checked_gram`] (the squared norms of the rows, the same
+/// bits) in a matrix whose other entries are zero, for methods that read
+/// only the norms: `T` dot products instead of `T(T+1)/2`.
+///
+/// # Errors
+///
+/// [`Error::NonFiniteGradient`], as [`checked_gram`].
+pub fn checked_gram_diagonal(grads: &GradRows<'_>) -> Result<DMatrix<f64>> {
+    let (t, cols) = (grads.rows(), grads.cols());
+    let g = gram_pairs(grads.as_slice(), t, cols, 0..cols, Pairs::Diagonal);
+    check_diagonal(&g)?;
+    Ok(g)
+}
+
 /// Rejects a Gram matrix with a non-finite diagonal entry (a non-finite
 /// gradient row, or one whose squared norm overflows `f64`).
 ///
@@ -359,8 +409,8 @@ mod tests {
     fn the_avx512_gram_and_combine_kernels_give_the_bits_of_the_portable_ones() {
         for &(tasks, cols) in &[(1, 13), (3, 1003), (8, 40_007)] {
             let rows = random_rows(tasks, cols, 11);
-            let portable = gram_chunk_portable(&rows, tasks, cols, 1..cols);
-            let chosen = gram_chunk(&rows, tasks, cols, 1..cols);
+            let portable = gram_chunk_portable(&rows, tasks, cols, 1..cols, Pairs::All);
+            let chosen = gram_chunk(&rows, tasks, cols, 1..cols, Pairs::All);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&chosen), bits(&portable), "{tasks}x{cols}");
         }
@@ -376,6 +426,33 @@ mod tests {
         if !std::arch::is_x86_feature_detected!("avx512f") {
             eprintln!("no AVX-512 on this CPU: both calls ran the portable kernel");
         }
+    }
+
+    #[test]
+    fn the_diagonal_pass_gives_the_bits_of_the_full_gram_diagonal() {
+        for &(tasks, cols) in &[(1, 5), (3, 1000), (8, 70_001)] {
+            let rows = random_rows(tasks, cols, 17);
+            let grads = GradRows::new(&rows, tasks, cols).unwrap();
+            let full = checked_gram(&grads).unwrap();
+            let diag = checked_gram_diagonal(&grads).unwrap();
+            for i in 0..tasks {
+                for j in 0..tasks {
+                    let want = if i == j { full[(i, j)] } else { 0.0 };
+                    assert_eq!(
+                        diag[(i, j)].to_bits(),
+                        want.to_bits(),
+                        "{tasks}x{cols} ({i}, {j})"
+                    );
+                }
+            }
+        }
+        let mut rows = random_rows(3, 10, 1);
+        rows[14] = f32::NAN;
+        let grads = GradRows::new(&rows, 3, 10).unwrap();
+        assert!(matches!(
+            checked_gram_diagonal(&grads),
+            Err(Error::NonFiniteGradient { task: 1, .. })
+        ));
     }
 
     #[test]

@@ -77,6 +77,13 @@ pub trait GramMethod: MethodState + Send {
     fn needs(&self) -> GradientSource {
         Self::Config::NEEDS
     }
+
+    /// Whether [`GramMethod::weights`] reads entries off the diagonal
+    /// (default); a method that reads only the norms gets a Gram whose
+    /// other entries are zero, for `T` dot products instead of `T(T+1)/2`.
+    fn reads_off_diagonal(&self) -> bool {
+        true
+    }
 }
 
 method_wrapper!(
@@ -145,7 +152,11 @@ impl<M: GramMethod> Balancer for GramBalancer<M> {
         let full = match &input.shard {
             Some(shard) => shard.gram,
             None => {
-                owned = gram::checked_gram(&grads)?;
+                owned = if self.method.reads_off_diagonal() {
+                    gram::checked_gram(&grads)?
+                } else {
+                    gram::checked_gram_diagonal(&grads)?
+                };
                 &owned
             }
         };
