@@ -6,7 +6,7 @@
 //! own part of B). Within a task, for each block of 256 inner terms, the
 //! task's columns of B are packed into panels of 32 columns (zero-padded),
 //! then for every stripe of 14 rows of A (packed the same way) each panel is
-//! multiplied in registers: 24 accumulators of 16 lanes, one fused
+//! multiplied in registers: 28 accumulators of 16 lanes, one fused
 //! multiply-add per term.
 //!
 //! Summation order, and so every bit of the result, is fixed by the inner
