@@ -104,9 +104,10 @@ impl<'a> ParamOut<'a> {
 
     /// The slice of `out` of a parameter at `offset` with `len` elements,
     /// and whether it already holds a gradient, or `None` when the
-    /// parameter lies outside `range` or is recorded more than once.
-    fn slot(&mut self, offset: usize, len: usize) -> Option<(&mut [f32], bool)> {
-        if !self.holds(offset, len) || self.repeated.contains(&offset) {
+    /// parameter lies outside `range` or its being recorded more than once
+    /// is not `repeated`.
+    fn slot(&mut self, offset: usize, len: usize, repeated: bool) -> Option<(&mut [f32], bool)> {
+        if !self.holds(offset, len) || self.repeated.contains(&offset) != repeated {
             return None;
         }
         let written = self.written.contains(&offset);
@@ -122,12 +123,8 @@ impl<'a> ParamOut<'a> {
     fn finish(&mut self, nodes: &[Node], grads: &[Option<Tensor>]) {
         for (node, grad) in nodes.iter().zip(grads) {
             if let (Op::Param { offset }, Some(g)) = (&node.op, grad) {
-                if let Some((slot, written)) = self.slot_of_repeated(*offset, g.len()) {
-                    if written {
-                        slot.iter_mut().zip(g.data()).for_each(|(d, s)| *d += s);
-                    } else {
-                        slot.copy_from_slice(g.data());
-                    }
+                if let Some((slot, written)) = self.slot(*offset, g.len(), true) {
+                    put(slot, written, g.data());
                 }
             }
         }
@@ -151,18 +148,15 @@ impl<'a> ParamOut<'a> {
         }
         self.out[at..].fill(0.0);
     }
+}
 
-    /// [`ParamOut::slot`] for a repeated parameter.
-    fn slot_of_repeated(&mut self, offset: usize, len: usize) -> Option<(&mut [f32], bool)> {
-        if !self.holds(offset, len) || !self.repeated.contains(&offset) {
-            return None;
-        }
-        let written = self.written.contains(&offset);
-        if !written {
-            self.written.push(offset);
-        }
-        let start = offset - self.range.start;
-        Some((&mut self.out[start..start + len], written))
+/// Copies `g` into a parameter's `slot`, or adds it when the slot already
+/// holds a gradient (`written`).
+fn put(slot: &mut [f32], written: bool, g: &[f32]) {
+    if written {
+        slot.iter_mut().zip(g).for_each(|(d, s)| *d += s);
+    } else {
+        slot.copy_from_slice(g);
     }
 }
 
@@ -199,7 +193,7 @@ impl<'a> Sink<'a, '_> {
     fn param_slot(&mut self, v: Var) -> Option<(&mut [f32], bool)> {
         let node = &self.nodes[v.0];
         match (&mut self.params, &node.op) {
-            (Some(p), Op::Param { offset }) => p.slot(*offset, node.value.len()),
+            (Some(p), Op::Param { offset }) => p.slot(*offset, node.value.len(), false),
             _ => None,
         }
     }
@@ -217,11 +211,7 @@ impl<'a> Sink<'a, '_> {
                     rhs: g.shape().to_vec(),
                 });
             }
-            if written {
-                slot.iter_mut().zip(g.data()).for_each(|(d, s)| *d += s);
-            } else {
-                slot.copy_from_slice(g.data());
-            }
+            put(slot, written, g.data());
             return Ok(());
         }
         match &mut self.grads[v.0] {
