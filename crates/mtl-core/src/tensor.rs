@@ -250,6 +250,18 @@ impl Tensor {
         op: &'static str,
         f: impl Fn(f32, f32) -> f32 + Sync,
     ) -> Result<Tensor> {
+        let mut out = self.clone();
+        out.zip_assign(other, op, f)?;
+        Ok(out)
+    }
+
+    /// [`Tensor::zip_map`] in place: `self[i] = f(self[i], other[i])`.
+    pub(crate) fn zip_assign(
+        &mut self,
+        other: &Tensor,
+        op: &'static str,
+        f: impl Fn(f32, f32) -> f32 + Sync,
+    ) -> Result<()> {
         if self.shape != other.shape {
             return Err(CoreError::ShapeMismatch {
                 op,
@@ -257,25 +269,18 @@ impl Tensor {
                 rhs: other.shape.clone(),
             });
         }
-        let mut data = vec![0.0; self.data.len()];
-        if data.len() >= PARALLEL_ELEMENTS {
+        let apply =
+            |o: &mut [f32], b: &[f32]| o.iter_mut().zip(b).for_each(|(o, &b)| *o = f(*o, b));
+        if self.data.len() >= PARALLEL_ELEMENTS {
             let c = PARALLEL_ELEMENTS / 4;
-            data.par_chunks_mut(c)
-                .zip(self.data.par_chunks(c).zip(other.data.par_chunks(c)))
-                .for_each(|(o, (a, b))| {
-                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                        *o = f(a, b);
-                    }
-                });
+            self.data
+                .par_chunks_mut(c)
+                .zip(other.data.par_chunks(c))
+                .for_each(|(o, b)| apply(o, b));
         } else {
-            for ((o, &a), &b) in data.iter_mut().zip(&self.data).zip(&other.data) {
-                *o = f(a, b);
-            }
+            apply(&mut self.data, &other.data);
         }
-        Ok(Tensor {
-            shape: self.shape.clone(),
-            data,
-        })
+        Ok(())
     }
 
     /// Element-wise sum.
@@ -485,20 +490,23 @@ impl Tensor {
     ) -> Result<Tensor> {
         let (m, _, n) = matmul_dims(self, other, trans_a, trans_b)?;
         out.resize(m * n, 0.0);
-        self.matmul_to(other, trans_a, trans_b, &mut out)?;
+        self.matmul_to(other, trans_a, trans_b, &mut out, false)?;
         Ok(Tensor {
             shape: vec![m, n],
             data: out,
         })
     }
 
-    /// [`Tensor::matmul`] written over `out` (row-major, `m × n` elements).
+    /// [`Tensor::matmul`] written over `out` (row-major, `m × n` elements),
+    /// or added to it when `accumulate` (see [`kernels::SINGLE_PASS_K`] for
+    /// when that gives the bits of the product added after).
     pub(crate) fn matmul_to(
         &self,
         other: &Tensor,
         trans_a: bool,
         trans_b: bool,
         out: &mut [f32],
+        accumulate: bool,
     ) -> Result<()> {
         let (m, k, n) = matmul_dims(self, other, trans_a, trans_b)?;
         if out.len() != m * n {
@@ -517,7 +525,7 @@ impl Tensor {
             &other.data,
             trans_b,
             out,
-            false,
+            accumulate,
         );
         Ok(())
     }

@@ -3,16 +3,19 @@
 //! Every arm reads as the calculus it implements: given `g = ∂L/∂y` for the
 //! node's output `y`, it adds `∂L/∂x` for each input `x` that needs a gradient.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::activation::{gelu_grad, sigmoid};
+use super::buffers::SpentGradients;
 use super::layers::CONV_CHUNK;
 use super::shape::narrow_tensor;
 use super::{Graph, Node, Op, Var};
 use crate::error::{CoreError, Result};
 use crate::kernels;
+use crate::tensor::matmul_dims;
 use crate::Tensor;
 
 /// Gradients of one backward pass, one slot per node of the graph.
@@ -167,6 +170,8 @@ struct Sink<'a, 'p> {
     grads: &'a mut [Option<Tensor>],
     /// Where parameter gradients go when they are collected in one buffer.
     params: Option<ParamOut<'p>>,
+    /// Used-up gradient buffers, for products to write into.
+    spent: &'a SpentGradients,
 }
 
 impl<'a> Sink<'a, '_> {
@@ -232,18 +237,34 @@ impl<'a> Sink<'a, '_> {
         Ok(())
     }
 
-    /// Adds the product `op(x) · op(y)` to the gradient of `v`: computed
-    /// straight into the parameter buffer when `v` is a parameter collected
-    /// there and this is its first gradient (the same bits as the product
-    /// copied there).
+    /// Adds the product `op(x) · op(y)` to the gradient of `v`. It is
+    /// computed straight into the parameter buffer when `v` is a parameter
+    /// collected there, and added in place to a gradient `v` already has
+    /// when the product is summed in one pass (the same bits as the product
+    /// added after, [`kernels::SINGLE_PASS_K`]); otherwise into a used-up
+    /// buffer, then added.
     fn add_product(&mut self, v: Var, x: &Tensor, tx: bool, y: &Tensor, ty: bool) -> Result<()> {
         if !self.wants(v) {
             return Ok(());
         }
-        if let Some((slot, false)) = self.param_slot(v) {
-            return x.matmul_to(y, tx, ty, slot);
+        let (m, k, n) = matmul_dims(x, y, tx, ty)?;
+        let single_pass = (1..=kernels::SINGLE_PASS_K).contains(&k);
+        if let Some((slot, written)) = self.param_slot(v) {
+            if !written || single_pass {
+                return x.matmul_to(y, tx, ty, slot, written);
+            }
+        } else if let (Some(acc), true) = (&mut self.grads[v.0], single_pass) {
+            if acc.shape() == [m, n] {
+                return x.matmul_to(y, tx, ty, acc.data_mut(), true);
+            }
         }
-        self.add(v, x.matmul(y, tx, ty)?)
+        let product = x.matmul_into(y, tx, ty, self.spent.take(m * n))?;
+        self.add(v, product)
+    }
+
+    /// Hands a gradient the pass no longer needs to the used-up buffers.
+    fn spend(&self, g: Tensor) {
+        self.spent.put(g.into_vec());
     }
 }
 
@@ -395,6 +416,7 @@ impl Graph {
             cut,
             grads: &mut grads,
             params,
+            spent: &self.spent,
         };
         let mut start = 0;
         for (v, g) in seeds {
@@ -429,9 +451,11 @@ impl Graph {
             let Some(g) = sink.grads[i].take() else {
                 continue;
             };
-            backward_node(&mut sink, node, &g)?;
             if keep {
+                backward_node(&mut sink, node, Cow::Borrowed(&g))?;
                 sink.grads[i] = Some(g);
+            } else if let Some(spent) = backward_node(&mut sink, node, Cow::Owned(g))? {
+                sink.spend(spent);
             }
         }
         let params = sink.params.take();
@@ -442,15 +466,60 @@ impl Graph {
     }
 }
 
-/// Adds the input gradients of one node given `g = ∂L/∂y`.
-fn backward_node(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()> {
+/// Adds the input gradients of one node given `g = ∂L/∂y`. Ops that pass
+/// `g` on to an input (bias addition, ReLU) take it when the pass owns it,
+/// instead of copying it; the others read it. Returns `g` when the pass
+/// owned it and no op took it, for its buffer to be used again.
+fn backward_node(s: &mut Sink<'_, '_>, node: &Node, g: Cow<'_, Tensor>) -> Result<Option<Tensor>> {
+    match &node.op {
+        Op::Add(a, b) => {
+            s.add(*a, g.as_ref().clone())?;
+            s.add(*b, g.into_owned())?;
+        }
+        Op::AddScalar(a, _) => s.add(*a, g.into_owned())?,
+        Op::AddRow(x, row) => {
+            // The row's gradient is summed before `g` is passed on to `x`;
+            // `x` still receives its gradient first.
+            let shape = s.value(*row).shape().to_vec();
+            let dr = match s.wants(*row) {
+                true => Some(sum_rows(&g, &shape)?),
+                false => None,
+            };
+            s.add(*x, g.into_owned())?;
+            if let Some(dr) = dr {
+                s.add(*row, dr)?;
+            }
+        }
+        Op::Relu(a) => {
+            let mut d = g.into_owned();
+            d.zip_assign(
+                s.value(*a),
+                "relu backward",
+                |g, x| if x > 0.0 { g } else { 0.0 },
+            )?;
+            s.add(*a, d)?;
+        }
+        _ => {
+            backward_reading(s, node, &g)?;
+            return Ok(match g {
+                Cow::Owned(g) => Some(g),
+                Cow::Borrowed(_) => None,
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// [`backward_node`] for the ops that only read `g`.
+fn backward_reading(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()> {
     let y = &node.value;
     match &node.op {
-        Op::Input | Op::Param { .. } => {}
-        Op::Add(a, b) => {
-            s.add(*a, g.clone())?;
-            s.add(*b, g.clone())?;
-        }
+        Op::Input
+        | Op::Param { .. }
+        | Op::Add(..)
+        | Op::AddScalar(..)
+        | Op::AddRow(..)
+        | Op::Relu(..) => {}
         Op::Sub(a, b) => {
             s.add(*a, g.clone())?;
             s.add_with(*b, || Ok(g.scale(-1.0)))?;
@@ -469,7 +538,6 @@ fn backward_node(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()> {
             })?;
         }
         Op::Neg(a) => s.add(*a, g.scale(-1.0))?,
-        Op::AddScalar(a, _) => s.add(*a, g.clone())?,
         Op::MulScalar(a, k) => s.add(*a, g.scale(*k))?,
         Op::Powf(a, p) => {
             let p = *p;
@@ -493,11 +561,6 @@ fn backward_node(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()> {
                 false => s.add_product(*b, av, !trans_a, g, false)?,
                 true => s.add_product(*b, g, true, av, *trans_a)?,
             }
-        }
-        Op::AddRow(x, row) => {
-            s.add(*x, g.clone())?;
-            let shape = s.value(*row).shape().to_vec();
-            s.add_with(*row, || sum_rows(g, &shape))?;
         }
         Op::MulRow(x, row) => {
             let (xv, rv) = (s.value(*x), s.value(*row));
@@ -559,14 +622,6 @@ fn backward_node(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()> {
             }
             let shape = v.shape().to_vec();
             s.add(*a, Tensor::from_vec(d, &shape)?)?;
-        }
-        Op::Relu(a) => {
-            let d = g.zip_map(
-                s.value(*a),
-                "relu backward",
-                |g, x| if x > 0.0 { g } else { 0.0 },
-            )?;
-            s.add(*a, d)?;
         }
         Op::LeakyRelu(a, slope) => {
             let k = *slope;

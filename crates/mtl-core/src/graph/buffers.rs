@@ -9,6 +9,8 @@
 //! Only the last step's buffers are kept, so the pool never holds more than
 //! one step's values.
 
+use std::sync::Mutex;
+
 /// Buffers below this many elements are not worth keeping (the allocator
 /// serves them from its caches without page faults).
 const MIN_POOLED: usize = 1 << 10;
@@ -37,6 +39,45 @@ impl BufferPool {
     }
 }
 
+/// How many used-up gradient buffers [`SpentGradients`] keeps.
+const MAX_SPENT: usize = 8;
+
+/// Gradient buffers that backward passes have used up, for later passes'
+/// products to write into instead of allocating (and faulting in) fresh
+/// memory. Passes borrow the graph (per-task passes run in parallel), so
+/// the list sits behind a lock, taken once per buffer. It keeps at most
+/// [`MAX_SPENT`] buffers, dropping the oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct SpentGradients {
+    free: Mutex<Vec<Vec<f32>>>,
+}
+
+impl SpentGradients {
+    /// A buffer of `len` elements with unspecified contents: only for
+    /// outputs written in full.
+    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
+        if len >= MIN_POOLED {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = free.iter().rposition(|b| b.len() == len) {
+                return free.swap_remove(i);
+            }
+        }
+        vec![0.0; len]
+    }
+
+    /// Keeps `buffer` for a later [`SpentGradients::take`].
+    pub(crate) fn put(&self, buffer: Vec<f32>) {
+        if buffer.len() < MIN_POOLED || buffer.len() != buffer.capacity() {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() == MAX_SPENT {
+            free.remove(0);
+        }
+        free.push(buffer);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +93,23 @@ mod tests {
         pool.refill(vec![vec![5.0; 1024]].into_iter());
         assert_eq!(pool.take(2048), vec![0.0; 2048]);
         assert_eq!(pool.take(1024)[0], 5.0);
+    }
+
+    #[test]
+    fn spent_gradients_come_back_by_length_and_the_oldest_go_first() {
+        let spent = SpentGradients::default();
+        spent.put(vec![1.0; 2048]);
+        spent.put(vec![2.0; 10]);
+        assert_eq!(spent.take(2048)[0], 1.0);
+        assert_eq!(spent.take(2048), vec![0.0; 2048]);
+        assert_eq!(spent.take(10), vec![0.0; 10]);
+        for i in 0..=MAX_SPENT {
+            spent.put(vec![i as f32; 4096]);
+        }
+        let kept: Vec<f32> = (0..=MAX_SPENT).map(|_| spent.take(4096)[0]).collect();
+        // The first one put was dropped; the rest come back newest first.
+        let mut want: Vec<f32> = (1..=MAX_SPENT).rev().map(|i| i as f32).collect();
+        want.push(0.0);
+        assert_eq!(kept, want);
     }
 }

@@ -33,7 +33,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use self::buffers::BufferPool;
+use self::buffers::{BufferPool, SpentGradients};
 
 use crate::error::{CoreError, Result};
 use crate::params::{ParamId, ParamStore};
@@ -73,6 +73,7 @@ pub struct Graph {
     training: bool,
     rng: ChaCha8Rng,
     pool: BufferPool,
+    spent: SpentGradients,
 }
 
 impl Graph {
@@ -83,6 +84,7 @@ impl Graph {
             training: true,
             rng: ChaCha8Rng::seed_from_u64(seed),
             pool: BufferPool::default(),
+            spent: SpentGradients::default(),
         }
     }
 

@@ -14,6 +14,13 @@
 //! and never the inner dimension, so every element is summed in the same
 //! order whatever the thread count.
 
+/// The largest inner dimension `k` that both backends sum in one pass (each
+/// blocks the terms by 256): for `1 ≤ k ≤ SINGLE_PASS_K`, [`gemm`] with
+/// `accumulate` gives the bits of `c + op(a) · op(b)` with the product
+/// computed on its own and added after, so a gradient can be accumulated
+/// in place of a product buffer and an addition.
+pub const SINGLE_PASS_K: usize = 256;
+
 /// `c = op(a) · op(b)` (or `c += op(a) · op(b)` when `accumulate`), with
 /// `op(a)` of shape `m x k` and `op(b)` of shape `k x n`, all row-major.
 ///
@@ -145,6 +152,46 @@ mod tests {
                     for (x, y) in acc.iter().zip(&want) {
                         assert!((x - (y + 1.0)).abs() < 1e-4 * (1.0 + y.abs()));
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_pass_accumulation_equals_the_product_added_after() {
+        // Shapes across the tile edges and narrow products, with k up to the
+        // one-pass limit; the sums use both signs so rounding shows.
+        let shapes = [
+            (1, 1, 1),
+            (5, 256, 7),
+            (256, 10, 256),
+            (10, 256, 256),
+            (40, 100, 3),
+            (33, 17, 65),
+        ];
+        let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
+        for &(m, k, n) in &shapes {
+            assert!(k <= SINGLE_PASS_K);
+            let a: Vec<f32> = (0..m * k).map(|i| value(i, 1) * 1.7).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| value(i, 5) * 0.3).collect();
+            let start: Vec<f32> = (0..m * n).map(|i| value(i, 9) * 3.1).collect();
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let mut product = vec![0.0; m * n];
+                    gemm(m, k, n, &a, ta, &b, tb, &mut product, false);
+                    let want: Vec<u32> = start
+                        .iter()
+                        .zip(&product)
+                        .map(|(c, p)| (c + p).to_bits())
+                        .collect();
+                    let mut got = start.clone();
+                    gemm(m, k, n, &a, ta, &b, tb, &mut got, true);
+                    let got: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
+                    assert!(got == want, "{m}x{k}x{n}, ta {ta}, tb {tb}");
+                    let mut got = start.clone();
+                    portable(m, k, n, &a, ta, &b, tb, &mut got, true);
+                    let got: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
+                    assert!(got == want, "portable {m}x{k}x{n}, ta {ta}, tb {tb}");
                 }
             }
         }

@@ -16,6 +16,6 @@ pub use conv_direct::{
     conv2d_direct, conv2d_direct_applies, conv2d_direct_input_grad, conv2d_direct_scratch,
     conv2d_direct_weight_grad,
 };
-pub use matmul::gemm;
+pub use matmul::{gemm, SINGLE_PASS_K};
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
 pub use softmax::{log_softmax_rows, softmax_rows};
