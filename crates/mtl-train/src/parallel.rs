@@ -382,7 +382,9 @@ impl Trainer {
             GradientSource::None => (Vec::new(), Vec::new()),
             GradientSource::LastSharedLayer => {
                 let range = self.last_shared_range()?;
-                (Vec::new(), self.last_layer_rows(&loss_vars, range)?)
+                let mut rows = Vec::new();
+                self.last_layer_rows(&loss_vars, range, &mut rows)?;
+                (Vec::new(), rows)
             }
             GradientSource::Representation => {
                 let z = rep.ok_or_else(|| TrainError::Mismatch {

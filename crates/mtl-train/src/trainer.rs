@@ -135,6 +135,8 @@ pub struct Trainer {
     pub(crate) step: u64,
     pub(crate) graph: Graph,
     pub(crate) grads: Vec<f32>,
+    /// The per-task gradient rows of the last step (kept for their buffer).
+    rows: Vec<f32>,
     // Data parallelism (see `parallel.rs`): the group of ranks this trainer belongs to.
     pub(crate) comm: Box<dyn mtl_dist::Communicator + Send>,
 }
@@ -367,6 +369,7 @@ impl TrainerBuilder {
             seed: self.seed,
             step: 0,
             grads,
+            rows: Vec::new(),
             comm: self.comm,
         })
     }
@@ -608,14 +611,20 @@ impl Trainer {
     }
 
     /// The per-task gradients of the last shared layer's parameters at
-    /// `range`, one checked row per task (row-major `T x range.len()`). The
-    /// passes run in parallel, write straight into the rows, and stop before
-    /// the layer's input (its gradient is never needed), so they cover that
-    /// layer and the heads.
-    pub(crate) fn last_layer_rows(&self, losses: &[Var], range: Range<usize>) -> Result<Vec<f32>> {
+    /// `range`, one checked row per task (row-major `T x range.len()`),
+    /// written over `rows` (resized, never cleared: every element is
+    /// written). The passes run in parallel, write straight into the rows,
+    /// and stop before the layer's input (its gradient is never needed), so
+    /// they cover that layer and the heads.
+    pub(crate) fn last_layer_rows(
+        &self,
+        losses: &[Var],
+        range: Range<usize>,
+        rows: &mut Vec<f32>,
+    ) -> Result<()> {
         let cut = self.graph.boundary_of(range.clone());
         let width = range.len();
-        let mut rows = vec![0.0f32; losses.len() * width];
+        rows.resize(losses.len() * width, 0.0);
         let graph = &self.graph;
         rows.par_chunks_mut(width.max(1))
             .zip(losses.par_iter())
@@ -626,7 +635,7 @@ impl Trainer {
         for (t, row) in rows.chunks(width.max(1)).enumerate() {
             self.check_row(t, row)?;
         }
-        Ok(rows)
+        Ok(())
     }
 
     /// The per-task gradients of the parameters at `range`, one checked row
@@ -749,10 +758,12 @@ impl Trainer {
                 // Per-task passes stop where the last shared layer reads its
                 // input: they cover that layer and the heads, not the trunk.
                 let range = self.last_shared_range()?;
-                let rows = self.last_layer_rows(&loss_vars, range.clone())?;
+                let mut rows = std::mem::take(&mut self.rows);
+                self.last_layer_rows(&loss_vars, range.clone(), &mut rows)?;
                 let gr = GradRows::new(&rows, t_count, range.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
+                self.rows = rows;
                 self.weighted_backward(&loss_vars, &w, &mut grads)?;
                 w
             }
