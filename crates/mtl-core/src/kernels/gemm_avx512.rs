@@ -141,8 +141,7 @@ fn run_tasks(
     let (col_tasks, row_tasks) = if threads < 2 || work < PARALLEL_MIN {
         (1, 1)
     } else {
-        let cols = panels.min(threads);
-        (cols, threads.div_ceil(cols).min(stripes))
+        split(panels, stripes, threads)
     };
     let run = |task: usize| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
@@ -162,6 +161,24 @@ fn run_tasks(
         run(0);
     } else {
         (0..tasks).into_par_iter().for_each(run);
+    }
+}
+
+/// How to cut `panels` column panels and `stripes` row stripes into tasks
+/// for `threads` threads: `(column tasks, row tasks)`. Columns are cut
+/// first (each task then packs only its own part of B), as far as there
+/// are panels; the rest of the threads cut the rows. Where that leaves the
+/// largest task bigger than cutting the rows alone would (few panels, such
+/// as three over two threads), the rows alone are cut.
+fn split(panels: usize, stripes: usize, threads: usize) -> (usize, usize) {
+    let cols = panels.min(threads);
+    let by_cols = (cols, threads.div_ceil(cols).min(stripes));
+    let by_rows = (1, threads.min(stripes));
+    let largest = |(c, r): (usize, usize)| panels.div_ceil(c) * stripes.div_ceil(r);
+    if largest(by_rows) < largest(by_cols) {
+        by_rows
+    } else {
+        by_cols
     }
 }
 
@@ -451,6 +468,22 @@ unsafe fn tile_rows<const R: usize>(
             hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
         }
     }
+    if width == NR {
+        // Whole tiles store unmasked: masked stores are slow on some CPUs
+        // (AMD Zen 4), and only the last panel of a row needs them.
+        for r in 0..R {
+            let row = c.add(r * ldc);
+            if store {
+                _mm512_storeu_ps(row, lo[r]);
+                _mm512_storeu_ps(row.add(16), hi[r]);
+            } else {
+                _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), lo[r]));
+                let row_hi = row.add(16);
+                _mm512_storeu_ps(row_hi, _mm512_add_ps(_mm512_loadu_ps(row_hi), hi[r]));
+            }
+        }
+        return;
+    }
     let mask = |cols: usize| -> __mmask16 { ((1u32 << cols.min(16)) - 1) as __mmask16 };
     let (m0, m1) = (mask(width), mask(width.saturating_sub(16)));
     for r in 0..R {
@@ -465,5 +498,24 @@ unsafe fn tile_rows<const R: usize>(
             _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(c0, lo[r]));
             _mm512_mask_storeu_ps(row_hi, m1, _mm512_add_ps(c1, hi[r]));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn columns_are_cut_first_unless_the_rows_balance_better() {
+        // 256 columns (8 panels), 256 rows (19 stripes): by columns.
+        assert_eq!(split(8, 19, 2), (2, 1));
+        // 80 columns (3 panels) over 2 threads: 2 + 1 panels would leave one
+        // thread idle a third of the time; 10 + 9 stripes do not.
+        assert_eq!(split(3, 19, 2), (1, 2));
+        assert_eq!(split(1, 19, 2), (1, 2));
+        // One stripe: only the columns can be cut.
+        assert_eq!(split(3, 1, 2), (2, 1));
+        // More threads than panels: the rest cut the rows.
+        assert_eq!(split(2, 19, 4), (2, 2));
     }
 }

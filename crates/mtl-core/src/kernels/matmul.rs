@@ -205,9 +205,10 @@ mod tests {
             return;
         }
         // Shapes across the tile edges (14 rows, 32 columns), the packing
-        // block (512 columns), the inner blocks (256 terms) and narrow
-        // products (computed transposed), on 1, 2 and
-        // 3 threads, as given and transposed, stored and accumulated.
+        // block (512 columns), the inner blocks (256 terms), narrow
+        // products (computed transposed) and few column panels (cut by
+        // rows), on 1, 2 and 3 threads, as given and transposed, stored and
+        // accumulated.
         let shapes = [
             (1, 1, 1),
             (5, 300, 7),
@@ -218,6 +219,7 @@ mod tests {
             (300, 40, 17),
             (20, 300, 600),
             (40, 300, 3),
+            (200, 64, 80),
         ];
         let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
         for &(m, k, n) in &shapes {
