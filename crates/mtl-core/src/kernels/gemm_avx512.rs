@@ -3,7 +3,7 @@
 //!
 //! The product `C (+)= op(A) · op(B)` is cut into tasks that each own a block
 //! of C's rows and columns (columns first, so that each task packs only its
-//! own part of B). Within a task, for each block of 256 inner terms, the
+//! own part of B, unless C has too few columns to share them evenly). Within a task, for each block of 256 inner terms, the
 //! task's columns of B are packed into panels of 32 columns (zero-padded),
 //! then for every stripe of 14 rows of A (packed the same way) each panel is
 //! multiplied in registers: 28 accumulators of 16 lanes, one fused

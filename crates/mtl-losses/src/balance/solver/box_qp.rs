@@ -37,6 +37,9 @@ use crate::error::{Error, Result};
 /// than the `1e-9` accuracy the exact ground truths are checked with.
 pub const RIDGE: f64 = 1e-11;
 
+/// Refinement steps taken at each face minimiser (see [`BoxQp::solve`]).
+const REFINEMENTS: usize = 2;
+
 /// Multipliers above `−MULTIPLIER_TOL · s` count as non-negative, where
 /// `s = max_i (Σ_j |H_ij x_j| + |c_i|)` bounds the terms of the gradient
 /// `Hx + c`: its rounding noise is ~1e-16·s, so a bound is released only for
@@ -114,6 +117,23 @@ impl BoxQp<'_> {
                 x[i] = self.lower[i];
                 active[i] = true;
                 continue;
+            }
+            // The ridge leaves a residual `ridge · step` in the face's
+            // gradient; steps from the new point remove it (iterative
+            // refinement), as long as they stay within the bounds.
+            for _ in 0..REFINEMENTS {
+                let grad = self.h * &x + self.c;
+                let (step, _) = self.face_step(&free, &grad, &ridge);
+                let inside = free
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &i)| x[i] + step[k] >= self.lower[i]);
+                if !inside {
+                    break;
+                }
+                for (k, &i) in free.iter().enumerate() {
+                    x[i] += step[k];
+                }
             }
             // At the face minimiser: check the multipliers of the active bounds.
             let grad = self.h * &x + self.c;
