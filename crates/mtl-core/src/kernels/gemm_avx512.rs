@@ -3,7 +3,8 @@
 //!
 //! The product `C (+)= op(A) · op(B)` is cut into tasks that each own a block
 //! of C's rows and columns (columns first, so that each task packs only its
-//! own part of B, unless C has too few columns to share them evenly). Within a task, for each block of 256 inner terms, the
+//! own part of B, unless C has too few columns to share them evenly).
+//! Within a task, for each block of 256 inner terms, the
 //! task's columns of B are packed into panels of 32 columns (zero-padded),
 //! then for every stripe of 14 rows of A (packed the same way) each panel is
 //! multiplied in registers: 28 accumulators of 16 lanes, one fused
@@ -469,8 +470,8 @@ unsafe fn tile_rows<const R: usize>(
         }
     }
     if width == NR {
-        // Whole tiles store unmasked: masked stores are slow on some CPUs
-        // (AMD Zen 4), and only the last panel of a row needs them.
+        // Whole tiles load and store without masks; only a row's last,
+        // partial panel needs them.
         for r in 0..R {
             let row = c.add(r * ldc);
             if store {
