@@ -42,11 +42,17 @@ impl BufferPool {
 /// How many used-up gradient buffers [`SpentGradients`] keeps.
 const MAX_SPENT: usize = 8;
 
+/// How many elements [`SpentGradients`] keeps in all (16 MiB of `f32`), so
+/// that the large gradients of convolutional layers add little to the
+/// process's peak memory.
+const MAX_SPENT_ELEMENTS: usize = 1 << 22;
+
 /// Gradient buffers that backward passes have used up, for later passes'
 /// products to write into instead of allocating (and faulting in) fresh
 /// memory. Passes borrow the graph (per-task passes run in parallel), so
 /// the list sits behind a lock, taken once per buffer. It keeps at most
-/// [`MAX_SPENT`] buffers, dropping the oldest first.
+/// [`MAX_SPENT`] buffers and [`MAX_SPENT_ELEMENTS`] elements, dropping the
+/// oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct SpentGradients {
     free: Mutex<Vec<Vec<f32>>>,
@@ -67,12 +73,14 @@ impl SpentGradients {
 
     /// Keeps `buffer` for a later [`SpentGradients::take`].
     pub(crate) fn put(&self, buffer: Vec<f32>) {
-        if buffer.len() < MIN_POOLED || buffer.len() != buffer.capacity() {
+        let len = buffer.len();
+        if len < MIN_POOLED || len != buffer.capacity() || len > MAX_SPENT_ELEMENTS {
             return;
         }
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.len() == MAX_SPENT {
-            free.remove(0);
+        let mut kept: usize = free.iter().map(Vec::len).sum();
+        while free.len() == MAX_SPENT || kept + len > MAX_SPENT_ELEMENTS {
+            kept -= free.remove(0).len();
         }
         free.push(buffer);
     }
@@ -111,5 +119,15 @@ mod tests {
         let mut want: Vec<f32> = (1..=MAX_SPENT).rev().map(|i| i as f32).collect();
         want.push(0.0);
         assert_eq!(kept, want);
+        // Large buffers: only as many as fit in the element budget, oldest
+        // dropped first; one larger than the budget is not kept.
+        let big = MAX_SPENT_ELEMENTS / 3;
+        for i in 0..4 {
+            spent.put(vec![i as f32; big]);
+        }
+        spent.put(vec![9.0; MAX_SPENT_ELEMENTS + 1]);
+        assert_eq!(spent.take(MAX_SPENT_ELEMENTS + 1)[0], 0.0);
+        let kept: Vec<f32> = (0..4).map(|_| spent.take(big)[0]).collect();
+        assert_eq!(kept, vec![3.0, 2.0, 1.0, 0.0]);
     }
 }
