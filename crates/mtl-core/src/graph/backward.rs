@@ -217,10 +217,15 @@ impl<'a> Sink<'a, '_> {
                 });
             }
             put(slot, written, g.data());
+            self.spend(g);
             return Ok(());
         }
         match &mut self.grads[v.0] {
-            Some(acc) => acc.add_assign(&g),
+            Some(acc) => {
+                acc.add_assign(&g)?;
+                self.spend(g);
+                Ok(())
+            }
             slot @ None => {
                 *slot = Some(g);
                 Ok(())
@@ -262,7 +267,8 @@ impl<'a> Sink<'a, '_> {
         self.add(v, product)
     }
 
-    /// Hands a gradient the pass no longer needs to the used-up buffers.
+    /// Hands a tensor the pass no longer needs (a gradient used up, or one
+    /// copied or added into another) to the used-up buffers.
     fn spend(&self, g: Tensor) {
         self.spent.put(g.into_vec());
     }

@@ -469,22 +469,6 @@ unsafe fn tile_rows<const R: usize>(
             hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
         }
     }
-    if width == NR {
-        // Whole tiles load and store without masks; only a row's last,
-        // partial panel needs them.
-        for r in 0..R {
-            let row = c.add(r * ldc);
-            if store {
-                _mm512_storeu_ps(row, lo[r]);
-                _mm512_storeu_ps(row.add(16), hi[r]);
-            } else {
-                _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), lo[r]));
-                let row_hi = row.add(16);
-                _mm512_storeu_ps(row_hi, _mm512_add_ps(_mm512_loadu_ps(row_hi), hi[r]));
-            }
-        }
-        return;
-    }
     let mask = |cols: usize| -> __mmask16 { ((1u32 << cols.min(16)) - 1) as __mmask16 };
     let (m0, m1) = (mask(width), mask(width.saturating_sub(16)));
     for r in 0..R {

@@ -113,6 +113,23 @@ fn portable(
 mod tests {
     use super::*;
 
+    /// The operands `a` (`m × k`), `b` (`k × n`) and a starting `c` (`m × n`)
+    /// of a product, of both signs, each scaled by its entry of `scale`.
+    fn operands(m: usize, k: usize, n: usize, scale: [f32; 3]) -> [Vec<f32>; 3] {
+        let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
+        let fill = |len: usize, salt: usize, s: f32| (0..len).map(|i| value(i, salt) * s).collect();
+        [
+            fill(m * k, 1, scale[0]),
+            fill(k * n, 5, scale[1]),
+            fill(m * n, 9, scale[2]),
+        ]
+    }
+
+    /// The bit patterns of `v`, for exact comparisons.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     fn naive(m: usize, k: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
@@ -169,29 +186,23 @@ mod tests {
             (40, 100, 3),
             (33, 17, 65),
         ];
-        let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
         for &(m, k, n) in &shapes {
             assert!(k <= SINGLE_PASS_K);
-            let a: Vec<f32> = (0..m * k).map(|i| value(i, 1) * 1.7).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| value(i, 5) * 0.3).collect();
-            let start: Vec<f32> = (0..m * n).map(|i| value(i, 9) * 3.1).collect();
+            let [a, b, start] = operands(m, k, n, [1.7, 0.3, 3.1]);
             for ta in [false, true] {
                 for tb in [false, true] {
                     let mut product = vec![0.0; m * n];
                     gemm(m, k, n, &a, ta, &b, tb, &mut product, false);
-                    let want: Vec<u32> = start
-                        .iter()
-                        .zip(&product)
-                        .map(|(c, p)| (c + p).to_bits())
-                        .collect();
+                    let sum: Vec<f32> = start.iter().zip(&product).map(|(c, p)| c + p).collect();
                     let mut got = start.clone();
                     gemm(m, k, n, &a, ta, &b, tb, &mut got, true);
-                    let got: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
-                    assert!(got == want, "{m}x{k}x{n}, ta {ta}, tb {tb}");
+                    assert!(bits(&got) == bits(&sum), "{m}x{k}x{n}, ta {ta}, tb {tb}");
                     let mut got = start.clone();
                     portable(m, k, n, &a, ta, &b, tb, &mut got, true);
-                    let got: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
-                    assert!(got == want, "portable {m}x{k}x{n}, ta {ta}, tb {tb}");
+                    assert!(
+                        bits(&got) == bits(&sum),
+                        "portable {m}x{k}x{n}, ta {ta}, tb {tb}"
+                    );
                 }
             }
         }
@@ -221,11 +232,8 @@ mod tests {
             (40, 300, 3),
             (200, 64, 80),
         ];
-        let value = |i: usize, salt: usize| ((i * 7 + salt) % 23) as f32 / 11.0 - 1.0;
         for &(m, k, n) in &shapes {
-            let a: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| value(i, 5) * 0.3).collect();
-            let start: Vec<f32> = (0..m * n).map(|i| value(i, 9)).collect();
+            let [a, b, start] = operands(m, k, n, [1.0, 0.3, 1.0]);
             for ta in [false, true] {
                 for tb in [false, true] {
                     for accumulate in [false, true] {
@@ -242,8 +250,6 @@ mod tests {
                                     m, k, n, &a, ta, &b, tb, &mut got, accumulate,
                                 )
                             });
-                            let bits =
-                                |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                             assert!(
                                 bits(&got) == bits(&want),
                                 "{m}x{k}x{n}, ta {ta}, tb {tb}, accumulate {accumulate}, {threads} threads"
