@@ -2,6 +2,7 @@
 
 use super::{Graph, Op, Var};
 use crate::error::{CoreError, Result};
+use crate::tensor::matmul_dims;
 use crate::Tensor;
 
 impl Graph {
@@ -65,14 +66,13 @@ impl Graph {
     /// strides, without a copy.
     pub fn matmul_t(&mut self, a: Var, b: Var, trans_a: bool, trans_b: bool) -> Result<Var> {
         self.check(&[a, b])?;
-        let (m, n) = (
-            self.nodes()[a.0].value.shape().get(usize::from(!trans_a)),
-            self.nodes()[b.0].value.shape().get(usize::from(!trans_b)),
-        );
-        let out = match (m, n) {
-            (Some(&m), Some(&n)) => self.buffer(m * n),
-            _ => Vec::new(),
-        };
+        let (m, _, n) = matmul_dims(
+            &self.nodes()[a.0].value,
+            &self.nodes()[b.0].value,
+            trans_a,
+            trans_b,
+        )?;
+        let out = self.buffer(m * n);
         let value =
             self.nodes()[a.0]
                 .value

@@ -237,3 +237,54 @@ impl Graph {
         self.push(value, Op::Param { offset: 0 })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One step of products in every transposition, a bias and a ReLU, on
+    /// shapes whose inner dimension differs from both outer ones; the data
+    /// address of every value written into a pooled buffer.
+    fn step(g: &mut Graph, x: &Tensor, xt: &Tensor, w: &Tensor, b: &Tensor) -> Vec<usize> {
+        g.reset();
+        let vx = g.input_copy(x).unwrap();
+        let vxt = g.input_copy(xt).unwrap();
+        let vw = g.input_copy(w).unwrap();
+        let vb = g.input_copy(b).unwrap();
+        let p = g.matmul_t(vx, vw, false, true).unwrap();
+        let q = g.matmul_t(vxt, vw, true, true).unwrap();
+        let h = g.add_row(p, vb).unwrap();
+        let r = g.relu(h).unwrap();
+        let s = g.matmul_t(r, vw, false, false).unwrap();
+        let u = g.matmul_t(q, vx, true, false).unwrap();
+        [vx, vxt, vw, p, q, h, r, s, u]
+            .iter()
+            .map(|&v| g.value(v).unwrap().data().as_ptr() as usize)
+            .collect()
+    }
+
+    #[test]
+    fn every_output_of_a_step_reuses_a_buffer_of_the_last_step() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (m, k, n) = (40, 50, 30);
+        let x = Tensor::randn(&[m, k], 0.0, 1.0, &mut rng).unwrap();
+        let xt = Tensor::randn(&[k, m], 0.0, 1.0, &mut rng).unwrap();
+        let w = Tensor::randn(&[n, k], 0.0, 1.0, &mut rng).unwrap();
+        let b = Tensor::randn(&[n], 0.0, 1.0, &mut rng).unwrap();
+        let mut g = Graph::new(0);
+        let mut last = step(&mut g, &x, &xt, &w, &b);
+        let values: Vec<Tensor> = g.nodes().iter().map(|n| n.value.clone()).collect();
+        for _ in 0..3 {
+            let now = step(&mut g, &x, &xt, &w, &b);
+            // Every value listed (the bias, below `MIN_POOLED` elements, is
+            // not) lies in a buffer the last step used.
+            for (i, addr) in now.iter().enumerate() {
+                assert!(last.contains(addr), "value {i} in a fresh buffer");
+            }
+            // And the values themselves are unchanged.
+            let again: Vec<Tensor> = g.nodes().iter().map(|n| n.value.clone()).collect();
+            assert_eq!(again, values);
+            last = now;
+        }
+    }
+}

@@ -250,10 +250,19 @@ unsafe fn pack_a(
     pa: &mut [f32],
 ) {
     if s.row == 1 {
-        // Transposed: the rows of a term are contiguous in a.
-        for (p, group) in pa.chunks_exact_mut(MR).take(kc).enumerate() {
-            let start = (p0 + p) * s.col + i0;
-            group[..mr].copy_from_slice(&a[start..start + mr]);
+        // Transposed: the rows of a term are contiguous in a, one masked
+        // vector each (a call to copy so few floats costs more than the copy).
+        assert!(
+            (p0 + kc - 1) * s.col + i0 + mr <= a.len() && kc * MR <= pa.len(),
+            "pack_a within bounds"
+        );
+        let keep = lanes(mr);
+        for p in 0..kc {
+            // SAFETY: the mr floats of term p0 + p lie within `a` and its
+            // group within `pa` (asserted above); masked-off lanes are
+            // neither read nor written.
+            let group = _mm512_maskz_loadu_ps(keep, a.as_ptr().add((p0 + p) * s.col + i0));
+            _mm512_mask_storeu_ps(pa.as_mut_ptr().add(p * MR), keep, group);
         }
     } else {
         // Each row's terms are contiguous: transpose them into the groups.
