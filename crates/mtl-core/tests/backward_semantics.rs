@@ -224,3 +224,36 @@ fn shared_weights_and_seeds_on_parameters_reach_the_buffer_in_order() {
     // A buffer of the wrong length is refused.
     assert!(g.param_gradients(&seeds, &[], 0..n, &mut got[1..]).is_err());
 }
+
+#[test]
+fn a_skipped_layer_reads_zero_and_every_other_parameter_keeps_its_bits() {
+    let mut t = toy();
+    let mut g = Graph::new(0);
+    let x = g.input(t.x.clone());
+    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let o1 = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
+    let o2 = t.head2.forward(&mut g, &mut t.ps, z).unwrap();
+    let l1 = g.cross_entropy(o1, &t.labels, None, 0.0).unwrap();
+    let l2 = g.mse(o2, &t.y).unwrap();
+    let seeds = [(l1, Tensor::scalar(0.4)), (l2, Tensor::scalar(1.5))];
+    let n = t.ps.len();
+    let shared = t.ps.group_range(&ParamGroup::Shared).unwrap();
+    let last = shared.end - (8 * 6 + 6)..shared.end;
+    let mut want = vec![f32::NAN; n];
+    g.param_gradients(&seeds, &[], 0..n, &mut want).unwrap();
+    let mut got = vec![f32::NAN; n];
+    g.param_gradients_except(&seeds, &[], 0..n, last.clone(), &mut got)
+        .unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(got[last.clone()].iter().all(|&v| v == 0.0));
+    assert!(want[last.clone()].iter().any(|&v| v != 0.0));
+    assert_eq!(bits(&got[..last.start]), bits(&want[..last.start]));
+    assert_eq!(bits(&got[last.end..]), bits(&want[last.end..]));
+    // Each parameter here is recorded once; a head read twice is not.
+    assert!(g.recorded_once(0..n));
+    let again = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
+    assert!(g.value(again).is_ok());
+    let head1 = t.ps.group_range(&ParamGroup::task("a")).unwrap();
+    assert!(!g.recorded_once(head1));
+    assert!(g.recorded_once(last));
+}

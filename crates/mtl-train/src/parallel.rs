@@ -461,7 +461,14 @@ impl Trainer {
                     .balance(&input.with_grads(gr))?
                     .weights()
                     .to_vec();
-                self.weighted_backward(&local.loss_vars, &scaled(&w), grads)?;
+                // The local rows carry the shard's scale already.
+                self.weighted_backward_with_rows(
+                    &local.loss_vars,
+                    (&scaled(&w), &w),
+                    &local.rows,
+                    self.last_shared_range()?,
+                    grads,
+                )?;
                 Ok(w)
             }
             GradientSource::Representation => {

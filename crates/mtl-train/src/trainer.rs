@@ -7,6 +7,7 @@ use std::ops::Range;
 use mtl_core::arch::{build_model, MultiTaskModel, ARCHITECTURES_WITH_REPRESENTATION};
 use mtl_core::{Gradients, Graph, ParamGroup, ParamStore, Targets, Tensor, Var};
 use mtl_data::{Batch, BatchSource, Dataset, Standardizer};
+use mtl_losses::balance::gram::combine_rows;
 use mtl_losses::metric::{evaluate, Metric};
 use mtl_losses::task::Task;
 use mtl_losses::{
@@ -763,8 +764,15 @@ impl Trainer {
                 let gr = GradRows::new(&rows, t_count, range.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
+                let written = self.weighted_backward_with_rows(
+                    &loss_vars,
+                    (&w, &w),
+                    &rows,
+                    range,
+                    &mut grads,
+                );
                 self.rows = rows;
-                self.weighted_backward(&loss_vars, &w, &mut grads)?;
+                written?;
                 w
             }
             GradientSource::Representation => {
@@ -865,13 +873,50 @@ impl Trainer {
         w: &[f32],
         grads: &mut [f32],
     ) -> Result<()> {
+        self.weighted_backward_except(losses, w, 0..0, grads)
+    }
+
+    /// [`Trainer::weighted_backward`] whose parameters at `range` (the last
+    /// shared layer) take `Σ_t v_t row_t` of their per-task gradient `rows`
+    /// (row-major `T x range.len()`, summed in `f64`) instead of a weight
+    /// gradient product of their own: one product fewer per step. The rows
+    /// are weighted by `row_w`: `w` itself, or `w` without a shard's scale
+    /// when the rows carry it already. Where a parameter of `range` is
+    /// recorded more than once (shared weights), the rows, which stop at the
+    /// layer, may not hold all of its gradient, and the whole backward pass
+    /// is taken instead.
+    pub(crate) fn weighted_backward_with_rows(
+        &self,
+        losses: &[Var],
+        (w, row_w): (&[f32], &[f32]),
+        rows: &[f32],
+        range: Range<usize>,
+        grads: &mut [f32],
+    ) -> Result<()> {
+        if !self.graph.recorded_once(range.clone()) {
+            return self.weighted_backward(losses, w, grads);
+        }
+        self.weighted_backward_except(losses, w, range.clone(), grads)?;
+        let row_w: Vec<f64> = row_w.iter().map(|&x| f64::from(x)).collect();
+        combine_rows(rows, range.len(), &row_w, &mut grads[range]);
+        Ok(())
+    }
+
+    /// [`Trainer::weighted_backward`] leaving the parameters at `skip` zero.
+    fn weighted_backward_except(
+        &self,
+        losses: &[Var],
+        w: &[f32],
+        skip: Range<usize>,
+        grads: &mut [f32],
+    ) -> Result<()> {
         let seeds: Vec<(Var, Tensor)> = losses
             .iter()
             .zip(w)
             .map(|(&l, &wt)| Ok((l, Tensor::filled(self.graph.shape(l)?, wt))))
             .collect::<Result<_>>()?;
         self.graph
-            .param_gradients(&seeds, &[], 0..self.ps.len(), grads)?;
+            .param_gradients_except(&seeds, &[], 0..self.ps.len(), skip, grads)?;
         Ok(())
     }
 
@@ -1270,7 +1315,8 @@ mod tests {
     use mtl_core::{TaskKind, TaskSpec};
     use mtl_optim::{AdamConfig, OptimizerConfig};
 
-    /// A trainer of two regressions on four inputs, with `optimizer`.
+    /// A trainer of two regressions on four inputs (two hidden layers), with
+    /// `optimizer`.
     fn trainer(optimizer: impl Into<OptimizerSpec>) -> Trainer {
         let specs: Vec<TaskSpec> = ["a", "b"]
             .iter()
@@ -1282,7 +1328,7 @@ mod tests {
         let mut ps = ParamStore::new();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let encoder = EncoderConfig::Mlp {
-            hidden: vec![5],
+            hidden: vec![5, 3],
             dropout: 0.0,
             activation: Activation::Relu,
             layer_norm: false,
@@ -1300,6 +1346,58 @@ mod tests {
             .optimizer(optimizer)
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn the_last_layer_summed_from_task_rows_matches_its_own_product() {
+        let mut t = trainer(OptimizerConfig::Adam(AdamConfig::default()));
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let batch = Batch {
+            x: Tensor::randn(&[6, 4], 0.0, 1.0, &mut rng).unwrap(),
+            targets: (0..2)
+                .map(|_| Targets::Values(Tensor::randn(&[6, 1], 0.0, 1.0, &mut rng).unwrap()))
+                .collect(),
+            indices: (0..6).collect(),
+        };
+        let (losses, _, _) = t.forward_losses(&batch).unwrap();
+        let range = t.last_shared_range().unwrap();
+        assert!(range.start > 0 && range.end < t.ps.len(), "{range:?}");
+        let mut rows = Vec::new();
+        t.last_layer_rows(&losses, range.clone(), &mut rows)
+            .unwrap();
+        let w = [0.7f32, 1.3];
+        let mut want = vec![f32::NAN; t.ps.len()];
+        t.weighted_backward(&losses, &w, &mut want).unwrap();
+        let mut got = vec![f32::NAN; t.ps.len()];
+        t.weighted_backward_with_rows(&losses, (&w, &w), &rows, range.clone(), &mut got)
+            .unwrap();
+        // Outside the layer: the full pass's bits. In it: the same sums in
+        // another order, within f32 rounding.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got[..range.start]), bits(&want[..range.start]));
+        assert_eq!(bits(&got[range.end..]), bits(&want[range.end..]));
+        let scale = want[range.clone()]
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0);
+        for (a, b) in got[range.clone()].iter().zip(&want[range.clone()]) {
+            assert!((a - b).abs() <= 1e-6 * scale, "{a} vs {b}");
+        }
+        // Rows that carry a shard's scale already are weighted without it.
+        let scaled: Vec<f32> = rows
+            .chunks(range.len())
+            .zip([2.0f32, 0.5])
+            .flat_map(|(r, s)| r.iter().map(move |v| v * s))
+            .collect();
+        let seeds = [w[0] * 2.0, w[1] * 0.5];
+        let mut shard = vec![f32::NAN; t.ps.len()];
+        t.weighted_backward_with_rows(&losses, (&seeds, &w), &scaled, range.clone(), &mut shard)
+            .unwrap();
+        let mut full = vec![f32::NAN; t.ps.len()];
+        t.weighted_backward(&losses, &seeds, &mut full).unwrap();
+        for (a, b) in shard.iter().zip(&full) {
+            assert!((a - b).abs() <= 1e-6 * scale.max(b.abs()), "{a} vs {b}");
+        }
     }
 
     #[test]

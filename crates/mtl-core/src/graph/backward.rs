@@ -70,6 +70,8 @@ impl Gradients {
 /// kept per node.
 struct ParamOut<'a> {
     range: Range<usize>,
+    /// Offsets of parameters left out (see [`Graph::param_gradients_except`]).
+    skip: Range<usize>,
     out: &'a mut [f32],
     /// Offsets of the parameters recorded on more than one node (weight
     /// sharing): their nodes keep their gradients, which are added to `out`
@@ -80,7 +82,7 @@ struct ParamOut<'a> {
 }
 
 impl<'a> ParamOut<'a> {
-    fn new(range: Range<usize>, out: &'a mut [f32], nodes: &[Node]) -> Self {
+    fn new(range: Range<usize>, skip: Range<usize>, out: &'a mut [f32], nodes: &[Node]) -> Self {
         let mut seen = Vec::new();
         let mut repeated = Vec::new();
         for node in nodes {
@@ -94,15 +96,19 @@ impl<'a> ParamOut<'a> {
         }
         ParamOut {
             range,
+            skip,
             out,
             repeated,
             written: Vec::new(),
         }
     }
 
-    /// Whether a parameter at `offset` with `len` elements lies in `range`.
+    /// Whether a parameter at `offset` with `len` elements lies in `range`
+    /// and is not skipped.
     fn holds(&self, offset: usize, len: usize) -> bool {
-        offset >= self.range.start && offset.saturating_add(len) <= self.range.end
+        offset >= self.range.start
+            && offset.saturating_add(len) <= self.range.end
+            && !self.skip.contains(&offset)
     }
 
     /// The slice of `out` of a parameter at `offset` with `len` elements,
@@ -369,6 +375,40 @@ impl Graph {
         range: Range<usize>,
         out: &mut [f32],
     ) -> Result<()> {
+        self.param_gradients_except(seeds, cut, range, 0..0, out)
+    }
+
+    /// [`Graph::param_gradients`] with the parameters whose offset lies in
+    /// `skip` left out: nothing is computed for them (no weight gradient)
+    /// and their part of `out` is zero, for a caller that has their
+    /// gradient already (summed from per-task gradients, say). Gradients
+    /// still flow through the nodes reading them to everything else.
+    ///
+    /// ```
+    /// use mtl_core::{Graph, ParamStore, ParamGroup, Tensor};
+    /// let mut ps = ParamStore::new();
+    /// let a = ps.add_values("a", &[1], ParamGroup::Shared, vec![3.0]).unwrap();
+    /// let b = ps.add_values("b", &[1], ParamGroup::Shared, vec![5.0]).unwrap();
+    /// let mut g = Graph::new(0);
+    /// let (va, vb) = (g.param(&ps, a).unwrap(), g.param(&ps, b).unwrap());
+    /// let y = g.mul(va, vb).unwrap();               // a·b
+    /// let loss = g.sum(y).unwrap();
+    /// let mut out = vec![f32::NAN; 2];
+    /// let seed = [(loss, Tensor::scalar(1.0))];
+    /// g.param_gradients_except(&seed, &[], 0..2, 1..2, &mut out).unwrap();
+    /// assert_eq!(out, vec![5.0, 0.0]);              // ∂/∂a = b; b left out
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Graph::param_gradients`].
+    pub fn param_gradients_except(
+        &self,
+        seeds: &[(Var, Tensor)],
+        cut: &[Var],
+        range: Range<usize>,
+        skip: Range<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
         if out.len() != range.len() {
             return Err(CoreError::ShapeMismatch {
                 op: "param_gradients",
@@ -376,9 +416,27 @@ impl Graph {
                 rhs: vec![out.len()],
             });
         }
-        let params = ParamOut::new(range, out, self.nodes());
+        let params = ParamOut::new(range, skip, out, self.nodes());
         self.sweep(seeds, &[], cut, Some(params))?;
         Ok(())
+    }
+
+    /// Whether every parameter stored at `range` is recorded on at most one
+    /// node (no weight sharing): each one's gradient is then the gradient
+    /// of that node alone.
+    pub fn recorded_once(&self, range: Range<usize>) -> bool {
+        let mut seen = Vec::new();
+        for node in self.nodes() {
+            if let Op::Param { offset } = node.op {
+                if range.contains(&offset) {
+                    if seen.contains(&offset) {
+                        return false;
+                    }
+                    seen.push(offset);
+                }
+            }
+        }
+        true
     }
 
     /// Back-propagates from seeds like [`Graph::backward_from`], but nodes in
