@@ -495,7 +495,8 @@ impl Trainer {
                         let balanced = self
                             .balancer
                             .balance(&input.with_grads(gr).with_shard(shard))?;
-                        (balanced.weights().to_vec(), balanced.shared_direction(&gr)?)
+                        let w = balanced.weights().to_vec();
+                        (w, balanced.into_shared_direction(&gr)?)
                     } else {
                         let full = gather_rows(comm, &local.rows, t_count, per_row)?;
                         let gr = GradRows::new(&full, t_count, total)?;

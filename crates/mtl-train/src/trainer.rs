@@ -783,17 +783,22 @@ impl Trainer {
                 let zshape = self.graph.shape(z)?.to_vec();
                 let per = self.per_task(&loss_vars, &[z])?;
                 let zlen: usize = zshape.iter().product();
-                let mut rows = vec![0.0f32; t_count * zlen];
-                for (t, gr) in per.iter().enumerate() {
-                    if let Some(dz) = gr.get(z) {
-                        rows[t * zlen..(t + 1) * zlen].copy_from_slice(dz.data());
+                // Every row is written: copied, or zero for a task whose
+                // loss does not reach the representation.
+                let mut rows = std::mem::take(&mut self.rows);
+                rows.resize(t_count * zlen, 0.0);
+                for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(zlen.max(1))).enumerate() {
+                    match gr.get(z) {
+                        Some(dz) => row.copy_from_slice(dz.data()),
+                        None => row.fill(0.0),
                     }
-                    self.check_row(t, &rows[t * zlen..(t + 1) * zlen])?;
+                    self.check_row(t, row)?;
                 }
                 let gr = GradRows::new(&rows, t_count, zlen)?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
-                let direction = balanced.shared_direction(&gr)?;
+                let direction = balanced.into_shared_direction(&gr)?;
+                self.rows = rows;
                 self.graph.param_gradients(
                     &[(z, Tensor::from_vec(direction, &zshape)?)],
                     &[],
@@ -809,7 +814,7 @@ impl Trainer {
                 let gr = GradRows::new(&rows, t_count, shared.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
-                let direction = balanced.shared_direction(&gr)?;
+                let direction = balanced.into_shared_direction(&gr)?;
                 grads[shared.clone()].copy_from_slice(&direction);
                 self.write_heads(&per, &w, &mut grads)?;
                 w

@@ -52,6 +52,15 @@ impl Balanced {
     /// # Errors
     /// [`Error::CountMismatch`] if the rows or columns disagree with the result.
     pub fn shared_direction(&self, grads: &GradRows<'_>) -> Result<Vec<f32>> {
+        self.clone().into_shared_direction(grads)
+    }
+
+    /// [`Balanced::shared_direction`], handing over a returned direction
+    /// instead of copying it.
+    ///
+    /// # Errors
+    /// As [`Balanced::shared_direction`].
+    pub fn into_shared_direction(self, grads: &GradRows<'_>) -> Result<Vec<f32>> {
         match self {
             Balanced::Direction { direction, .. } => {
                 if direction.len() != grads.cols() {
@@ -61,7 +70,7 @@ impl Balanced {
                         got: direction.len(),
                     });
                 }
-                Ok(direction.clone())
+                Ok(direction)
             }
             Balanced::Weights(w) => {
                 if w.len() != grads.rows() {
@@ -72,7 +81,7 @@ impl Balanced {
                     });
                 }
                 let mut acc = vec![0.0f64; grads.cols()];
-                for (row, &wt) in grads.iter().zip(w) {
+                for (row, &wt) in grads.iter().zip(&w) {
                     let wt = f64::from(wt);
                     for (a, &g) in acc.iter_mut().zip(row) {
                         *a += wt * f64::from(g);
