@@ -1,15 +1,19 @@
 //! `mtl-core` kernels: f32 matrix products (`mtl-core`'s kernel: its own
 //! AVX-512 kernel where the CPU has it, nalgebra's `matrixmultiply` with its
 //! threading feature elsewhere; beside the `gemm` crate, so the choice of
-//! backend stays a measured one) and one forward + backward pass of an MLP
-//! 784-256-256-10 at batch 256.
+//! backend stays a measured one), one forward + backward pass of an MLP
+//! 784-256-256-10 at batch 256, and a 256³ product started after 50 µs of
+//! serial work, as in a training step, with and without
+//! [`mtl_core::workers::keep_awake`].
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mtl_benches::matmul_flops;
 use mtl_core::nn::{Mlp, Module};
+use mtl_core::workers::keep_awake;
 use mtl_core::{kernels, Graph, ParamGroup, ParamStore, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::time::{Duration, Instant};
 
 fn matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul_f32");
@@ -83,5 +87,27 @@ fn mlp_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, mlp_step);
+fn product_after_serial_work(c: &mut Criterion) {
+    let n = 256;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let a = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng).unwrap();
+    let b = Tensor::randn(&[n, n], 0.0, 1.0, &mut rng).unwrap();
+    let mut out = vec![0.0f32; n * n];
+    let mut run = || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(50) {
+            std::hint::spin_loop();
+        }
+        kernels::gemm(n, n, n, a.data(), false, b.data(), false, &mut out, false);
+    };
+    let mut group = c.benchmark_group("product_256_after_50us_serial");
+    group.sample_size(20);
+    group.bench_function("workers_may_sleep", |bench| {
+        rayon::scope(|_| bench.iter(&mut run))
+    });
+    group.bench_function("keep_awake", |bench| keep_awake(|| bench.iter(&mut run)));
+    group.finish();
+}
+
+criterion_group!(benches, matmul, mlp_step, product_after_serial_work);
 criterion_main!(benches);

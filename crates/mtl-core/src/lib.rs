@@ -53,6 +53,7 @@ pub mod nn;
 pub mod params;
 pub mod task;
 pub mod tensor;
+pub mod workers;
 
 pub use error::{CoreError, Result};
 pub use graph::{Gradients, Graph, Node, Op, Var};

@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use mtl_core::arch::{build_model, MultiTaskModel, ARCHITECTURES_WITH_REPRESENTATION};
+use mtl_core::workers::keep_awake;
 use mtl_core::{Gradients, Graph, ParamGroup, ParamStore, Targets, Tensor, Var};
 use mtl_data::{Batch, BatchSource, Dataset, Standardizer};
 use mtl_losses::balance::gram::combine_rows;
@@ -694,11 +695,9 @@ impl Trainer {
         // The step runs on one of rayon's threads, so that each parallel
         // piece of it (a matrix product, the per-task passes, the optimizer)
         // is shared with the thread already running instead of being handed
-        // to the pool and waited for: one wake-up per step, not one per piece.
-        if rayon::current_thread_index().is_none() {
-            return rayon::scope(|_| self.local_step(batch, epoch, extra));
-        }
-        self.local_step(batch, epoch, extra)
+        // to the pool and waited for, and the other workers stay awake
+        // between the pieces: one wake-up per step, not one per piece.
+        keep_awake(|| self.local_step(batch, epoch, extra))
     }
 
     /// [`Trainer::train_step_with`] on one process.

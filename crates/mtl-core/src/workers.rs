@@ -1,0 +1,84 @@
+//! [`keep_awake`]: rayon's workers kept polling for work through a run of
+//! parallel pieces, so that none of the pieces waits for a sleeping worker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Runs `f` on one of rayon's workers while every other worker of the pool
+/// polls for work instead of going to sleep, until `f` returns.
+///
+/// A training step is a run of parallel pieces (matrix products, the
+/// optimizer) between short serial stretches (losses, the balancer). rayon
+/// puts a worker with nothing to do to sleep within microseconds, and the
+/// next piece then waits tens of microseconds for it to wake: measured on
+/// two cores, a 256³ product started 20 µs after the last parallel piece
+/// took 240 µs against 190 µs straight after one. Inside `keep_awake` the
+/// other workers take each piece as it appears (between pieces they yield
+/// the CPU to any other thread that wants it, so an oversubscribed pool is
+/// not starved). Only which thread runs which piece changes, never what is
+/// computed: results are those of calling `f` directly.
+///
+/// ```
+/// use mtl_core::workers::keep_awake;
+/// let sum: u64 = keep_awake(|| {
+///     use rayon::prelude::*;
+///     (0..1000u64).into_par_iter().sum()
+/// });
+/// assert_eq!(sum, 499_500);
+/// ```
+pub fn keep_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let done = AtomicBool::new(false);
+    rayon::scope(|s| {
+        for _ in 1..rayon::current_num_threads() {
+            s.spawn(|_| poll_until(&done));
+        }
+        // Set when `f` returns or unwinds, so that the pollers end and the
+        // scope can close.
+        let _finished = Finished(&done);
+        f()
+    })
+}
+
+/// Runs pending rayon work until `done` is set.
+fn poll_until(done: &AtomicBool) {
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Sets its flag when dropped.
+struct Finished<'a>(&'a AtomicBool);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    #[test]
+    fn results_and_panics_come_through_and_the_pool_stays_usable() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let v: Vec<u64> =
+                keep_awake(|| (0..10_000u64).into_par_iter().map(|x| x * x).collect());
+            assert_eq!(v, (0..10_000u64).map(|x| x * x).collect::<Vec<_>>());
+            // Nested, and after a panic inside: the pollers end each time.
+            let nested = keep_awake(|| keep_awake(|| rayon::current_num_threads()));
+            assert_eq!(nested, 3);
+            let caught = std::panic::catch_unwind(|| keep_awake(|| panic!("inside")));
+            assert!(caught.is_err());
+            assert_eq!(keep_awake(|| 7), 7);
+        });
+        // From outside any pool: runs on the global pool.
+        assert_eq!(keep_awake(|| rayon::current_thread_index().is_some()), true);
+    }
+}
