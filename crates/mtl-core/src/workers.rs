@@ -72,13 +72,13 @@ mod tests {
                 keep_awake(|| (0..10_000u64).into_par_iter().map(|x| x * x).collect());
             assert_eq!(v, (0..10_000u64).map(|x| x * x).collect::<Vec<_>>());
             // Nested, and after a panic inside: the pollers end each time.
-            let nested = keep_awake(|| keep_awake(|| rayon::current_num_threads()));
+            let nested = keep_awake(|| keep_awake(rayon::current_num_threads));
             assert_eq!(nested, 3);
             let caught = std::panic::catch_unwind(|| keep_awake(|| panic!("inside")));
             assert!(caught.is_err());
             assert_eq!(keep_awake(|| 7), 7);
         });
         // From outside any pool: runs on the global pool.
-        assert_eq!(keep_awake(|| rayon::current_thread_index().is_some()), true);
+        assert!(keep_awake(|| rayon::current_thread_index().is_some()));
     }
 }
