@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use mtl_core::workers::keep_awake;
 use mtl_data::{BatchSource, DataLoader, LoaderConfig};
 use serde::{Deserialize, Serialize};
 
@@ -349,7 +350,8 @@ impl Trainer {
                 let batch = batch?;
                 if let Some(t) = state.relations.as_mut() {
                     let measured = Instant::now();
-                    t.observe_step(self, &batch)?;
+                    // Its passes, like a step's, run with the workers awake.
+                    keep_awake(|| t.observe_step(self, &batch))?;
                     relations_seconds += measured.elapsed().as_secs_f64();
                 }
                 let second = match self.balancer.needs_second_batch() {
