@@ -883,8 +883,8 @@ impl Trainer {
     /// [`Trainer::weighted_backward`] whose parameters at `range` (the last
     /// shared layer) take `Σ_t v_t row_t` of their per-task gradient `rows`
     /// (row-major `T x range.len()`, summed in `f64`) instead of a weight
-    /// gradient product of their own: one product fewer per step. The rows
-    /// are weighted by `row_w`: `w` itself, or `w` without a shard's scale
+    /// gradient product of their own: one product fewer per step. The row
+    /// weights `v` are `row_w`: `w` itself, or `w` without a shard's scale
     /// when the rows carry it already. Where a parameter of `range` is
     /// recorded more than once (shared weights), the rows, which stop at the
     /// layer, may not hold all of its gradient, and the whole backward pass
