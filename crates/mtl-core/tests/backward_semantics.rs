@@ -2,7 +2,9 @@
 //! gradients at an intermediate node are the true derivatives there.
 
 use mtl_core::nn::{Mlp, Module};
-use mtl_core::{Graph, ParamGroup, ParamStore, Tensor};
+use std::ops::Range;
+
+use mtl_core::{Graph, ParamGroup, ParamStore, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -17,6 +19,25 @@ struct Toy {
     x: Tensor,
     y: Tensor,
     labels: Vec<usize>,
+}
+
+/// The tape with the toy's input and its trunk recorded, and the trunk's output.
+fn trunk(t: &mut Toy) -> (Graph, Var) {
+    let mut g = Graph::new(0);
+    let x = g.input(t.x.clone());
+    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    (g, z)
+}
+
+/// The trunk's last layer (8 -> 6): the last 8*6 + 6 shared values.
+fn last_layer(ps: &ParamStore) -> Range<usize> {
+    let shared = ps.group_range(&ParamGroup::Shared).unwrap();
+    shared.end - (8 * 6 + 6)..shared.end
+}
+
+/// The bit patterns of `v`, for exact comparisons.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 fn toy() -> Toy {
@@ -49,9 +70,7 @@ fn toy() -> Toy {
 #[test]
 fn gradient_of_a_sum_is_the_sum_of_gradients() {
     let mut t = toy();
-    let mut g = Graph::new(0);
-    let x = g.input(t.x.clone());
-    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let (mut g, z) = trunk(&mut t);
     let o1 = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
     let l1 = g.cross_entropy(o1, &t.labels, None, 0.0).unwrap();
     let o2 = t.head2.forward(&mut g, &mut t.ps, z).unwrap();
@@ -85,9 +104,7 @@ fn gradient_of_a_sum_is_the_sum_of_gradients() {
 #[test]
 fn gradient_at_the_representation_matches_finite_differences() {
     let mut t = toy();
-    let mut g = Graph::new(0);
-    let x = g.input(t.x.clone());
-    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let (mut g, z) = trunk(&mut t);
     let o1 = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
     let l1 = g.cross_entropy(o1, &t.labels, None, 0.0).unwrap();
     let zv = g.value(z).unwrap().clone();
@@ -125,9 +142,7 @@ fn gradient_at_the_representation_matches_finite_differences() {
 fn per_task_passes_through_the_representation_equal_full_passes() {
     // Backward from L to z, then from z through the trunk, equals one full pass.
     let mut t = toy();
-    let mut g = Graph::new(0);
-    let x = g.input(t.x.clone());
-    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let (mut g, z) = trunk(&mut t);
     let o2 = t.head2.forward(&mut g, &mut t.ps, z).unwrap();
     let l2 = g.mse(o2, &t.y).unwrap();
     let shared = t.ps.group_range(&ParamGroup::Shared).unwrap();
@@ -152,14 +167,11 @@ fn per_task_passes_through_the_representation_equal_full_passes() {
 #[test]
 fn a_pass_stopped_at_the_boundary_of_the_last_layer_gives_its_gradients_only() {
     let mut t = toy();
-    let mut g = Graph::new(0);
-    let x = g.input(t.x.clone());
-    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let (mut g, z) = trunk(&mut t);
     let o2 = t.head2.forward(&mut g, &mut t.ps, z).unwrap();
     let l2 = g.mse(o2, &t.y).unwrap();
-    // The trunk's last layer (8 -> 6) is the last 8*6 + 6 shared values.
     let shared = t.ps.group_range(&ParamGroup::Shared).unwrap();
-    let last = shared.end - (8 * 6 + 6)..shared.end;
+    let last = last_layer(&t.ps);
     let stop = g.boundary_of(last.clone());
     assert_eq!(
         stop.len(),
@@ -195,9 +207,7 @@ fn shared_weights_and_seeds_on_parameters_reach_the_buffer_in_order() {
     // itself, a second seed on the same loss, and a parameter no seed
     // reaches: the buffer gets the per-node pass's bits, zero for the last.
     let mut t = toy();
-    let mut g = Graph::new(0);
-    let x = g.input(t.x.clone());
-    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let (mut g, z) = trunk(&mut t);
     let z2 = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
     let again = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
     let both = g.add(z2, again).unwrap();
@@ -216,7 +226,6 @@ fn shared_weights_and_seeds_on_parameters_reach_the_buffer_in_order() {
         .unwrap();
     let mut got = vec![f32::NAN; n];
     g.param_gradients(&seeds, &[], 0..n, &mut got).unwrap();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&got), bits(&want));
     let h2 = t.ps.group_range(&ParamGroup::task("b")).unwrap();
     assert!(got[h2].iter().all(|&v| v == 0.0), "head 2 is not reached");
@@ -228,23 +237,19 @@ fn shared_weights_and_seeds_on_parameters_reach_the_buffer_in_order() {
 #[test]
 fn a_skipped_layer_reads_zero_and_every_other_parameter_keeps_its_bits() {
     let mut t = toy();
-    let mut g = Graph::new(0);
-    let x = g.input(t.x.clone());
-    let z = t.trunk.forward(&mut g, &mut t.ps, x).unwrap();
+    let (mut g, z) = trunk(&mut t);
     let o1 = t.head1.forward(&mut g, &mut t.ps, z).unwrap();
     let o2 = t.head2.forward(&mut g, &mut t.ps, z).unwrap();
     let l1 = g.cross_entropy(o1, &t.labels, None, 0.0).unwrap();
     let l2 = g.mse(o2, &t.y).unwrap();
     let seeds = [(l1, Tensor::scalar(0.4)), (l2, Tensor::scalar(1.5))];
     let n = t.ps.len();
-    let shared = t.ps.group_range(&ParamGroup::Shared).unwrap();
-    let last = shared.end - (8 * 6 + 6)..shared.end;
+    let last = last_layer(&t.ps);
     let mut want = vec![f32::NAN; n];
     g.param_gradients(&seeds, &[], 0..n, &mut want).unwrap();
     let mut got = vec![f32::NAN; n];
     g.param_gradients_except(&seeds, &[], 0..n, last.clone(), &mut got)
         .unwrap();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert!(got[last.clone()].iter().all(|&v| v == 0.0));
     assert!(want[last.clone()].iter().any(|&v| v != 0.0));
     assert_eq!(bits(&got[..last.start]), bits(&want[..last.start]));

@@ -393,13 +393,8 @@ impl Trainer {
                 })?;
                 let zlen: usize = self.graph.shape(z)?.iter().product();
                 let per = self.per_task(&loss_vars, &[z])?;
-                let mut rows = vec![0.0f32; self.tasks.len() * zlen];
-                for (t, gr) in per.iter().enumerate() {
-                    if let Some(dz) = gr.get(z) {
-                        rows[t * zlen..(t + 1) * zlen].copy_from_slice(dz.data());
-                    }
-                    self.check_row(t, &rows[t * zlen..(t + 1) * zlen])?;
-                }
+                let mut rows = Vec::new();
+                self.representation_rows(&per, z, zlen, &mut rows)?;
                 (per, rows)
             }
             GradientSource::SharedParameters => {

@@ -640,6 +640,27 @@ impl Trainer {
         Ok(())
     }
 
+    /// The per-task gradients at the representation `z` (`zlen` values),
+    /// one checked row per task, written over `rows` (resized; every row is
+    /// written: copied, or zero for a task whose loss does not reach `z`).
+    pub(crate) fn representation_rows(
+        &self,
+        per: &[Gradients],
+        z: Var,
+        zlen: usize,
+        rows: &mut Vec<f32>,
+    ) -> Result<()> {
+        rows.resize(per.len() * zlen, 0.0);
+        for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(zlen.max(1))).enumerate() {
+            match gr.get(z) {
+                Some(dz) => row.copy_from_slice(dz.data()),
+                None => row.fill(0.0),
+            }
+            self.check_row(t, row)?;
+        }
+        Ok(())
+    }
+
     /// The per-task gradients of the parameters at `range`, one checked row
     /// per task (row-major `T x range.len()`).
     pub(crate) fn param_rows(&self, per: &[Gradients], range: Range<usize>) -> Result<Vec<f32>> {
@@ -782,17 +803,8 @@ impl Trainer {
                 let zshape = self.graph.shape(z)?.to_vec();
                 let per = self.per_task(&loss_vars, &[z])?;
                 let zlen: usize = zshape.iter().product();
-                // Every row is written: copied, or zero for a task whose
-                // loss does not reach the representation.
                 let mut rows = std::mem::take(&mut self.rows);
-                rows.resize(t_count * zlen, 0.0);
-                for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(zlen.max(1))).enumerate() {
-                    match gr.get(z) {
-                        Some(dz) => row.copy_from_slice(dz.data()),
-                        None => row.fill(0.0),
-                    }
-                    self.check_row(t, row)?;
-                }
+                self.representation_rows(&per, z, zlen, &mut rows)?;
                 let gr = GradRows::new(&rows, t_count, zlen)?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();

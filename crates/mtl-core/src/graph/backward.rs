@@ -65,6 +65,23 @@ impl Gradients {
     }
 }
 
+/// Offsets of the parameters recorded on more than one node (weight
+/// sharing), once each.
+fn repeated_params(nodes: &[Node]) -> Vec<usize> {
+    let mut seen = Vec::new();
+    let mut repeated = Vec::new();
+    for node in nodes {
+        if let Op::Param { offset } = node.op {
+            if !seen.contains(&offset) {
+                seen.push(offset);
+            } else if !repeated.contains(&offset) {
+                repeated.push(offset);
+            }
+        }
+    }
+    repeated
+}
+
 /// The parameter buffer of [`Graph::param_gradients`]: the gradients of the
 /// parameters stored at `range` go straight into `out` instead of being
 /// kept per node.
@@ -83,22 +100,11 @@ struct ParamOut<'a> {
 
 impl<'a> ParamOut<'a> {
     fn new(range: Range<usize>, skip: Range<usize>, out: &'a mut [f32], nodes: &[Node]) -> Self {
-        let mut seen = Vec::new();
-        let mut repeated = Vec::new();
-        for node in nodes {
-            if let Op::Param { offset } = node.op {
-                if seen.contains(&offset) {
-                    repeated.push(offset);
-                } else {
-                    seen.push(offset);
-                }
-            }
-        }
         ParamOut {
             range,
             skip,
             out,
-            repeated,
+            repeated: repeated_params(nodes),
             written: Vec::new(),
         }
     }
@@ -425,18 +431,9 @@ impl Graph {
     /// node (no weight sharing): each one's gradient is then the gradient
     /// of that node alone.
     pub fn recorded_once(&self, range: Range<usize>) -> bool {
-        let mut seen = Vec::new();
-        for node in self.nodes() {
-            if let Op::Param { offset } = node.op {
-                if range.contains(&offset) {
-                    if seen.contains(&offset) {
-                        return false;
-                    }
-                    seen.push(offset);
-                }
-            }
-        }
-        true
+        !repeated_params(self.nodes())
+            .iter()
+            .any(|offset| range.contains(offset))
     }
 
     /// Back-propagates from seeds like [`Graph::backward_from`], but nodes in
