@@ -316,13 +316,18 @@ unsafe fn transpose_into(
     while q0 < len {
         let n = 16.min(len - q0);
         let load = lanes(n);
-        let mut r = [_mm512_setzero_ps(); 16];
-        for (i, v) in r.iter_mut().enumerate().take(rows) {
-            *v = _mm512_maskz_loadu_ps(load, src.add(i * ld_src + q0));
-        }
+        // All 16 rows and columns, masked off past `rows` and `n`, so that
+        // the loops unroll and the block stays in registers. A lane masked
+        // off is neither read nor written, so the addresses past the
+        // operands (formed with `wrapping_add`) are never touched.
+        let r: [__m512; 16] = std::array::from_fn(|i| {
+            let mask = if i < rows { load } else { 0 };
+            _mm512_maskz_loadu_ps(mask, src.wrapping_add(i * ld_src + q0))
+        });
         let cols = transpose16(r);
-        for (q, col) in cols.iter().enumerate().take(n) {
-            _mm512_mask_storeu_ps(dst.add((q0 + q) * ld_dst), keep, *col);
+        for (q, col) in cols.iter().enumerate() {
+            let mask = if q < n { keep } else { 0 };
+            _mm512_mask_storeu_ps(dst.wrapping_add((q0 + q) * ld_dst), mask, *col);
         }
         q0 += n;
     }
@@ -497,7 +502,55 @@ unsafe fn tile_rows<const R: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{available, lanes, split, transpose_into};
+
+    #[test]
+    fn a_transposed_block_writes_its_lanes_and_nothing_else() {
+        if !available() {
+            return;
+        }
+        // (source rows, run length, lanes kept): partial and whole blocks of
+        // 16, runs spanning several blocks, more lanes kept than rows.
+        for (rows, len, kept) in [
+            (3, 5, 3),
+            (16, 16, 16),
+            (14, 37, 14),
+            (1, 17, 16),
+            (9, 40, 12),
+        ] {
+            let ld_src = len + 3;
+            let src: Vec<f32> = (0..rows * ld_src).map(|i| i as f32 + 0.5).collect();
+            let ld_dst = 19;
+            let mut dst = vec![-1.0f32; len * ld_dst];
+            // SAFETY: avx512f is present; `src` holds `rows` runs of `len`
+            // floats at stride `ld_src`, `dst` `len` runs of `ld_dst` ≥ 16.
+            unsafe {
+                transpose_into(
+                    src.as_ptr(),
+                    ld_src,
+                    rows,
+                    len,
+                    dst.as_mut_ptr(),
+                    ld_dst,
+                    lanes(kept),
+                );
+            }
+            for q in 0..len {
+                for r in 0..ld_dst {
+                    let want = match (r < kept, r < rows) {
+                        (true, true) => src[r * ld_src + q],
+                        (true, false) => 0.0,
+                        (false, _) => -1.0,
+                    };
+                    assert_eq!(
+                        dst[q * ld_dst + r],
+                        want,
+                        "rows {rows}, len {len}, ({q}, {r})"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn columns_are_cut_first_unless_the_rows_balance_better() {
