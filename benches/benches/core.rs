@@ -1,7 +1,9 @@
 //! `mtl-core` kernels: f32 matrix products (`mtl-core`'s kernel: its own
 //! AVX-512 kernel where the CPU has it, nalgebra's `matrixmultiply` with its
 //! threading feature elsewhere; beside the `gemm` crate, so the choice of
-//! backend stays a measured one), one forward + backward pass of an MLP
+//! backend stays a measured one), the five large products of a training
+//! step of that MLP with their operands transposed as the tape has them,
+//! one forward + backward pass of an MLP
 //! 784-256-256-10 at batch 256, and a 256³ product started after 50 µs of
 //! serial work, as in a training step, with and without
 //! [`mtl_core::workers::keep_awake`].
@@ -51,6 +53,35 @@ fn matmul(c: &mut Criterion) {
                     false,
                     gemm::Parallelism::Rayon(0),
                 )
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The products of a step of the 784-256-256 MLP at batch 256, as the tape
+/// runs them (`x · W₁ᵀ`, `h · W₂ᵀ`, `G₂ᵀ · h`, `G₂ · W₂`, `G₁ᵀ · x`): their
+/// row-major operands read transposed are packed by register transposes.
+fn step_products(c: &mut Criterion) {
+    let mut group = c.benchmark_group("step_products");
+    group.sample_size(20);
+    // (name, m, k, n, op(A) transposed, op(B) transposed)
+    let shapes = [
+        ("x_w1t", 256, 784, 256, false, true),
+        ("h_w2t", 256, 256, 256, false, true),
+        ("g2t_h", 256, 256, 256, true, false),
+        ("g2_w2", 256, 256, 256, false, false),
+        ("g1t_x", 256, 256, 784, true, false),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (name, m, k, n, ta, tb) in shapes {
+        let a = Tensor::randn(&[m * k], 0.0, 1.0, &mut rng).unwrap();
+        let b = Tensor::randn(&[k * n], 0.0, 1.0, &mut rng).unwrap();
+        let mut out = vec![0.0f32; m * n];
+        group.throughput(Throughput::Elements(matmul_flops(m, k, n)));
+        group.bench_function(name, |bench| {
+            keep_awake(|| {
+                bench.iter(|| kernels::gemm(m, k, n, a.data(), ta, b.data(), tb, &mut out, false))
             })
         });
     }
@@ -109,5 +140,11 @@ fn product_after_serial_work(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, mlp_step, product_after_serial_work);
+criterion_group!(
+    benches,
+    matmul,
+    step_products,
+    mlp_step,
+    product_after_serial_work
+);
 criterion_main!(benches);
