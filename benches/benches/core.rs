@@ -1,12 +1,11 @@
 //! `mtl-core` kernels: f32 matrix products (`mtl-core`'s kernel: its own
 //! AVX-512 kernel where the CPU has it, nalgebra's `matrixmultiply` with its
 //! threading feature elsewhere; beside the `gemm` crate, so the choice of
-//! backend stays a measured one), the five large products of a training
-//! step of that MLP with their operands transposed as the tape has them,
-//! one forward + backward pass of an MLP
-//! 784-256-256-10 at batch 256, and a 256³ product started after 50 µs of
-//! serial work, as in a training step, with and without
-//! [`mtl_core::workers::keep_awake`].
+//! backend stays a measured one), one forward + backward pass of an MLP
+//! 784-256-256-10 at batch 256 and the five large products of its training
+//! step (operands transposed as the tape has them), and a 256³ product
+//! started after 50 µs of serial work, as in a training step, with and
+//! without [`mtl_core::workers::keep_awake`].
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mtl_benches::matmul_flops;
