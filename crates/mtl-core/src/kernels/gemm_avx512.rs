@@ -2,8 +2,9 @@
 //! packed, the work split over rayon's threads.
 //!
 //! The product `C (+)= op(A) · op(B)` is cut into tasks that each own a block
-//! of C's rows and columns (columns first, so that each task packs only its
-//! own part of B, unless C has too few columns to share them evenly).
+//! of C's rows and columns (rows alone for tall products; otherwise columns
+//! first, so that each task packs only its own part of B, unless C has too
+//! few columns to share them evenly).
 //! Within a task, for each block of 256 inner terms, the
 //! task's columns of B are packed into panels of 32 columns (zero-padded),
 //! then for every stripe of 14 rows of A (packed the same way) each panel is
@@ -31,6 +32,8 @@ const NR: usize = 32;
 const KC: usize = 256;
 /// Columns of B packed at once (`KC × NC` floats, 512 KiB, stay in L2).
 const NC: usize = 512;
+/// Rows per thread from which a product is cut by rows alone (see [`split`]).
+const ROWS_FIRST: usize = 256;
 /// Multiply-adds below which the product runs on the calling thread.
 const PARALLEL_MIN: usize = 1 << 18;
 
@@ -136,19 +139,17 @@ fn run_tasks(
         ld: n,
     };
     let panels = n.div_ceil(NR);
-    let stripes = m.div_ceil(MR);
     let threads = rayon::current_num_threads();
     let work = m.saturating_mul(n).saturating_mul(k);
     let (col_tasks, row_tasks) = if threads < 2 || work < PARALLEL_MIN {
         (1, 1)
     } else {
-        split(panels, stripes, threads)
+        split(panels, m, threads)
     };
     let run = |task: usize| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
-        let rows = share(stripes, row_tasks, rt);
+        let rows = share(m, row_tasks, rt);
         let cols = share(panels, col_tasks, ct);
-        let rows = rows.start * MR..(rows.end * MR).min(m);
         let cols = cols.start * NR..(cols.end * NR).min(n);
         PACKED.with(|packed| {
             let mut packed = packed.borrow_mut();
@@ -165,17 +166,33 @@ fn run_tasks(
     }
 }
 
-/// How to cut `panels` column panels and `stripes` row stripes into tasks
-/// for `threads` threads: `(column tasks, row tasks)`. Columns are cut
-/// first (each task then packs only its own part of B), as far as there
-/// are panels; the rest of the threads cut the rows. Where that leaves the
-/// largest task bigger than cutting the rows alone would (few panels, such
-/// as three over two threads), the rows alone are cut.
-fn split(panels: usize, stripes: usize, threads: usize) -> (usize, usize) {
+/// How to cut `panels` column panels and `m` rows into tasks for `threads`
+/// threads: `(column tasks, row tasks)`. Rows are cut into near-equal
+/// shares (any row may start a share), columns into whole panels.
+///
+/// Tall products (at least [`ROWS_FIRST`] rows per thread) cut the rows
+/// alone: every task then reads only its own rows of A and writes only its
+/// own rows of C, and its share is within one row of an equal one, which no
+/// cut by panels betters. A cut by columns has every thread stream all of A
+/// and write into every row of C: on two cores of an AMD EPYC, 1024³
+/// products cut that way took 12.5–20.3 ms in 13 of 70 processes (10.4 ms
+/// at best), cut by rows at most 12.3 ms in the 70 processes between them
+/// (`benches/README.md`, round 8).
+///
+/// Smaller products cut the columns first (each task then packs only its
+/// own part of B), as far as there are panels, and the rest of the threads
+/// cut the rows; where that leaves the largest task bigger than cutting the
+/// rows alone would (few panels, such as three over two threads), the rows
+/// alone are cut.
+fn split(panels: usize, m: usize, threads: usize) -> (usize, usize) {
+    let stripes = m.div_ceil(MR);
+    let by_rows = (1, threads.min(stripes));
+    if m / threads >= ROWS_FIRST {
+        return by_rows;
+    }
     let cols = panels.min(threads);
     let by_cols = (cols, threads.div_ceil(cols).min(stripes));
-    let by_rows = (1, threads.min(stripes));
-    let largest = |(c, r): (usize, usize)| panels.div_ceil(c) * stripes.div_ceil(r);
+    let largest = |(c, r): (usize, usize)| panels.div_ceil(c) * m.div_ceil(r);
     if largest(by_rows) < largest(by_cols) {
         by_rows
     } else {
@@ -502,7 +519,7 @@ unsafe fn tile_rows<const R: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::{available, lanes, split, transpose_into};
+    use super::{available, lanes, split, transpose_into, ROWS_FIRST};
 
     #[test]
     fn a_transposed_block_writes_its_lanes_and_nothing_else() {
@@ -553,16 +570,22 @@ mod tests {
     }
 
     #[test]
-    fn columns_are_cut_first_unless_the_rows_balance_better() {
-        // 256 columns (8 panels), 256 rows (19 stripes): by columns.
-        assert_eq!(split(8, 19, 2), (2, 1));
+    fn columns_are_cut_first_unless_the_rows_balance_better_or_the_product_is_tall() {
+        // 256 columns (8 panels), 256 rows: by columns.
+        assert_eq!(split(8, 256, 2), (2, 1));
         // 80 columns (3 panels) over 2 threads: 2 + 1 panels would leave one
-        // thread idle a third of the time; 10 + 9 stripes do not.
-        assert_eq!(split(3, 19, 2), (1, 2));
-        assert_eq!(split(1, 19, 2), (1, 2));
-        // One stripe: only the columns can be cut.
-        assert_eq!(split(3, 1, 2), (2, 1));
+        // thread idle a third of the time; 128 + 128 rows do not.
+        assert_eq!(split(3, 256, 2), (1, 2));
+        assert_eq!(split(1, 256, 2), (1, 2));
+        // One stripe of rows: only the columns can be cut.
+        assert_eq!(split(3, 14, 2), (2, 1));
         // More threads than panels: the rest cut the rows.
-        assert_eq!(split(2, 19, 4), (2, 2));
+        assert_eq!(split(2, 256, 4), (2, 2));
+        // Tall: the rows alone, from ROWS_FIRST rows per thread on, even
+        // where the panels would share evenly.
+        assert_eq!(split(32, 1024, 2), (1, 2));
+        assert_eq!(split(16, 2 * ROWS_FIRST, 2), (1, 2));
+        assert_eq!(split(16, 2 * ROWS_FIRST - 1, 2), (2, 1));
+        assert_eq!(split(3, 4 * ROWS_FIRST + 3, 4), (1, 4));
     }
 }

@@ -217,8 +217,9 @@ mod tests {
         }
         // Shapes across the tile edges (14 rows, 32 columns), the packing
         // block (512 columns), the inner blocks (256 terms), narrow
-        // products (computed transposed) and few column panels (cut by
-        // rows), on 1, 2 and 3 threads, as given and transposed, stored and
+        // products (computed transposed), few column panels (cut by rows)
+        // and tall products (cut by rows into shares that end inside a
+        // stripe), on 1, 2 and 3 threads, as given and transposed, stored and
         // accumulated.
         let shapes = [
             (1, 1, 1),
@@ -231,6 +232,7 @@ mod tests {
             (20, 300, 600),
             (40, 300, 3),
             (200, 64, 80),
+            (777, 300, 40),
         ];
         for &(m, k, n) in &shapes {
             let [a, b, start] = operands(m, k, n, [1.0, 0.3, 1.0]);
