@@ -524,6 +524,7 @@ mod tests {
     #[test]
     fn a_transposed_block_writes_its_lanes_and_nothing_else() {
         if !available() {
+            eprintln!("no AVX-512 on this CPU: the register transpose is not used");
             return;
         }
         // (source rows, run length, lanes kept): partial and whole blocks of
