@@ -4,6 +4,7 @@
 
 use super::{Graph, Op, Var};
 use crate::error::{CoreError, Result};
+use crate::kernels;
 use crate::Tensor;
 
 fn same_shape(op: &'static str, pred: &Tensor, targets: &Tensor) -> Result<()> {
@@ -83,11 +84,13 @@ impl Graph {
                 reason: format!("{smoothing} is not in [0, 1)"),
             });
         }
-        let logp = lv.log_softmax();
+        let (mut logp, mut probs) = (vec![0.0; lv.len()], vec![0.0; lv.len()]);
+        kernels::log_softmax_and_probs(lv.data(), k, &mut logp, &mut probs);
+        let probs = Tensor::from_vec(probs, lv.shape())?;
         let weight = |c: usize| class_weights.map_or(1.0, |w| w[c]) as f64;
         let mut total = 0.0f64;
         let mut denom = 0.0f64;
-        for (row, &y) in logp.data().chunks(k).zip(targets) {
+        for (row, &y) in logp.chunks(k).zip(targets) {
             let mut l = (1.0 - smoothing as f64) * weight(y) * -(row[y] as f64);
             if smoothing > 0.0 {
                 let s: f64 = row
@@ -106,7 +109,6 @@ impl Graph {
                 reason: "the weights of the batch's targets sum to zero".into(),
             });
         }
-        let probs = logp.map(f32::exp);
         let value = Tensor::scalar((total / denom) as f32);
         Ok(self.push(
             value,

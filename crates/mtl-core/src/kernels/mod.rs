@@ -18,4 +18,4 @@ pub use conv_direct::{
 };
 pub use matmul::{gemm, SINGLE_PASS_K};
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
-pub use softmax::{log_softmax_rows, softmax_rows};
+pub use softmax::{log_softmax_and_probs, log_softmax_rows, softmax_rows};
