@@ -31,10 +31,11 @@ pub fn log_softmax_rows(data: &mut [f32], cols: usize) {
     }
 }
 
-/// Row passes of at least this many elements are split over rayon's
-/// threads: each element costs one or two calls to `exp` (some
-/// nanoseconds each), so a few thousand already outweigh a fork and join.
-const PARALLEL_ELEMENTS: usize = 2048;
+/// Logits from which [`log_softmax_and_probs`] splits its rows over rayon's
+/// threads: each logit costs two calls to `exp` (some nanoseconds each), so
+/// a few thousand already outweigh a fork and join. (The element-wise passes
+/// of `Tensor`, one cheap operation per element, split from many more.)
+const PARALLEL_LOGITS: usize = 2048;
 
 /// What a cross-entropy needs of its logits: `logp` = [`log_softmax_rows`]
 /// of `logits` and `probs = exp(logp)`, both row-major with `cols` columns
@@ -67,7 +68,7 @@ pub fn log_softmax_and_probs(logits: &[f32], cols: usize, logp: &mut [f32], prob
         p.iter_mut().zip(l.iter()).for_each(|(p, &l)| *p = l.exp());
     };
     let threads = rayon::current_num_threads();
-    if logits.len() < PARALLEL_ELEMENTS || threads < 2 {
+    if logits.len() < PARALLEL_LOGITS || threads < 2 {
         block(((logp, probs), logits));
         return;
     }
