@@ -190,6 +190,11 @@ fn default_sigpipe() {
     }
 }
 
+/// Large buffers start on a cache line, so the threads of a kernel do not
+/// share the line at the cut between their parts of an output.
+#[global_allocator]
+static ALLOCATOR: mtl_cli::allocator::LineAligned = mtl_cli::allocator::LineAligned;
+
 fn main() -> ExitCode {
     default_sigpipe();
     mtl_cli::allocator::keep_large_blocks();

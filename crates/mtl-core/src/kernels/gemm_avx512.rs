@@ -2,9 +2,10 @@
 //! packed, the work split over rayon's threads.
 //!
 //! The product `C (+)= op(A) · op(B)` is cut into tasks that each own a block
-//! of C's rows and columns (rows alone for tall products; otherwise columns
-//! first, so that each task packs only its own part of B, unless C has too
-//! few columns to share them evenly).
+//! of C's rows and columns (rows alone for tall products and where C has no
+//! more columns than rows; otherwise columns first, so that each task packs
+//! only its own part of B, unless C has too few columns to share them
+//! evenly).
 //! Within a task, for each block of 256 inner terms, the
 //! task's columns of B are packed into panels of 32 columns (zero-padded),
 //! then for every stripe of 14 rows of A (packed the same way) each panel is
@@ -144,7 +145,7 @@ fn run_tasks(
     let (col_tasks, row_tasks) = if threads < 2 || work < PARALLEL_MIN {
         (1, 1)
     } else {
-        split(panels, m, threads)
+        split(n, m, threads)
     };
     let run = |task: usize| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
@@ -166,30 +167,37 @@ fn run_tasks(
     }
 }
 
-/// How to cut `panels` column panels and `m` rows into tasks for `threads`
-/// threads: `(column tasks, row tasks)`. Rows are cut into near-equal
-/// shares (any row may start a share), columns into whole panels.
+/// How to cut the `n` columns (in panels of [`NR`]) and `m` rows of C into
+/// tasks for `threads` threads: `(column tasks, row tasks)`. Rows are cut
+/// into near-equal shares (any row may start a share), columns into whole
+/// panels.
 ///
-/// Tall products (at least [`ROWS_FIRST`] rows per thread) cut the rows
-/// alone: every task then reads only its own rows of A and writes only its
-/// own rows of C, and its share is within one row of an equal one, which no
-/// cut by panels betters. A cut by columns has every thread stream all of A
-/// and write into every row of C: on two cores of an AMD EPYC, 1024³
-/// products cut that way took 12.5–20.3 ms in 13 of 70 processes (10.4 ms
-/// at best), cut by rows at most 12.3 ms in the 70 processes between them
-/// (`benches/README.md`, round 8).
+/// The rows alone are cut when C has no more columns than rows, and in tall
+/// products (at least [`ROWS_FIRST`] rows per thread). A task packs all of
+/// B when the rows are cut and all of A when the columns are, so with `k`
+/// terms a cut by rows packs `k · (n + m / threads)` floats per task and a
+/// cut by columns `k · (m + n / threads)`: the rows pack no more when
+/// `n ≤ m`. Cut by rows, each task also reads only its own rows of A and
+/// writes only its own rows of C, where a cut by columns has every thread
+/// write into every row of C. On two cores of an Intel Xeon the W1 step
+/// (256-row products, 128 per thread) took 1.47–1.51 ms with its square
+/// products cut by rows against 1.57–1.63 ms by columns (medians of
+/// processes, interleaved; `benches/README.md`, round 10). In tall products
+/// cut by columns on two cores of an AMD EPYC, 1024³ products took
+/// 12.5–20.3 ms in 13 of 70 processes (10.4 ms at best), cut by rows at most
+/// 12.3 ms in the 70 processes between them (round 8).
 ///
-/// Smaller products cut the columns first (each task then packs only its
-/// own part of B), as far as there are panels, and the rest of the threads
-/// cut the rows; where that leaves the largest task bigger than cutting the
-/// rows alone would (few panels, such as three over two threads), the rows
-/// alone are cut.
-fn split(panels: usize, m: usize, threads: usize) -> (usize, usize) {
+/// Wider products cut the columns first, as far as there are panels, and
+/// the rest of the threads cut the rows; where that leaves the largest task
+/// bigger than cutting the rows alone would (few panels, such as three over
+/// two threads), the rows alone are cut.
+fn split(n: usize, m: usize, threads: usize) -> (usize, usize) {
     let stripes = m.div_ceil(MR);
     let by_rows = (1, threads.min(stripes));
-    if m / threads >= ROWS_FIRST {
+    if n <= m || m / threads >= ROWS_FIRST {
         return by_rows;
     }
+    let panels = n.div_ceil(NR);
     let cols = panels.min(threads);
     let by_cols = (cols, threads.div_ceil(cols).min(stripes));
     let largest = |(c, r): (usize, usize)| panels.div_ceil(c) * m.div_ceil(r);
@@ -571,22 +579,31 @@ mod tests {
     }
 
     #[test]
-    fn columns_are_cut_first_unless_the_rows_balance_better_or_the_product_is_tall() {
-        // 256 columns (8 panels), 256 rows: by columns.
-        assert_eq!(split(8, 256, 2), (2, 1));
+    fn rows_are_cut_unless_c_is_wider_than_tall_and_the_columns_balance() {
+        // Square or taller than wide: the rows alone.
+        assert_eq!(split(256, 256, 2), (1, 2));
+        assert_eq!(split(10, 256, 2), (1, 2));
+        assert_eq!(split(256, 1024, 4), (1, 4));
+        // One stripe of rows: a single task when the rows are cut.
+        assert_eq!(split(14, 14, 2), (1, 1));
+        // Wider than tall: the columns first, where they share evenly.
+        assert_eq!(split(512, 256, 2), (2, 1));
+        assert_eq!(split(320, 256, 2), (2, 1));
+        assert_eq!(split(256, 10, 2), (2, 1));
+        // 784 columns (25 panels): 13 + 12 panels of 256 rows is more than
+        // 25 panels of 128 rows.
+        assert_eq!(split(784, 256, 2), (1, 2));
         // 80 columns (3 panels) over 2 threads: 2 + 1 panels would leave one
-        // thread idle a third of the time; 128 + 128 rows do not.
-        assert_eq!(split(3, 256, 2), (1, 2));
-        assert_eq!(split(1, 256, 2), (1, 2));
+        // thread idle a third of the time; 40 + 39 rows do not.
+        assert_eq!(split(80, 79, 2), (1, 2));
         // One stripe of rows: only the columns can be cut.
-        assert_eq!(split(3, 14, 2), (2, 1));
+        assert_eq!(split(80, 14, 2), (2, 1));
         // More threads than panels: the rest cut the rows.
-        assert_eq!(split(2, 256, 4), (2, 2));
-        // Tall: the rows alone, from ROWS_FIRST rows per thread on, even
-        // where the panels would share evenly.
-        assert_eq!(split(32, 1024, 2), (1, 2));
-        assert_eq!(split(16, 2 * ROWS_FIRST, 2), (1, 2));
-        assert_eq!(split(16, 2 * ROWS_FIRST - 1, 2), (2, 1));
-        assert_eq!(split(3, 4 * ROWS_FIRST + 3, 4), (1, 4));
+        assert_eq!(split(64, 60, 4), (2, 2));
+        // Tall: the rows alone from ROWS_FIRST rows per thread on, even
+        // where C is wider than tall.
+        assert_eq!(split(1024, 2 * ROWS_FIRST, 2), (1, 2));
+        assert_eq!(split(1024, 2 * ROWS_FIRST - 1, 2), (2, 1));
+        assert_eq!(split(8 * ROWS_FIRST, 4 * ROWS_FIRST + 3, 4), (1, 4));
     }
 }
