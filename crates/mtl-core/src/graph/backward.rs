@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -16,6 +17,7 @@ use super::{Graph, Node, Op, Var};
 use crate::error::{CoreError, Result};
 use crate::kernels;
 use crate::tensor::matmul_dims;
+use crate::tensor::zeroed_par_chunks;
 use crate::Tensor;
 
 /// Gradients of one backward pass, one slot per node of the graph.
@@ -778,21 +780,22 @@ fn backward_reading(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()>
             argmax,
             geometry,
         } => {
-            // Each image's maxima lie in its own plane, so the images scatter
-            // in parallel; within one, the order is that of the outputs.
+            // Each image's maxima lie in its own plane, so the images are
+            // zeroed and scattered in parallel; within one, the order is that
+            // of the outputs.
             let shape = s.value(*x).shape().to_vec();
-            let mut d = Tensor::zeros(&shape);
             let in_len = (geometry.channels * geometry.height * geometry.width).max(1);
             let out_len = (geometry.channels * geometry.out_h() * geometry.out_w()).max(1);
-            d.data_mut()
-                .par_chunks_mut(in_len)
-                .zip(g.data().par_chunks(out_len))
-                .zip(argmax.par_chunks(out_len))
-                .enumerate()
-                .for_each(|(i, ((di, gi), ai))| {
-                    kernels::max_pool2d_backward(gi, ai, i * in_len, di);
-                });
-            s.add(*x, d)?;
+            let d = zeroed_par_chunks(shape.iter().product(), in_len, |i, di| {
+                let outs = i * out_len..(i + 1) * out_len;
+                kernels::max_pool2d_backward(
+                    &g.data()[outs.clone()],
+                    &argmax[outs],
+                    i * in_len,
+                    di,
+                );
+            });
+            s.add(*x, Tensor::from_vec(d, &shape)?)?;
         }
         Op::Dropout { a, mask } => {
             let mut d = g.clone();
@@ -1011,15 +1014,9 @@ fn conv2d_backward(
     if !need_x && !need_w {
         return Ok(());
     }
-    let mut dx = vec![0.0f32; if need_x { xv.len() } else { 0 }];
     // Each fixed-size chunk of images accumulates its own weight gradient; the
     // chunk sums are then added in order, so the result does not depend on the
     // number of threads.
-    let dx_chunks: Vec<&mut [f32]> = if need_x {
-        dx.chunks_mut(in_len * CONV_CHUNK).collect()
-    } else {
-        Vec::new()
-    };
     let inputs: Vec<(&[f32], &[f32])> = xv
         .data()
         .chunks(in_len * CONV_CHUNK)
@@ -1068,11 +1065,18 @@ fn conv2d_backward(
         }
         dw
     };
+    let mut dx = Vec::new();
     let partial: Vec<Vec<f32>> = if need_x {
-        inputs
-            .into_par_iter()
-            .zip(dx_chunks.into_par_iter())
-            .map(|(inp, dxc)| work(inp, Some(dxc)))
+        // The input gradient's chunks are zeroed on the threads that fill
+        // them (col2im adds into its chunk).
+        let sums: Vec<OnceLock<Vec<f32>>> = inputs.iter().map(|_| OnceLock::new()).collect();
+        dx = zeroed_par_chunks(xv.len(), in_len * CONV_CHUNK, |i, dxc| {
+            // Chunk i of dx is the input gradient of chunk i of the inputs;
+            // each index is set once.
+            let _ = sums[i].set(work(inputs[i], Some(dxc)));
+        });
+        sums.into_iter()
+            .map(|sum| sum.into_inner().expect("every chunk of images ran"))
             .collect()
     } else {
         inputs.into_par_iter().map(|inp| work(inp, None)).collect()
