@@ -63,6 +63,15 @@ pub fn max_pool2d(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [
 /// arithmetic per tap.
 fn max_pool2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
+    assert!(img.len() >= g.channels * g.height * g.width);
+    assert!(out.len() >= g.channels * oh * ow && argmax.len() >= g.channels * oh * ow);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present, and the asserts above bound every
+        // index the kernel reads or writes.
+        unsafe { avx512::max_pool2x2(img, g, out, argmax) };
+        return;
+    }
     let (h, w) = (g.height, g.width);
     for c in 0..g.channels {
         let base = c * h * w;
@@ -90,6 +99,95 @@ fn max_pool2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32
                 *a = at as u32;
             }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::PoolGeometry;
+
+    /// [`super::max_pool2x2`] 16 windows at a time: the even and odd columns
+    /// of each pair of rows are separated by two permutes, and the four taps
+    /// are compared in the scalar order (`>`, so the first maximum wins on
+    /// ties and a NaN never does), selecting value and index lane by lane.
+    ///
+    /// # Safety
+    /// AVX-512F is present; `img` holds `C·H·W` floats, `out` and `argmax`
+    /// `C·OH·OW` each.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn max_pool2x2(
+        img: &[f32],
+        g: &PoolGeometry,
+        out: &mut [f32],
+        argmax: &mut [u32],
+    ) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let (h, w) = (g.height, g.width);
+        // Lane l of a window vector reads columns 2l and 2l + 1.
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for c in 0..g.channels {
+            let base = c * h * w;
+            for oy in 0..oh {
+                let r0 = img.as_ptr().add(base + 2 * oy * w);
+                let r1 = r0.add(w);
+                let o = out.as_mut_ptr().add((c * oh + oy) * ow);
+                let a = argmax.as_mut_ptr().add((c * oh + oy) * ow);
+                let mut ox = 0;
+                while ox < ow {
+                    let n = (ow - ox).min(16);
+                    let keep = ((1u32 << n) - 1) as __mmask16;
+                    // The 2n floats of each row under these windows.
+                    let m0 = ((1u64 << (2 * n).min(16)) - 1) as __mmask16;
+                    let m1 = ((1u64 << (2 * n).saturating_sub(16)) - 1) as __mmask16;
+                    let (t0, t1) = columns(r0.add(2 * ox), m0, m1, even, odd);
+                    let (t2, t3) = columns(r1.add(2 * ox), m0, m1, even, odd);
+                    let i0 = _mm512_add_epi32(
+                        _mm512_set1_epi32((base + 2 * oy * w + 2 * ox) as i32),
+                        even,
+                    );
+                    let one = _mm512_set1_epi32(1);
+                    let down = _mm512_set1_epi32(w as i32);
+                    let taps = [
+                        (t0, i0),
+                        (t1, _mm512_add_epi32(i0, one)),
+                        (t2, _mm512_add_epi32(i0, down)),
+                        (t3, _mm512_add_epi32(_mm512_add_epi32(i0, down), one)),
+                    ];
+                    let (mut best, mut value, mut at) = (_mm512_set1_ps(f32::NEG_INFINITY), t0, i0);
+                    for (v, i) in taps {
+                        let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                        best = _mm512_mask_mov_ps(best, gt, v);
+                        value = _mm512_mask_mov_ps(value, gt, v);
+                        at = _mm512_mask_mov_epi32(at, gt, i);
+                    }
+                    _mm512_mask_storeu_ps(o.add(ox), keep, value);
+                    _mm512_mask_storeu_epi32(a.add(ox) as *mut i32, keep, at);
+                    ox += n;
+                }
+            }
+        }
+    }
+
+    /// The even and odd columns of the floats at `r` kept by `m0` (the first
+    /// 16) and `m1` (the next 16).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn columns(
+        r: *const f32,
+        m0: __mmask16,
+        m1: __mmask16,
+        even: __m512i,
+        odd: __m512i,
+    ) -> (__m512, __m512) {
+        let x0 = _mm512_maskz_loadu_ps(m0, r);
+        let x1 = _mm512_maskz_loadu_ps(m1, r.wrapping_add(16));
+        (
+            _mm512_permutex2var_ps(x0, even, x1),
+            _mm512_permutex2var_ps(x0, odd, x1),
+        )
     }
 }
 
@@ -139,7 +237,7 @@ mod tests {
             let g = PoolGeometry {
                 channels: rng.gen_range(1..4),
                 height: rng.gen_range(2..11),
-                width: rng.gen_range(2..11),
+                width: rng.gen_range(2..71),
                 size: 2,
                 stride: 2,
             };
