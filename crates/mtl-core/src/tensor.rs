@@ -27,32 +27,6 @@ fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-/// `len` floats built in parallel chunks of `chunk` (the last one shorter):
-/// each chunk is zeroed and then handed to `fill` with its index, on the
-/// thread that zeroed it. No serial pass zeroes the whole buffer first, and
-/// each chunk is still in that thread's cache when `fill` writes it.
-pub(crate) fn zeroed_par_chunks(
-    len: usize,
-    chunk: usize,
-    fill: impl Fn(usize, &mut [f32]) + Sync,
-) -> Vec<f32> {
-    let mut data = Vec::with_capacity(len);
-    data.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk.max(1))
-        .enumerate()
-        .for_each(|(i, part)| {
-            part.fill(std::mem::MaybeUninit::new(0.0));
-            // SAFETY: every element of `part` was initialised just above, and
-            // `MaybeUninit<f32>` has the layout of `f32`.
-            let part = unsafe { &mut *(part as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-            fill(i, part);
-        });
-    // SAFETY: the chunks cover `..len` and every one was initialised before
-    // `fill` ran on it; a panic in `fill` propagates before this line.
-    unsafe { data.set_len(len) };
-    data
-}
-
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {

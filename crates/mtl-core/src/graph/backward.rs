@@ -5,7 +5,6 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -17,7 +16,6 @@ use super::{Graph, Node, Op, Var};
 use crate::error::{CoreError, Result};
 use crate::kernels;
 use crate::tensor::matmul_dims;
-use crate::tensor::zeroed_par_chunks;
 use crate::Tensor;
 
 /// Gradients of one backward pass, one slot per node of the graph.
@@ -781,20 +779,20 @@ fn backward_reading(s: &mut Sink<'_, '_>, node: &Node, g: &Tensor) -> Result<()>
             geometry,
         } => {
             // Each image's maxima lie in its own plane, so the images are
-            // zeroed and scattered in parallel; within one, the order is that
-            // of the outputs.
+            // zeroed and scattered in parallel (into a used-up buffer where
+            // one fits); within one, the order is that of the outputs.
             let shape = s.value(*x).shape().to_vec();
             let in_len = (geometry.channels * geometry.height * geometry.width).max(1);
             let out_len = (geometry.channels * geometry.out_h() * geometry.out_w()).max(1);
-            let d = zeroed_par_chunks(shape.iter().product(), in_len, |i, di| {
-                let outs = i * out_len..(i + 1) * out_len;
-                kernels::max_pool2d_backward(
-                    &g.data()[outs.clone()],
-                    &argmax[outs],
-                    i * in_len,
-                    di,
-                );
-            });
+            let mut d = s.spent.take(shape.iter().product());
+            d.par_chunks_mut(in_len)
+                .zip(g.data().par_chunks(out_len))
+                .zip(argmax.par_chunks(out_len))
+                .enumerate()
+                .for_each(|(i, ((di, gi), ai))| {
+                    di.fill(0.0);
+                    kernels::max_pool2d_backward(gi, ai, i * in_len, di);
+                });
             s.add(*x, Tensor::from_vec(d, &shape)?)?;
         }
         Op::Dropout { a, mask } => {
@@ -1014,9 +1012,17 @@ fn conv2d_backward(
     if !need_x && !need_w {
         return Ok(());
     }
+    // The input gradient is written in full (a used-up buffer serves): by the
+    // direct kernel, or zeroed per chunk and added into by col2im.
+    let mut dx = if need_x {
+        s.spent.take(xv.len())
+    } else {
+        Vec::new()
+    };
     // Each fixed-size chunk of images accumulates its own weight gradient; the
     // chunk sums are then added in order, so the result does not depend on the
     // number of threads.
+    let dx_chunks: Vec<&mut [f32]> = dx.chunks_mut(in_len * CONV_CHUNK).collect();
     let inputs: Vec<(&[f32], &[f32])> = xv
         .data()
         .chunks(in_len * CONV_CHUNK)
@@ -1041,6 +1047,9 @@ fn conv2d_backward(
         let mut dcols = vec![0.0f32; plen * oh * ow];
         let mut dw = vec![0.0f32; if need_w { o * plen } else { 0 }];
         let mut dxc = dxc;
+        if let Some(dxc) = dxc.as_deref_mut() {
+            dxc.fill(0.0);
+        }
         for (i, (img, gy)) in xc.chunks(in_len).zip(gc.chunks(out_len)).enumerate() {
             if need_w {
                 kernels::im2col(img, geometry, &mut cols);
@@ -1065,18 +1074,11 @@ fn conv2d_backward(
         }
         dw
     };
-    let mut dx = Vec::new();
     let partial: Vec<Vec<f32>> = if need_x {
-        // The input gradient's chunks are zeroed on the threads that fill
-        // them (col2im adds into its chunk).
-        let sums: Vec<OnceLock<Vec<f32>>> = inputs.iter().map(|_| OnceLock::new()).collect();
-        dx = zeroed_par_chunks(xv.len(), in_len * CONV_CHUNK, |i, dxc| {
-            // Chunk i of dx is the input gradient of chunk i of the inputs;
-            // each index is set once.
-            let _ = sums[i].set(work(inputs[i], Some(dxc)));
-        });
-        sums.into_iter()
-            .map(|sum| sum.into_inner().expect("every chunk of images ran"))
+        inputs
+            .into_par_iter()
+            .zip(dx_chunks.into_par_iter())
+            .map(|(inp, dxc)| work(inp, Some(dxc)))
             .collect()
     } else {
         inputs.into_par_iter().map(|inp| work(inp, None)).collect()
