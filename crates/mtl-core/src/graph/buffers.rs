@@ -11,6 +11,8 @@
 
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+
 /// Buffers below this many elements are not worth keeping (the allocator
 /// serves them from its caches without page faults).
 const MIN_POOLED: usize = 1 << 10;
@@ -27,7 +29,7 @@ impl BufferPool {
     pub(crate) fn take(&mut self, len: usize) -> Vec<f32> {
         match self.free.iter().rposition(|b| b.len() == len) {
             Some(i) => self.free.swap_remove(i),
-            None => vec![0.0; len],
+            None => zeros(len),
         }
     }
 
@@ -68,7 +70,7 @@ impl SpentGradients {
                 return free.swap_remove(i);
             }
         }
-        vec![0.0; len]
+        zeros(len)
     }
 
     /// Keeps `buffer` for a later [`SpentGradients::take`].
@@ -84,6 +86,18 @@ impl SpentGradients {
         }
         free.push(buffer);
     }
+}
+
+/// `len` zeros, written by the pool's threads from
+/// [`PARALLEL_ELEMENTS`](crate::tensor::PARALLEL_ELEMENTS) on (a buffer of a
+/// whole batch's activations takes one core milliseconds to zero).
+fn zeros(len: usize) -> Vec<f32> {
+    if len < crate::tensor::PARALLEL_ELEMENTS {
+        return vec![0.0; len];
+    }
+    let mut v = Vec::with_capacity(len);
+    v.par_extend(rayon::iter::repeat_n(0.0f32, len));
+    v
 }
 
 #[cfg(test)]
