@@ -89,8 +89,8 @@ impl SpentGradients {
 }
 
 /// `len` zeros, written by the pool's threads from
-/// [`PARALLEL_ELEMENTS`](crate::tensor::PARALLEL_ELEMENTS) on (a buffer of a
-/// whole batch's activations takes one core milliseconds to zero).
+/// [`PARALLEL_ELEMENTS`](crate::tensor::PARALLEL_ELEMENTS) on rather than by
+/// one serial fill (a batch of first-layer activations is megabytes).
 fn zeros(len: usize) -> Vec<f32> {
     if len < crate::tensor::PARALLEL_ELEMENTS {
         return vec![0.0; len];
