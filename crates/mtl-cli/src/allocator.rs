@@ -114,6 +114,16 @@ mod tests {
         let a = LineAligned;
         for (size, align, want) in [
             (LINE_ALIGNED_FROM, 4, LINE),
+            (LINE_ALIGNED_FROM, 128, 128),
+            (LINE_ALIGNED_FROM - 4, 4, 4),
+        ] {
+            // The layout asked of the system, whatever address it returns.
+            let layout = Layout::from_size_align(size, align).unwrap();
+            assert_eq!(line_layout(layout).align(), want, "{size} bytes at {align}");
+            assert_eq!(line_layout(layout).size(), size);
+        }
+        for (size, align, want) in [
+            (LINE_ALIGNED_FROM, 4, LINE),
             (1 << 20, 8, LINE),
             (LINE_ALIGNED_FROM + 4, 4, LINE),
             (LINE_ALIGNED_FROM, 128, 128),

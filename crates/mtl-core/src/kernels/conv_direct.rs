@@ -32,17 +32,7 @@ const GRAD_TAPS: usize = 4;
 /// Whether [`conv2d_direct`] runs for geometry `g` on this CPU: stride 1, no
 /// padding, and AVX-512.
 pub fn conv2d_direct_applies(g: &ConvGeometry) -> bool {
-    g.stride == 1 && g.padding == 0 && avx512()
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn avx512() -> bool {
-    false
+    g.stride == 1 && g.padding == 0 && super::avx512()
 }
 
 /// Floats of scratch [`conv2d_direct`] needs for `o` output channels.
@@ -458,7 +448,7 @@ mod tests {
             assert_eq!(bits(&got), bits(&want), "{g:?}, {o} outputs");
         }
         // Without AVX-512 the direct kernel never runs, so there is nothing to compare.
-        if avx512() {
+        if super::super::avx512() {
             assert!(cases > 20, "only {cases} geometries tested");
         }
     }
@@ -524,7 +514,7 @@ mod tests {
                 }
             }
         }
-        if avx512() {
+        if super::super::avx512() {
             assert!(cases > 10, "only {cases} geometries tested");
         }
     }

@@ -38,11 +38,6 @@ const ROWS_FIRST: usize = 256;
 /// Multiply-adds below which the product runs on the calling thread.
 const PARALLEL_MIN: usize = 1 << 18;
 
-/// Whether this CPU runs [`gemm`].
-pub(super) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
 /// Element strides of a row-major operand, read as given or transposed:
 /// element `(i, j)` of `op(X)` sits at `x[i * row + j * col]`.
 #[derive(Clone, Copy)]
@@ -82,7 +77,7 @@ thread_local! {
 
 /// `c = op(a) · op(b)` (or `c += …` when `accumulate`), with the shapes and
 /// layout of [`super::gemm`], which checks the lengths and calls this only
-/// when [`available`] and every dimension is positive.
+/// on AVX-512 and when every dimension is positive.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm(
     m: usize,
@@ -154,8 +149,9 @@ fn run_tasks(
         let cols = cols.start * NR..(cols.end * NR).min(n);
         PACKED.with(|packed| {
             let mut packed = packed.borrow_mut();
-            // SAFETY: avx512f is present (`available`), the ranges lie within
-            // the operands' shapes, and this task's block of C is its own.
+            // SAFETY: avx512f is present (`super::gemm` checks), the ranges
+            // lie within the operands' shapes, and this task's block of C is
+            // its own.
             unsafe { block(k, a, sa, b, sb, out, rows, cols, accumulate, &mut packed) }
         });
     };
@@ -527,11 +523,11 @@ unsafe fn tile_rows<const R: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::{available, lanes, split, transpose_into, ROWS_FIRST};
+    use super::{lanes, split, transpose_into, ROWS_FIRST};
 
     #[test]
     fn a_transposed_block_writes_its_lanes_and_nothing_else() {
-        if !available() {
+        if !super::super::avx512() {
             eprintln!("no AVX-512 on this CPU: the register transpose is not used");
             return;
         }

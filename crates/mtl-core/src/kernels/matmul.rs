@@ -54,7 +54,7 @@ pub fn gemm(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if super::gemm_avx512::available() {
+    if super::avx512() {
         super::gemm_avx512::gemm(m, k, n, a, trans_a, b, trans_b, c, accumulate);
         return;
     }
@@ -211,7 +211,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_split_of_the_avx512_product_gives_the_bits_of_the_portable_one() {
-        if !super::super::gemm_avx512::available() {
+        if !super::super::avx512() {
             eprintln!("no AVX-512 on this CPU: the portable product is the only one");
             return;
         }

@@ -19,3 +19,15 @@ pub use conv_direct::{
 pub use matmul::{gemm, SINGLE_PASS_K};
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
 pub use softmax::{log_softmax_and_probs, log_softmax_rows, softmax_rows};
+
+/// Whether this CPU has AVX-512F, which the hand-written kernels need (the
+/// matrix product, the direct convolution, 2 × 2 max pooling).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512() -> bool {
+    false
+}

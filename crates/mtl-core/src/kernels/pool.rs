@@ -66,7 +66,7 @@ fn max_pool2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32
     assert!(img.len() >= g.channels * g.height * g.width);
     assert!(out.len() >= g.channels * oh * ow && argmax.len() >= g.channels * oh * ow);
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if super::avx512() {
         // SAFETY: AVX-512F is present, and the asserts above bound every
         // index the kernel reads or writes.
         unsafe { avx512::max_pool2x2(img, g, out, argmax) };
@@ -128,6 +128,8 @@ mod avx512 {
         // Lane l of a window vector reads columns 2l and 2l + 1.
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        // Index steps to a window's second column and second row.
+        let (one, down) = (_mm512_set1_epi32(1), _mm512_set1_epi32(w as i32));
         for c in 0..g.channels {
             let base = c * h * w;
             for oy in 0..oh {
@@ -148,8 +150,6 @@ mod avx512 {
                         _mm512_set1_epi32((base + 2 * oy * w + 2 * ox) as i32),
                         even,
                     );
-                    let one = _mm512_set1_epi32(1);
-                    let down = _mm512_set1_epi32(w as i32);
                     let taps = [
                         (t0, i0),
                         (t1, _mm512_add_epi32(i0, one)),
