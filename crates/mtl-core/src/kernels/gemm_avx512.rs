@@ -159,7 +159,9 @@ fn run_tasks(
     if tasks == 1 {
         run(0);
     } else {
-        (0..tasks).into_par_iter().for_each(run);
+        // The first task on the calling thread, which then polls for the
+        // rest rather than sleeping until they end.
+        crate::workers::join_polling(|| run(0), || (1..tasks).into_par_iter().for_each(run));
     }
 }
 
