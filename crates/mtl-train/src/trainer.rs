@@ -643,6 +643,8 @@ impl Trainer {
     /// The per-task gradients at the representation `z` (`zlen` values),
     /// one checked row per task, written over `rows` (resized; every row is
     /// written: copied, or zero for a task whose loss does not reach `z`).
+    /// The rows are copied and checked in parallel, a task a piece; a bad
+    /// row is reported for the first such task.
     pub(crate) fn representation_rows(
         &self,
         per: &[Gradients],
@@ -651,14 +653,21 @@ impl Trainer {
         rows: &mut Vec<f32>,
     ) -> Result<()> {
         rows.resize(per.len() * zlen, 0.0);
-        for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(zlen.max(1))).enumerate() {
-            match gr.get(z) {
-                Some(dz) => row.copy_from_slice(dz.data()),
-                None => row.fill(0.0),
-            }
-            self.check_row(t, row)?;
+        let bad: Vec<Option<f32>> = rows
+            .par_chunks_mut(zlen.max(1))
+            .zip(per.par_iter())
+            .map(|(row, gr)| {
+                match gr.get(z) {
+                    Some(dz) => row.copy_from_slice(dz.data()),
+                    None => row.fill(0.0),
+                }
+                mtl_optim::first_non_finite(row).map(|(_, value)| value)
+            })
+            .collect();
+        match bad.iter().enumerate().find_map(|(t, b)| Some((t, (*b)?))) {
+            Some((t, value)) => Err(self.diverged_task(t, value)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The per-task gradients of the parameters at `range`, one checked row
@@ -675,14 +684,19 @@ impl Trainer {
 
     /// Checks a per-task gradient row, naming the task.
     pub(crate) fn check_row(&self, t: usize, row: &[f32]) -> Result<()> {
-        if let Some((_, value)) = mtl_optim::first_non_finite(row) {
-            return Err(TrainError::Diverged {
-                step: self.step,
-                what: format!("the gradient of task {:?}", self.tasks[t].name()),
-                value,
-            });
+        match mtl_optim::first_non_finite(row) {
+            Some((_, value)) => Err(self.diverged_task(t, value)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The divergence of task `t`'s gradient, which holds `value`.
+    fn diverged_task(&self, t: usize, value: f32) -> TrainError {
+        TrainError::Diverged {
+            step: self.step,
+            what: format!("the gradient of task {:?}", self.tasks[t].name()),
+            value,
+        }
     }
 
     /// One optimisation step on `batch` (of epoch `epoch`).
@@ -1413,6 +1427,55 @@ mod tests {
         t.weighted_backward(&losses, &seeds, &mut full).unwrap();
         for (a, b) in shard.iter().zip(&full) {
             assert!((a - b).abs() <= 1e-6 * scale.max(b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn representation_rows_are_the_task_gradients_and_name_the_first_bad_task() {
+        let mut t = trainer(OptimizerConfig::Adam(AdamConfig::default()));
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let batch = Batch {
+            x: Tensor::randn(&[6, 4], 0.0, 1.0, &mut rng).unwrap(),
+            targets: (0..2)
+                .map(|_| Targets::Values(Tensor::randn(&[6, 1], 0.0, 1.0, &mut rng).unwrap()))
+                .collect(),
+            indices: (0..6).collect(),
+        };
+        let (losses, _, rep) = t.forward_losses(&batch).unwrap();
+        let z = rep.unwrap();
+        let zlen = t.graph.value(z).unwrap().len();
+        // Each task's pass seeded with its loss's gradient; a NaN seed makes
+        // that task's row NaN.
+        for (seeds, named) in [
+            ([1.0, 1.0], None),
+            ([1.0, f32::NAN], Some("\"b\"")),
+            ([f32::NAN, f32::NAN], Some("\"a\"")),
+        ] {
+            let per: Vec<Gradients> = losses
+                .iter()
+                .zip(seeds)
+                .map(|(&l, s)| {
+                    t.graph
+                        .backward_from(&[(l, Tensor::scalar(s))], &[z])
+                        .unwrap()
+                })
+                .collect();
+            let mut rows = vec![f32::NAN; 3];
+            let got = t.representation_rows(&per, z, zlen, &mut rows);
+            match named {
+                None => {
+                    got.unwrap();
+                    assert_eq!(rows.len(), 2 * zlen);
+                    for (gr, row) in per.iter().zip(rows.chunks(zlen)) {
+                        assert_eq!(row, gr.get(z).unwrap().data());
+                    }
+                }
+                Some(task) => {
+                    let err = got.unwrap_err();
+                    assert!(matches!(err, TrainError::Diverged { .. }), "{err}");
+                    assert!(err.to_string().contains(task), "{err}");
+                }
+            }
         }
     }
 

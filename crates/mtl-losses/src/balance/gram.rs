@@ -30,12 +30,13 @@ use super::GradRows;
 use crate::error::{Error, Result};
 
 /// Below this many Jacobian entries (`T·P`) both kernels run on the calling
-/// thread. At `2¹⁸` values (1 MiB of rows) one single-threaded pass takes
-/// ~0.1 ms on the benchmark machine (`read_pass` in
-/// `benches/benches/balancers_gradient.rs` runs at ~5 GB/s), the same order
-/// as rayon's fork/join overhead for a handful of chunks; the threshold is a
-/// round number in that range, not a tuned optimum.
-pub const PARALLEL_MIN_VALUES: usize = 1 << 18;
+/// thread. On two cores of an Intel Xeon, the Gram matrix of two rows of
+/// 65 536 values (2¹⁷) took 21 µs on one thread and the combination 23 µs;
+/// in the W1 `T = 2` MGDA-UB step (`benches/peer`) the balancer took 48 µs
+/// with the threshold at 2¹⁶, against 70 µs at 2¹⁸, where both ran on one
+/// thread. Below 2¹⁶ values a pass takes a few microseconds, about what
+/// handing half of it to another thread costs.
+pub const PARALLEL_MIN_VALUES: usize = 1 << 16;
 
 /// Number of `f32` values of `J` (all rows together) in one cache block:
 /// 64 KiB, half of a typical L2 slice, so the `T` row slices of a block are
@@ -56,25 +57,6 @@ fn block_columns(tasks: usize) -> usize {
     (columns / LANES * LANES).max(64)
 }
 
-/// `Σ_k a_k b_k` in `f64` with [`LANES`] interleaved accumulators combined in
-/// a fixed order.
-#[inline(always)]
-fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let pairs = a.chunks_exact(LANES).zip(b.chunks_exact(LANES));
-    for (x, y) in pairs {
-        for k in 0..LANES {
-            acc[k] += f64::from(x[k]) * f64::from(y[k]);
-        }
-    }
-    let tail_start = a.len() / LANES * LANES;
-    let mut tail = 0.0f64;
-    for (x, y) in a[tail_start..].iter().zip(&b[tail_start..]) {
-        tail += f64::from(*x) * f64::from(*y);
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
 /// Upper triangle (row by row, `i ≤ j`) of `Σ_{k ∈ columns} g_ik g_jk`,
 /// compiled for AVX-512 where the CPU has it (8 `f64` lanes per operation
 /// instead of SSE's 2). The kernel uses only correctly rounded IEEE
@@ -92,7 +74,7 @@ fn gram_chunk(
         // SAFETY: the CPU supports AVX-512F (checked just above).
         return unsafe { gram_chunk_avx512(rows, tasks, cols, columns, pairs) };
     }
-    gram_chunk_portable(rows, tasks, cols, columns, pairs)
+    gram_chunk_portable::<false>(rows, tasks, cols, columns, pairs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -104,12 +86,88 @@ unsafe fn gram_chunk_avx512(
     columns: Range<usize>,
     pairs: Pairs,
 ) -> Vec<f64> {
-    gram_chunk_portable(rows, tasks, cols, columns, pairs)
+    gram_chunk_portable::<true>(rows, tasks, cols, columns, pairs)
 }
 
-/// The body of [`gram_chunk`].
+/// Dot products computed together by [`dots`]: independent sums, so that
+/// the additions of one do not wait for those of another.
+const GROUP: usize = 4;
+
+/// `[dot_f64(a[g], b[g]); G]`, with every sum in [`dot_f64`]'s order (the
+/// same bits), the `G` sums interleaved. Every slice has `a[0]`'s length.
 #[inline(always)]
-fn gram_chunk_portable(
+fn dots<const G: usize>(a: [&[f32]; G], b: [&[f32]; G]) -> [f64; G] {
+    let len = a[0].len();
+    let full = len / LANES * LANES;
+    let a = a.map(|s| &s[..len]);
+    let b = b.map(|s| &s[..len]);
+    let mut acc = [[0.0f64; LANES]; G];
+    for k in (0..full).step_by(LANES) {
+        for (g, acc) in acc.iter_mut().enumerate() {
+            let x: &[f32; LANES] = a[g][k..k + LANES].try_into().expect("LANES floats");
+            let y: &[f32; LANES] = b[g][k..k + LANES].try_into().expect("LANES floats");
+            for l in 0..LANES {
+                acc[l] += f64::from(x[l]) * f64::from(y[l]);
+            }
+        }
+    }
+    std::array::from_fn(|g| {
+        let mut tail = 0.0f64;
+        for (x, y) in a[g][full..].iter().zip(&b[g][full..]) {
+            tail += f64::from(*x) * f64::from(*y);
+        }
+        let acc = &acc[g];
+        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    })
+}
+
+/// [`dots`] on AVX-512: each sum's eight lanes in one register, multiplied
+/// and added as separate correctly rounded operations (no fused
+/// multiply-add), as the portable loop does lane by lane, so the bits are
+/// the same.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn dots_avx512<const G: usize>(a: [&[f32]; G], b: [&[f32]; G]) -> [f64; G] {
+    use std::arch::x86_64::*;
+    let len = a[0].len();
+    let full = len / LANES * LANES;
+    assert!(
+        a.iter().chain(&b).all(|s| s.len() == len),
+        "dots: equal lengths"
+    );
+    let mut acc = [_mm512_setzero_pd(); G];
+    for k in (0..full).step_by(LANES) {
+        for g in 0..G {
+            // SAFETY: k + LANES <= full <= len, the length of every slice.
+            let x = _mm512_cvtps_pd(_mm256_loadu_ps(a[g].as_ptr().add(k)));
+            let y = _mm512_cvtps_pd(_mm256_loadu_ps(b[g].as_ptr().add(k)));
+            acc[g] = _mm512_add_pd(acc[g], _mm512_mul_pd(x, y));
+        }
+    }
+    std::array::from_fn(|g| {
+        let mut lanes = [0.0f64; LANES];
+        // SAFETY: `lanes` holds the register's eight f64.
+        _mm512_storeu_pd(lanes.as_mut_ptr(), acc[g]);
+        let mut tail = 0.0f64;
+        for (x, y) in a[g][full..].iter().zip(&b[g][full..]) {
+            tail += f64::from(*x) * f64::from(*y);
+        }
+        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+            + tail
+    })
+}
+
+/// The body of [`gram_chunk`]: block by block, the block's pairs of rows in
+/// slot order, [`GROUP`] dot products at a time ([`dots_avx512`] when
+/// `AVX512`, only from a function compiled for it, else [`dots`]).
+#[inline(always)]
+fn gram_chunk_portable<const AVX512: bool>(
     rows: &[f32],
     tasks: usize,
     cols: usize,
@@ -118,23 +176,59 @@ fn gram_chunk_portable(
 ) -> Vec<f64> {
     let block = block_columns(tasks);
     let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
+    // (slot, i, j) of every entry the pass computes.
+    let mut wanted = Vec::with_capacity(upper.len());
+    let mut slot = 0;
+    for i in 0..tasks {
+        for j in i..tasks {
+            if j == i || pairs == Pairs::All {
+                wanted.push((slot, i, j));
+            }
+            slot += 1;
+        }
+    }
     let mut start = columns.start;
     while start < columns.end {
         let end = (start + block).min(columns.end);
-        let mut slot = 0;
-        for i in 0..tasks {
-            let gi = &rows[i * cols + start..i * cols + end];
-            for j in i..tasks {
-                if j == i || pairs == Pairs::All {
-                    let gj = &rows[j * cols + start..j * cols + end];
-                    upper[slot] += dot_f64(gi, gj);
-                }
-                slot += 1;
-            }
+        let row = |i: usize| &rows[i * cols + start..i * cols + end];
+        let mut groups = wanted.chunks_exact(GROUP);
+        for group in &mut groups {
+            add_group::<GROUP, AVX512>(&mut upper, group, &row);
+        }
+        let rest = groups.remainder();
+        match rest.len() {
+            3 => add_group::<3, AVX512>(&mut upper, rest, &row),
+            2 => add_group::<2, AVX512>(&mut upper, rest, &row),
+            1 => add_group::<1, AVX512>(&mut upper, rest, &row),
+            _ => {}
         }
         start = end;
     }
     upper
+}
+
+/// Adds [`dots`] of the `G` pairs of `group` (`(slot, i, j)`) to their slots.
+#[inline(always)]
+fn add_group<'a, const G: usize, const AVX512: bool>(
+    upper: &mut [f64],
+    group: &[(usize, usize, usize)],
+    row: &impl Fn(usize) -> &'a [f32],
+) {
+    let a = std::array::from_fn(|g| row(group[g].1));
+    let b = std::array::from_fn(|g| row(group[g].2));
+    #[cfg(target_arch = "x86_64")]
+    let sums = if AVX512 {
+        // SAFETY: `AVX512` is set only by `gram_chunk_avx512`, which runs
+        // where the CPU has AVX-512F.
+        unsafe { dots_avx512::<G>(a, b) }
+    } else {
+        dots::<G>(a, b)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let sums = dots::<G>(a, b);
+    for (&(slot, _, _), sum) in group.iter().zip(sums) {
+        upper[slot] += sum;
+    }
 }
 
 /// Fixed chunk boundaries of `range`, independent of the thread count.
@@ -297,15 +391,22 @@ fn combine_block_portable(
     start: usize,
     chunk: &mut [f32],
 ) {
-    let mut acc = vec![0.0f64; chunk.len()];
-    for (i, w) in weights.iter().enumerate() {
-        let g = &rows[i * cols + start..i * cols + start + chunk.len()];
-        for (a, x) in acc.iter_mut().zip(g) {
-            *a += w * f64::from(*x);
+    // Sums of a few hundred columns at a time, in registers or L1.
+    const COLUMNS: usize = 256;
+    let mut sums = [0.0f64; COLUMNS];
+    for (s, out) in chunk.chunks_mut(COLUMNS).enumerate() {
+        let acc = &mut sums[..out.len()];
+        acc.fill(0.0);
+        let first = start + s * COLUMNS;
+        for (i, w) in weights.iter().enumerate() {
+            let g = &rows[i * cols + first..i * cols + first + out.len()];
+            for (a, x) in acc.iter_mut().zip(g) {
+                *a += w * f64::from(*x);
+            }
         }
-    }
-    for (o, a) in chunk.iter_mut().zip(&acc) {
-        *o = *a as f32;
+        for (o, a) in out.iter_mut().zip(acc.iter()) {
+            *o = *a as f32;
+        }
     }
 }
 
@@ -375,9 +476,78 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    /// `Σ_k a_k b_k` in `f64` with [`LANES`] interleaved accumulators combined in
+    /// a fixed order: the reference for the order of [`super::dots`].
+    fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+        let mut acc = [0.0f64; LANES];
+        let pairs = a.chunks_exact(LANES).zip(b.chunks_exact(LANES));
+        for (x, y) in pairs {
+            for k in 0..LANES {
+                acc[k] += f64::from(x[k]) * f64::from(y[k]);
+            }
+        }
+        let tail_start = a.len() / LANES * LANES;
+        let mut tail = 0.0f64;
+        for (x, y) in a[tail_start..].iter().zip(&b[tail_start..]) {
+            tail += f64::from(*x) * f64::from(*y);
+        }
+        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    }
+
     /// f32 inputs, f64 accumulation: the kernel differs from a naive f64 loop
     /// only by summation order, ~1e-12 relative for these sizes.
     const SUM_ORDER_TOL: f64 = 1e-10;
+
+    /// The Gram pass block by block and pair by pair with [`dot_f64`]: the
+    /// order the grouped kernel must keep.
+    fn pairwise_gram(rows: &[f32], tasks: usize, cols: usize, pairs: Pairs) -> Vec<f64> {
+        let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
+        for chunk in chunks_of(0..cols, CHUNK_COLUMNS) {
+            let mut part = vec![0.0f64; upper.len()];
+            for block in chunks_of(chunk, block_columns(tasks)) {
+                let mut slot = 0;
+                for i in 0..tasks {
+                    for j in i..tasks {
+                        if i == j || pairs == Pairs::All {
+                            let row =
+                                |t: usize| &rows[t * cols + block.start..t * cols + block.end];
+                            part[slot] += dot_f64(row(i), row(j));
+                        }
+                        slot += 1;
+                    }
+                }
+            }
+            upper.iter_mut().zip(&part).for_each(|(u, p)| *u += p);
+        }
+        upper
+    }
+
+    #[test]
+    fn grouped_dot_products_give_the_bits_of_one_pair_at_a_time() {
+        // 1 to 9 tasks: 1 to 45 pairs, every remainder of the groups of 4;
+        // lengths with and without a tail of the 8 lanes, one or more blocks
+        // and chunks.
+        for tasks in 1..=9 {
+            for cols in [1, 7, 8, 61, 2048, 8195, 40_001] {
+                let rows = random_rows(tasks, cols, (tasks * 100_000 + cols) as u64);
+                for pairs in [Pairs::All, Pairs::Diagonal] {
+                    let g = gram_pairs(&rows, tasks, cols, 0..cols, pairs);
+                    let want = pairwise_gram(&rows, tasks, cols, pairs);
+                    let mut slot = 0;
+                    for i in 0..tasks {
+                        for j in i..tasks {
+                            assert_eq!(
+                                g[(i, j)].to_bits(),
+                                want[slot].to_bits(),
+                                "T {tasks}, P {cols}, {pairs:?}, ({i}, {j})"
+                            );
+                            slot += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     fn random_rows(tasks: usize, cols: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -409,7 +579,7 @@ mod tests {
     fn the_avx512_gram_and_combine_kernels_give_the_bits_of_the_portable_ones() {
         for &(tasks, cols) in &[(1, 13), (3, 1003), (8, 40_007)] {
             let rows = random_rows(tasks, cols, 11);
-            let portable = gram_chunk_portable(&rows, tasks, cols, 1..cols, Pairs::All);
+            let portable = gram_chunk_portable::<false>(&rows, tasks, cols, 1..cols, Pairs::All);
             let chosen = gram_chunk(&rows, tasks, cols, 1..cols, Pairs::All);
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&chosen), bits(&portable), "{tasks}x{cols}");
