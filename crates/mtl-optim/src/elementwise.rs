@@ -178,18 +178,12 @@ where
 /// assert_eq!(mtl_optim::first_non_finite(&[0.5; 4]), None);
 /// ```
 ///
-/// The common all-finite case is a branch-free count over the exponent bits
-/// (vectorised, split across threads for long slices); the position is only
-/// searched for once a bad value is known to exist.
+/// The common all-finite case is a branch-free pass over the exponent bits
+/// (vectorised, 16 lanes wide on AVX-512, split across threads for long
+/// slices); the position is only searched for once a bad value is known to
+/// exist.
 pub fn first_non_finite(values: &[f32]) -> Option<(usize, f32)> {
-    /// Bits of an f32 with the sign cleared are at least this for ±inf and NaN.
-    const EXPONENT_ALL_ONES: u32 = 0x7f80_0000;
-    let count_bad = |xs: &[f32]| -> usize {
-        xs.iter()
-            .map(|x| usize::from((x.to_bits() & 0x7fff_ffff) >= EXPONENT_ALL_ONES))
-            .sum()
-    };
-    if reduce(values, &count_bad, &|a, b| a + b) == 0 {
+    if !reduce(values, &any_non_finite, &|a, b| a || b) {
         return None;
     }
     values
@@ -197,6 +191,35 @@ pub fn first_non_finite(values: &[f32]) -> Option<(usize, f32)> {
         .enumerate()
         .find(|(_, x)| !x.is_finite())
         .map(|(i, &x)| (i, x))
+}
+
+/// Whether `xs` holds a NaN or an infinity: the largest of the values' bits
+/// with the sign cleared reaches the all-ones exponent. Compiled for
+/// AVX-512 where the CPU has it, as the updates are (see [`run`]).
+fn any_non_finite(xs: &[f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { any_non_finite_avx512(xs) };
+    }
+    any_non_finite_portable(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn any_non_finite_avx512(xs: &[f32]) -> bool {
+    any_non_finite_portable(xs)
+}
+
+/// The body of [`any_non_finite`].
+#[inline(always)]
+fn any_non_finite_portable(xs: &[f32]) -> bool {
+    /// Bits of an f32 with the sign cleared are at least this for ±inf and NaN.
+    const EXPONENT_ALL_ONES: u32 = 0x7f80_0000;
+    let largest = xs
+        .iter()
+        .fold(0u32, |m, x| m.max(x.to_bits() & 0x7fff_ffff));
+    largest >= EXPONENT_ALL_ONES
 }
 
 /// Sum of squares of `values`, accumulated in f64 in eight interleaved lanes
@@ -261,6 +284,43 @@ mod tests {
         let (i, v) = first_non_finite(&g).unwrap();
         assert_eq!(i, n - 3);
         assert!(v.is_nan());
+    }
+
+    #[test]
+    fn every_non_finite_value_is_found_and_no_finite_one() {
+        let finite = [
+            f32::MAX,
+            -f32::MAX,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -0.0,
+            0.0,
+            -1.5,
+        ];
+        let bad = [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7f80_0001),
+            f32::from_bits(0xffff_ffff),
+        ];
+        // Short slices (one pass on the calling thread, with a tail past
+        // the vectors) and long ones (split across threads); the bad value
+        // first, last and in the middle.
+        for n in [1, 17, 1000, PARALLEL_THRESHOLD + 33] {
+            let mut g: Vec<f32> = (0..n).map(|i| finite[i % finite.len()]).collect();
+            assert_eq!(first_non_finite(&g), None, "n {n}");
+            for &b in &bad {
+                for at in [0, n / 2, n - 1] {
+                    let keep = g[at];
+                    g[at] = b;
+                    let (i, v) = first_non_finite(&g).expect("a bad value");
+                    assert_eq!((i, v.to_bits()), (at, b.to_bits()), "n {n}");
+                    g[at] = keep;
+                }
+            }
+        }
     }
 
     #[test]
