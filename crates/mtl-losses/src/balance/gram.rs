@@ -89,42 +89,34 @@ unsafe fn gram_chunk_avx512(
     gram_chunk_portable::<true>(rows, tasks, cols, columns, pairs)
 }
 
-/// Dot products computed together by [`dots`]: independent sums, so that
-/// the additions of one do not wait for those of another.
+/// Dot products the AVX-512 pass computes together ([`dots_avx512`]):
+/// independent sums, so that the additions of one do not wait for those of
+/// another.
 const GROUP: usize = 4;
 
-/// `[dot_f64(a[g], b[g]); G]`, with every sum in [`dot_f64`]'s order (the
-/// same bits), the `G` sums interleaved. Every slice has `a[0]`'s length.
+/// `Σ_k a_k b_k` in `f64` with [`LANES`] interleaved accumulators combined in
+/// a fixed order.
 #[inline(always)]
-fn dots<const G: usize>(a: [&[f32]; G], b: [&[f32]; G]) -> [f64; G] {
-    let len = a[0].len();
-    let full = len / LANES * LANES;
-    let a = a.map(|s| &s[..len]);
-    let b = b.map(|s| &s[..len]);
-    let mut acc = [[0.0f64; LANES]; G];
-    for k in (0..full).step_by(LANES) {
-        for (g, acc) in acc.iter_mut().enumerate() {
-            let x: &[f32; LANES] = a[g][k..k + LANES].try_into().expect("LANES floats");
-            let y: &[f32; LANES] = b[g][k..k + LANES].try_into().expect("LANES floats");
-            for l in 0..LANES {
-                acc[l] += f64::from(x[l]) * f64::from(y[l]);
-            }
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let pairs = a.chunks_exact(LANES).zip(b.chunks_exact(LANES));
+    for (x, y) in pairs {
+        for k in 0..LANES {
+            acc[k] += f64::from(x[k]) * f64::from(y[k]);
         }
     }
-    std::array::from_fn(|g| {
-        let mut tail = 0.0f64;
-        for (x, y) in a[g][full..].iter().zip(&b[g][full..]) {
-            tail += f64::from(*x) * f64::from(*y);
-        }
-        let acc = &acc[g];
-        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-    })
+    let tail_start = a.len() / LANES * LANES;
+    let mut tail = 0.0f64;
+    for (x, y) in a[tail_start..].iter().zip(&b[tail_start..]) {
+        tail += f64::from(*x) * f64::from(*y);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// [`dots`] on AVX-512: each sum's eight lanes in one register, multiplied
-/// and added as separate correctly rounded operations (no fused
-/// multiply-add), as the portable loop does lane by lane, so the bits are
-/// the same.
+/// `[dot_f64(a[g], b[g]); G]` on AVX-512, the `G` sums interleaved: each
+/// sum's eight lanes in one register, multiplied and added as separate
+/// correctly rounded operations (no fused multiply-add) as [`dot_f64`] does
+/// lane by lane, and combined in its order, so the bits are the same.
 ///
 /// # Safety
 ///
@@ -164,8 +156,9 @@ unsafe fn dots_avx512<const G: usize>(a: [&[f32]; G], b: [&[f32]; G]) -> [f64; G
 }
 
 /// The body of [`gram_chunk`]: block by block, the block's pairs of rows in
-/// slot order, [`GROUP`] dot products at a time ([`dots_avx512`] when
-/// `AVX512`, only from a function compiled for it, else [`dots`]).
+/// slot order: [`GROUP`] dot products at a time by [`dots_avx512`] when
+/// `AVX512` (set only by a function compiled for it), else one at a time by
+/// [`dot_f64`].
 #[inline(always)]
 fn gram_chunk_portable<const AVX512: bool>(
     rows: &[f32],
@@ -207,7 +200,8 @@ fn gram_chunk_portable<const AVX512: bool>(
     upper
 }
 
-/// Adds [`dots`] of the `G` pairs of `group` (`(slot, i, j)`) to their slots.
+/// Adds the dot products of the `G` pairs of `group` (`(slot, i, j)`) to
+/// their slots.
 #[inline(always)]
 fn add_group<'a, const G: usize, const AVX512: bool>(
     upper: &mut [f64],
@@ -222,10 +216,10 @@ fn add_group<'a, const G: usize, const AVX512: bool>(
         // where the CPU has AVX-512F.
         unsafe { dots_avx512::<G>(a, b) }
     } else {
-        dots::<G>(a, b)
+        std::array::from_fn(|g| dot_f64(a[g], b[g]))
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let sums = dots::<G>(a, b);
+    let sums: [f64; G] = std::array::from_fn(|g| dot_f64(a[g], b[g]));
     for (&(slot, _, _), sum) in group.iter().zip(sums) {
         upper[slot] += sum;
     }
@@ -476,30 +470,12 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// `Σ_k a_k b_k` in `f64` with [`LANES`] interleaved accumulators combined in
-    /// a fixed order: the reference for the order of [`super::dots`].
-    fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-        let mut acc = [0.0f64; LANES];
-        let pairs = a.chunks_exact(LANES).zip(b.chunks_exact(LANES));
-        for (x, y) in pairs {
-            for k in 0..LANES {
-                acc[k] += f64::from(x[k]) * f64::from(y[k]);
-            }
-        }
-        let tail_start = a.len() / LANES * LANES;
-        let mut tail = 0.0f64;
-        for (x, y) in a[tail_start..].iter().zip(&b[tail_start..]) {
-            tail += f64::from(*x) * f64::from(*y);
-        }
-        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-    }
-
     /// f32 inputs, f64 accumulation: the kernel differs from a naive f64 loop
     /// only by summation order, ~1e-12 relative for these sizes.
     const SUM_ORDER_TOL: f64 = 1e-10;
 
     /// The Gram pass block by block and pair by pair with [`dot_f64`]: the
-    /// order the grouped kernel must keep.
+    /// order the grouped AVX-512 kernel must keep.
     fn pairwise_gram(rows: &[f32], tasks: usize, cols: usize, pairs: Pairs) -> Vec<f64> {
         let mut upper = vec![0.0f64; tasks * (tasks + 1) / 2];
         for chunk in chunks_of(0..cols, CHUNK_COLUMNS) {
