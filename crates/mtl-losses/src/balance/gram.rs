@@ -32,9 +32,9 @@ use crate::error::{Error, Result};
 /// Below this many Jacobian entries (`T·P`) both kernels run on the calling
 /// thread. On two cores of an Intel Xeon, the Gram matrix of two rows of
 /// 65 536 values (2¹⁷) took 21 µs on one thread and the combination 23 µs;
-/// in the W1 `T = 2` MGDA-UB step (`benches/peer`) the balancer took 48 µs
-/// with the threshold at 2¹⁶, against 70 µs at 2¹⁸, where both ran on one
-/// thread. Below 2¹⁶ values a pass takes a few microseconds, about what
+/// in the W1 `T = 2` MGDA-UB step (`benches/peer`) the balancer took 48–52
+/// µs with the threshold at 2¹⁶, against 69–73 µs at 2¹⁸, where both ran on
+/// one thread. Below 2¹⁶ values a pass takes a few microseconds, about what
 /// handing half of it to another thread costs.
 pub const PARALLEL_MIN_VALUES: usize = 1 << 16;
 
