@@ -1,5 +1,8 @@
-//! [`keep_awake`]: rayon's workers kept polling for work through a run of
-//! parallel pieces, so that none of the pieces waits for a sleeping worker.
+//! Keeping rayon's threads from sleeping where a wake-up would cost more
+//! than the wait: [`keep_awake`] keeps the workers polling for work through
+//! a run of parallel pieces, so that none of the pieces waits for a
+//! sleeping worker, and [`join_polling`] keeps the thread that waits for the
+//! other half of a join polling rather than sleeping.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

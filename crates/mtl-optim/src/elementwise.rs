@@ -8,7 +8,7 @@
 //! Because an element's update never reads another element, the result is
 //! bit-identical for every thread count.
 //!
-//! Reductions (the squared norm, the count of non-finite values) use the same
+//! Reductions (the squared norm, whether a value is non-finite) use the same
 //! length-determined split tree, so their rounding is also independent of the
 //! thread count.
 
