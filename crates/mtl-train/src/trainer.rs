@@ -1378,17 +1378,22 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn the_last_layer_summed_from_task_rows_matches_its_own_product() {
-        let mut t = trainer(OptimizerConfig::Adam(AdamConfig::default()));
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let batch = Batch {
+    /// Six random rows of the [`trainer`]'s four inputs and two targets.
+    fn random_batch(seed: u64) -> Batch {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Batch {
             x: Tensor::randn(&[6, 4], 0.0, 1.0, &mut rng).unwrap(),
             targets: (0..2)
                 .map(|_| Targets::Values(Tensor::randn(&[6, 1], 0.0, 1.0, &mut rng).unwrap()))
                 .collect(),
             indices: (0..6).collect(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_last_layer_summed_from_task_rows_matches_its_own_product() {
+        let mut t = trainer(OptimizerConfig::Adam(AdamConfig::default()));
+        let batch = random_batch(11);
         let (losses, _, _) = t.forward_losses(&batch).unwrap();
         let range = t.last_shared_range().unwrap();
         assert!(range.start > 0 && range.end < t.ps.len(), "{range:?}");
@@ -1433,14 +1438,7 @@ mod tests {
     #[test]
     fn representation_rows_are_the_task_gradients_and_name_the_first_bad_task() {
         let mut t = trainer(OptimizerConfig::Adam(AdamConfig::default()));
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let batch = Batch {
-            x: Tensor::randn(&[6, 4], 0.0, 1.0, &mut rng).unwrap(),
-            targets: (0..2)
-                .map(|_| Targets::Values(Tensor::randn(&[6, 1], 0.0, 1.0, &mut rng).unwrap()))
-                .collect(),
-            indices: (0..6).collect(),
-        };
+        let batch = random_batch(5);
         let (losses, _, rep) = t.forward_losses(&batch).unwrap();
         let z = rep.unwrap();
         let zlen = t.graph.value(z).unwrap().len();
