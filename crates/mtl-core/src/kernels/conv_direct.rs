@@ -5,9 +5,12 @@
 //! (`C·kh·kw`, 25 for a 5 × 5 kernel on one channel), so the matrix product
 //! spends more time packing its operands than multiplying, and the patch
 //! matrix itself is `kh·kw` times the image. The direct kernel instead keeps
-//! a block of outputs (4 output channels × 64 positions) in registers and
-//! runs over the kernel taps, each tap one broadcast weight times one run of
-//! the input plane.
+//! a block of outputs (up to 6 output channels × 64 positions) in registers
+//! and runs over the kernel taps, each tap one broadcast weight times one run
+//! of the input plane. The output channels are cut into the fewest blocks of
+//! at most 6, of near-equal size (20 channels as 4 × 5), so that each run of
+//! the input, loaded once per tap across a cache line, feeds as many
+//! multiply-adds as the registers allow.
 //!
 //! Positions are taken on the input's grid: output `(y, x)` sits at `y·W + x`
 //! and reads the input at `y·W + x + ky·W + kx`, so every tap is one
@@ -22,12 +25,14 @@
 
 use super::ConvGeometry;
 
-/// Output channels per register block.
-const BLOCK_O: usize = 4;
+/// Output channels per register block, at most.
+const BLOCK_O: usize = 6;
 /// 16-float vectors per register block (64 positions).
 const BLOCK_V: usize = 4;
-/// Kernel taps per register block of the weight gradient.
-const GRAD_TAPS: usize = 4;
+/// Output channels per register block of the weight gradient, at most.
+const GRAD_O: usize = 5;
+/// Kernel taps per register block of the weight gradient, at most.
+const GRAD_TAPS: usize = 5;
 
 /// Whether [`conv2d_direct`] runs for geometry `g` on this CPU: stride 1, no
 /// padding, and AVX-512.
@@ -212,7 +217,8 @@ pub fn conv2d_direct_input_grad(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{ConvGeometry, BLOCK_O, BLOCK_V, GRAD_TAPS};
+    use super::{ConvGeometry, BLOCK_O, BLOCK_V, GRAD_O, GRAD_TAPS};
+    use crate::kernels::share;
 
     /// Writes the convolution on the input grid: `grid[o·len + q]` for
     /// positions `q < len`.
@@ -225,12 +231,15 @@ mod avx512 {
         len: usize,
         grid: &mut [f32],
     ) {
-        let mut ob = 0;
-        while ob < o {
-            let nb = (o - ob).min(BLOCK_O);
+        let blocks = o.div_ceil(BLOCK_O);
+        for part in 0..blocks {
+            let outs = share(o, blocks, part);
+            let ob = outs.start;
             let mut q = 0;
             while q < len {
-                match nb {
+                match outs.len() {
+                    6 => block::<6>(img, w, g, ob, q, len, grid),
+                    5 => block::<5>(img, w, g, ob, q, len, grid),
                     4 => block::<4>(img, w, g, ob, q, len, grid),
                     3 => block::<3>(img, w, g, ob, q, len, grid),
                     2 => block::<2>(img, w, g, ob, q, len, grid),
@@ -238,7 +247,6 @@ mod avx512 {
                 }
                 q += 16 * BLOCK_V;
             }
-            ob += nb;
         }
     }
 
@@ -255,33 +263,29 @@ mod avx512 {
         len: usize,
         dw: &mut [f32],
     ) {
-        let mut ob = 0;
-        while ob < o {
-            let nb = (o - ob).min(BLOCK_O);
-            let mut t = 0;
-            while t < taps.len() {
-                let nt = (taps.len() - t).min(GRAD_TAPS);
-                match (nb, nt) {
-                    (4, 4) => grad_block::<4, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (4, 3) => grad_block::<4, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (4, 2) => grad_block::<4, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (4, _) => grad_block::<4, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (3, 4) => grad_block::<3, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (3, 3) => grad_block::<3, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (3, 2) => grad_block::<3, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (3, _) => grad_block::<3, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (2, 4) => grad_block::<2, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (2, 3) => grad_block::<2, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (2, 2) => grad_block::<2, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (2, _) => grad_block::<2, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (_, 4) => grad_block::<1, 4>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (_, 3) => grad_block::<1, 3>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (_, 2) => grad_block::<1, 2>(imgs, grids, taps, g, o, count, len, ob, t, dw),
-                    (_, _) => grad_block::<1, 1>(imgs, grids, taps, g, o, count, len, ob, t, dw),
+        let (o_blocks, t_blocks) = (o.div_ceil(GRAD_O), taps.len().div_ceil(GRAD_TAPS));
+        for op in 0..o_blocks {
+            let outs = share(o, o_blocks, op);
+            for tp in 0..t_blocks {
+                let ts = share(taps.len(), t_blocks, tp);
+                macro_rules! dispatch {
+                    ($(($a:literal, $b:literal))*) => {
+                        match (outs.len(), ts.len()) {
+                            $(($a, $b) => grad_block::<$a, $b>(
+                                imgs, grids, taps, g, o, count, len, outs.start, ts.start, dw,
+                            ),)*
+                            (a, b) => unreachable!("weight gradient block {a} x {b}"),
+                        }
+                    };
                 }
-                t += nt;
+                dispatch!(
+                    (1, 1)(1, 2)(1, 3)(1, 4)(1, 5)(2, 1)(2, 2)(2, 3)(2, 4)(2, 5)(3, 1)(3, 2)(3, 3)(
+                        3, 4
+                    )(3, 5)(4, 1)(4, 2)(4, 3)(4, 4)(4, 5)(5, 1)(5, 2)(5, 3)(
+                        5, 4
+                    )(5, 5)
+                );
             }
-            ob += nb;
         }
     }
 
@@ -450,6 +454,54 @@ mod tests {
         // Without AVX-512 the direct kernel never runs, so there is nothing to compare.
         if super::super::avx512() {
             assert!(cases > 20, "only {cases} geometries tested");
+        }
+    }
+
+    #[test]
+    fn weight_gradient_bits_do_not_depend_on_the_blocks_of_channels() {
+        if !super::super::avx512() {
+            eprintln!("no AVX-512 on this CPU: the direct kernel never runs");
+            return;
+        }
+        // All output channels at once (blocks of up to 5, of near-equal
+        // size) against each channel alone (blocks of 1), bit for bit.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        for (channels, size, kernel, o, count) in [
+            (1, 20, 5, 10, 3),
+            (3, 12, 3, 7, 2),
+            (2, 9, 4, 13, 4),
+            (4, 8, 1, 6, 1),
+        ] {
+            let g = ConvGeometry {
+                channels,
+                height: size,
+                width: size + 1,
+                kernel_h: kernel,
+                kernel_w: kernel,
+                stride: 1,
+                padding: 0,
+            };
+            let n = g.out_h() * g.out_w();
+            let in_len = channels * g.height * g.width;
+            let imgs: Vec<f32> = (0..count * in_len)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let gys: Vec<f32> = (0..count * o * n)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let mut all = vec![f32::NAN; o * g.patch_len()];
+            conv2d_direct_weight_grad(&imgs, &gys, &g, o, count, &mut all);
+            for k in 0..o {
+                let one: Vec<f32> = gys
+                    .chunks(o * n)
+                    .flat_map(|image| image[k * n..(k + 1) * n].to_vec())
+                    .collect();
+                let mut dw = vec![f32::NAN; g.patch_len()];
+                conv2d_direct_weight_grad(&imgs, &one, &g, 1, count, &mut dw);
+                let got = &all[k * g.patch_len()..(k + 1) * g.patch_len()];
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(got), bits(&dw), "{g:?}, channel {k} of {o}");
+            }
         }
     }
 

@@ -6,11 +6,12 @@
 //! more columns than rows; otherwise columns first, so that each task packs
 //! only its own part of B, unless C has too few columns to share them
 //! evenly).
-//! Within a task, for each block of 256 inner terms, the
-//! task's columns of B are packed into panels of 32 columns (zero-padded),
-//! then for every stripe of 14 rows of A (packed the same way) each panel is
-//! multiplied in registers: 28 accumulators of 16 lanes, one fused
-//! multiply-add per term.
+//! Within a task, for each block of 256 inner terms and each block of 512
+//! columns, the task's columns of B are packed into panels of 32 columns
+//! (zero-padded), then for every stripe of 14 rows of A (packed the same
+//! way, once per block of terms) each panel is multiplied in registers: 28
+//! accumulators of 16 lanes, one fused multiply-add per term, with the
+//! panel's rows prefetched into L1 a few terms ahead.
 //!
 //! Summation order, and so every bit of the result, is fixed by the inner
 //! dimension alone: each element is summed from zero by one run of fused
@@ -25,6 +26,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::share;
+
 /// Rows of the register tile.
 const MR: usize = 14;
 /// Columns of the register tile (two 16-lane vectors).
@@ -33,6 +36,12 @@ const NR: usize = 32;
 const KC: usize = 256;
 /// Columns of B packed at once (`KC × NC` floats, 512 KiB, stay in L2).
 const NC: usize = 512;
+/// Rows of A whose packed stripes are kept for every block of columns
+/// (`MC × KC` floats, about 1 MiB), in tasks with more than `NC` columns.
+const MC: usize = 74 * MR;
+/// Terms ahead of the tile's current one whose row of B's panel is
+/// prefetched into L1.
+const PREFETCH: usize = 16;
 /// Rows per thread from which a product is cut by rows alone (see [`split`]).
 const ROWS_FIRST: usize = 256;
 /// Multiply-adds below which the product runs on the calling thread.
@@ -206,13 +215,6 @@ fn split(n: usize, m: usize, threads: usize) -> (usize, usize) {
     }
 }
 
-/// The `part`-th of `parts` near-equal contiguous shares of `0..len`.
-fn share(len: usize, parts: usize, part: usize) -> std::ops::Range<usize> {
-    let (base, extra) = (len / parts, len % parts);
-    let start = part * base + part.min(extra);
-    start..start + base + usize::from(part < extra)
-}
-
 /// One task: rows `rows` and columns `cols` of C, over every inner term.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
@@ -228,34 +230,51 @@ unsafe fn block(
     accumulate: bool,
     packed: &mut Vec<f32>,
 ) {
-    let need = MR * KC + KC * NC;
+    // With several blocks of columns, A's stripes are packed once per block
+    // of terms and kept for every block of columns, up to `MC` rows at a
+    // time; otherwise each stripe is packed into one buffer just before its
+    // tiles.
+    let keep = cols.len() > NC;
+    let pass_rows = if keep { MC } else { rows.len() };
+    let held = if keep {
+        MC.min(rows.len()).div_ceil(MR)
+    } else {
+        1
+    };
+    let need = held * MR * KC + KC * NC;
     if packed.len() < need {
         packed.resize(need, 0.0);
     }
-    let (pa, pb) = packed.split_at_mut(MR * KC);
-    let mut j0 = cols.start;
-    while j0 < cols.end {
-        let nc = NC.min(cols.end - j0);
+    let (pa, pb) = packed.split_at_mut(held * MR * KC);
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let pass = r0..(r0 + pass_rows).min(rows.end);
         let mut p0 = 0;
         while p0 < k {
             let kc = KC.min(k - p0);
-            pack_b(b, sb, p0, kc, j0, nc, pb);
             let store = p0 == 0 && !accumulate;
-            let mut i0 = rows.start;
-            while i0 < rows.end {
-                let mr = MR.min(rows.end - i0);
-                pack_a(a, sa, i0, mr, p0, kc, pa);
-                for (q, panel) in pb.chunks_exact(KC * NR).take(nc.div_ceil(NR)).enumerate() {
-                    let j = j0 + q * NR;
-                    let width = NR.min(j0 + nc - j);
-                    let dst = out.ptr.add(i0 * out.ld + j);
-                    tile(mr, kc, pa, panel, dst, out.ld, width, store);
+            let mut j0 = cols.start;
+            while j0 < cols.end {
+                let nc = NC.min(cols.end - j0);
+                pack_b(b, sb, p0, kc, j0, nc, pb);
+                for (s, i0) in pass.clone().step_by(MR).enumerate() {
+                    let mr = MR.min(pass.end - i0);
+                    let stripe = &mut pa[if keep { s } else { 0 } * MR * KC..][..MR * KC];
+                    if j0 == cols.start {
+                        pack_a(a, sa, i0, mr, p0, kc, stripe);
+                    }
+                    for (q, panel) in pb.chunks_exact(KC * NR).take(nc.div_ceil(NR)).enumerate() {
+                        let j = j0 + q * NR;
+                        let width = NR.min(j0 + nc - j);
+                        let dst = out.ptr.add(i0 * out.ld + j);
+                        tile(mr, kc, stripe, panel, dst, out.ld, width, store);
+                    }
                 }
-                i0 += mr;
+                j0 += nc;
             }
             p0 += kc;
         }
-        j0 += nc;
+        r0 = pass.end;
     }
 }
 
@@ -499,6 +518,12 @@ unsafe fn tile_rows<const R: usize>(
     for p in 0..kc {
         let b0 = _mm512_loadu_ps(pb.add(p * NR));
         let b1 = _mm512_loadu_ps(pb.add(p * NR + 16));
+        // The panel streams from L2 while A's stripe stays in L1; past the
+        // panel's end this reaches into the next panel, or past the packing
+        // space, where a prefetch reads nothing and cannot fault.
+        let ahead = pb.wrapping_add((p + PREFETCH) * NR);
+        _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16) as *const i8);
         let ap = pa.add(p * MR);
         for r in 0..R {
             let av = _mm512_set1_ps(*ap.add(r));

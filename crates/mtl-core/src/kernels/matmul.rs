@@ -219,8 +219,9 @@ mod tests {
         // block (512 columns), the inner blocks (256 terms), narrow
         // products (computed transposed), few column panels (cut by rows)
         // and tall products (cut by rows into shares that end inside a
-        // stripe), on 1, 2 and 3 threads, as given and transposed, stored and
-        // accumulated.
+        // stripe), and a task with more than one block of columns and more
+        // rows than A's stripes kept at once (1036), on 1, 2 and 3 threads,
+        // as given and transposed, stored and accumulated.
         let shapes = [
             (1, 1, 1),
             (5, 300, 7),
@@ -233,6 +234,7 @@ mod tests {
             (40, 300, 3),
             (200, 64, 80),
             (777, 300, 40),
+            (1050, 260, 530),
         ];
         for &(m, k, n) in &shapes {
             let [a, b, start] = operands(m, k, n, [1.0, 0.3, 1.0]);
