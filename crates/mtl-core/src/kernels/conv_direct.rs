@@ -120,10 +120,15 @@ pub fn conv2d_direct_weight_grad(
     assert!(imgs.len() >= count * g.channels * g.height * g.width);
     assert!(gys.len() >= count * o * oh * ow);
     assert!(dw.len() >= o * g.patch_len());
-    // The output gradients on the input grid, zero past each row's width.
-    let mut grids = vec![0.0f32; count * o * len];
+    // The output gradients on the input grid, zero past each row's width,
+    // each grid starting on a cache line (`lead` floats apart, a multiple of
+    // 16) so that the kernel's loads of them do not straddle two lines.
+    let lead = len.next_multiple_of(16);
+    let mut space = vec![0.0f32; count * o * lead + 15];
+    let skip = space.as_ptr().align_offset(64).min(15);
+    let grids = &mut space[skip..skip + count * o * lead];
     for (grid, plane) in grids
-        .chunks_exact_mut(len)
+        .chunks_exact_mut(lead)
         .zip(gys[..count * o * oh * ow].chunks_exact(oh * ow))
     {
         for (y, row) in plane.chunks_exact(ow).enumerate() {
@@ -141,7 +146,7 @@ pub fn conv2d_direct_weight_grad(
     // SAFETY: AVX-512F is present (checked above); `taps` and the asserts
     // bound every index the kernel reads or writes.
     unsafe {
-        avx512::weight_grad(imgs, &grids, &taps, g, o, count, len, dw);
+        avx512::weight_grad(imgs, grids, &taps, g, o, count, len, lead, dw);
     }
 }
 
@@ -152,7 +157,13 @@ pub fn conv2d_direct_weight_grad(
 /// It is the direct convolution of the output gradient, zero-padded by
 /// `kh − 1` rows and `kw − 1` columns, with the kernel flipped and its two
 /// channel axes swapped; each input gradient is one run of fused
-/// multiply-adds over `(o, ky, kx)`.
+/// multiply-adds over `(o, ky, kx)`, zero terms included.
+///
+/// The output gradient is laid on the input's width `W`, each row followed
+/// by `W − OW = kw − 1` zeros, so that the zeros past one row serve as the
+/// padding before the next: input position `(y, x)` is then position
+/// `y·W + x` of the direct kernel's grid, and every position of the grid is
+/// an input gradient (no column is computed and dropped).
 ///
 /// # Panics
 /// When [`conv2d_direct_applies`] is false for `g`, or a slice is shorter
@@ -168,19 +179,25 @@ pub fn conv2d_direct_input_grad(
     assert!(conv2d_direct_applies(g), "direct convolution: unsupported");
     let (oh, ow) = (g.out_h(), g.out_w());
     let (kh, kw) = (g.kernel_h, g.kernel_w);
-    let in_len = g.channels * g.height * g.width;
+    let plane = g.height * g.width;
+    let in_len = g.channels * plane;
     assert!(gys.len() >= count * o * oh * ow);
     assert!(w.len() >= o * g.patch_len());
     assert!(dx.len() >= count * in_len);
+    // Each output-gradient plane on the input's width, after
+    // `(kh − 1)·W + kw − 1` zeros (the reach of the flipped kernel) and
+    // before `kh` rows of zeros (the reach past the last row).
     let padded = ConvGeometry {
         channels: o,
-        height: oh + 2 * (kh - 1),
-        width: ow + 2 * (kw - 1),
+        height: oh + 2 * kh - 1,
+        width: g.width,
         kernel_h: kh,
         kernel_w: kw,
         stride: 1,
         padding: 0,
     };
+    let front = (kh - 1) * g.width + kw - 1;
+    let padded_plane = padded.height * padded.width;
     // flipped[c, k, ky, kx] = w[k, c, kh − 1 − ky, kw − 1 − kx]
     let taps = kh * kw;
     let mut flipped = vec![0.0f32; g.channels * o * taps];
@@ -193,23 +210,33 @@ pub fn conv2d_direct_input_grad(
             }
         }
     }
-    let mut gp = vec![0.0f32; o * padded.height * padded.width];
-    let mut scratch = vec![0.0f32; conv2d_direct_scratch(&padded, g.channels)];
+    let mut gp = vec![0.0f32; o * padded_plane];
     for (gy, dxi) in gys
         .chunks_exact(o * oh * ow)
         .zip(dx.chunks_exact_mut(in_len))
         .take(count)
     {
-        for (pp, plane) in gp
-            .chunks_exact_mut(padded.height * padded.width)
+        for (pp, src) in gp
+            .chunks_exact_mut(padded_plane)
             .zip(gy.chunks_exact(oh * ow))
         {
-            for (y, row) in plane.chunks_exact(ow).enumerate() {
-                let at = (y + kh - 1) * padded.width + kw - 1;
+            for (y, row) in src.chunks_exact(ow).enumerate() {
+                let at = front + y * g.width;
                 pp[at..at + ow].copy_from_slice(row);
             }
         }
-        conv2d_direct(&gp, &flipped, None, &padded, g.channels, &mut scratch, dxi);
+        // The kernel reads plane k up to `k·padded_plane + front + H·W − 1`
+        // (its last position plus the flipped kernel's reach), within the
+        // plane since `front + H·W < (OH + 2·kh − 1)·W`, and writes the
+        // `C·H·W` values of `dxi`.
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F is present (checked above); `gp` holds `o` planes
+        // of `padded`, `flipped` holds `C` rows of `o·kh·kw` weights, and
+        // `dxi` holds `C` planes of `H·W`, which bound every index read or
+        // written (see above).
+        unsafe {
+            avx512::grid(&gp, &flipped, &padded, g.channels, plane, dxi);
+        }
     }
 }
 
@@ -250,7 +277,8 @@ mod avx512 {
         }
     }
 
-    /// `dw[o, t] = Σ_n Σ_q grids[n, o, q] · imgs[n, taps[t] + q]` over `q < len`.
+    /// `dw[o, t] = Σ_n Σ_q grids[n, o, q] · imgs[n, taps[t] + q]` over `q < len`,
+    /// with the grids `lead` floats apart.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn weight_grad(
@@ -261,6 +289,7 @@ mod avx512 {
         o: usize,
         count: usize,
         len: usize,
+        lead: usize,
         dw: &mut [f32],
     ) {
         let (o_blocks, t_blocks) = (o.div_ceil(GRAD_O), taps.len().div_ceil(GRAD_TAPS));
@@ -272,7 +301,7 @@ mod avx512 {
                     ($(($a:literal, $b:literal))*) => {
                         match (outs.len(), ts.len()) {
                             $(($a, $b) => grad_block::<$a, $b>(
-                                imgs, grids, taps, g, o, count, len, outs.start, ts.start, dw,
+                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
                             ),)*
                             (a, b) => unreachable!("weight gradient block {a} x {b}"),
                         }
@@ -301,6 +330,7 @@ mod avx512 {
         o: usize,
         count: usize,
         len: usize,
+        lead: usize,
         ob: usize,
         t: usize,
         dw: &mut [f32],
@@ -310,7 +340,7 @@ mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); NT]; OB];
         for n in 0..count {
             let img = imgs.as_ptr().add(n * in_len);
-            let grid = grids.as_ptr().add((n * o + ob) * len);
+            let grid = grids.as_ptr().add((n * o + ob) * lead);
             let mut q = 0;
             while q < len {
                 let left = (len - q).min(16);
@@ -324,7 +354,7 @@ mod avx512 {
                     *x = _mm512_maskz_loadu_ps(m, img.add(taps[t + j] + q));
                 }
                 for (i, acc) in acc.iter_mut().enumerate() {
-                    let gv = _mm512_maskz_loadu_ps(m, grid.add(i * len + q));
+                    let gv = _mm512_maskz_loadu_ps(m, grid.add(i * lead + q));
                     for j in 0..NT {
                         acc[j] = _mm512_fmadd_ps(gv, x[j], acc[j]);
                     }
@@ -501,6 +531,74 @@ mod tests {
                 let got = &all[k * g.patch_len()..(k + 1) * g.patch_len()];
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(got), bits(&dw), "{g:?}, channel {k} of {o}");
+            }
+        }
+    }
+
+    #[test]
+    fn input_gradient_is_one_run_of_fused_multiply_adds_per_value() {
+        if !super::super::avx512() {
+            eprintln!("no AVX-512 on this CPU: the direct kernel never runs");
+            return;
+        }
+        // dx[c, y, x] summed from zero over (o, ky, kx) of the flipped
+        // kernel, one `mul_add` per term, zero terms of the padding included:
+        // the kernel's order, bit for bit.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+        for (channels, height, width, kh, kw, o, count) in [
+            (10, 16, 16, 5, 5, 20, 2),
+            (1, 36, 36, 5, 5, 10, 1),
+            (3, 7, 11, 3, 2, 4, 3),
+            (2, 5, 4, 1, 4, 9, 2),
+            (4, 6, 6, 6, 6, 3, 1),
+        ] {
+            let g = ConvGeometry {
+                channels,
+                height,
+                width,
+                kernel_h: kh,
+                kernel_w: kw,
+                stride: 1,
+                padding: 0,
+            };
+            let (oh, ow) = (g.out_h(), g.out_w());
+            let gys: Vec<f32> = (0..count * o * oh * ow)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..o * g.patch_len())
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            let mut dx = vec![f32::NAN; count * channels * height * width];
+            conv2d_direct_input_grad(&gys, &w, &g, o, count, &mut dx);
+            let gy_at = |n: usize, k: usize, y: isize, x: isize| -> f32 {
+                if (0..oh as isize).contains(&y) && (0..ow as isize).contains(&x) {
+                    gys[((n * o + k) * oh + y as usize) * ow + x as usize]
+                } else {
+                    0.0
+                }
+            };
+            for n in 0..count {
+                for c in 0..channels {
+                    for y in 0..height {
+                        for x in 0..width {
+                            let mut want = 0.0f32;
+                            for k in 0..o {
+                                for fy in 0..kh {
+                                    for fx in 0..kw {
+                                        let (ky, kx) = (kh - 1 - fy, kw - 1 - fx);
+                                        let wv = w[((k * channels + c) * kh + ky) * kw + kx];
+                                        let (sy, sx) =
+                                            (y as isize - ky as isize, x as isize - kx as isize);
+                                        let gv = gy_at(n, k, sy, sx);
+                                        want = wv.mul_add(gv, want);
+                                    }
+                                }
+                            }
+                            let got = dx[((n * channels + c) * height + y) * width + x];
+                            assert_eq!(got.to_bits(), want.to_bits(), "{g:?} at {n} {c} {y} {x}");
+                        }
+                    }
+                }
             }
         }
     }
