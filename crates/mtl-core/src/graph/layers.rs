@@ -106,9 +106,8 @@ impl Graph {
             .zip(xv.par_chunks(in_len * CONV_CHUNK))
             .for_each(|(out_chunk, x_chunk)| {
                 if direct {
-                    let mut scratch = vec![0.0f32; kernels::conv2d_direct_scratch(&geometry, o)];
                     for (y, img) in out_chunk.chunks_mut(out_len).zip(x_chunk.chunks(in_len)) {
-                        kernels::conv2d_direct(img, wv, bv, &geometry, o, &mut scratch, y);
+                        kernels::conv2d_direct(img, wv, bv, &geometry, o, y);
                     }
                     return;
                 }

@@ -40,19 +40,15 @@ pub fn conv2d_direct_applies(g: &ConvGeometry) -> bool {
     g.stride == 1 && g.padding == 0 && super::avx512()
 }
 
-/// Floats of scratch [`conv2d_direct`] needs for `o` output channels.
-pub fn conv2d_direct_scratch(g: &ConvGeometry, o: usize) -> usize {
-    o * grid_len(g)
-}
-
 /// Positions on the input grid that cover every output (`(OH−1)·W + OW`).
 fn grid_len(g: &ConvGeometry) -> usize {
     (g.out_h() - 1) * g.width + g.out_w()
 }
 
 /// One image's convolution `out [O, OH, OW] = w [O, C·kh·kw] ⋆ img [C, H, W]
-/// (+ bias [O])` by the direct kernel. `scratch` holds at least
-/// [`conv2d_direct_scratch`] floats.
+/// (+ bias [O])` by the direct kernel. Each output is stored from the
+/// registers with its bias added (`sum + b`, as the matrix product's path
+/// adds it after the sum); the grid's columns past `OW` are not stored.
 ///
 /// # Panics
 /// When [`conv2d_direct_applies`] is false for `g`, or a slice is shorter
@@ -63,34 +59,20 @@ pub fn conv2d_direct(
     bias: Option<&[f32]>,
     g: &ConvGeometry,
     o: usize,
-    scratch: &mut [f32],
     out: &mut [f32],
 ) {
     assert!(conv2d_direct_applies(g), "direct convolution: unsupported");
     let (oh, ow) = (g.out_h(), g.out_w());
-    let len = grid_len(g);
     assert!(img.len() >= g.channels * g.height * g.width);
     assert!(w.len() >= o * g.patch_len());
-    assert!(scratch.len() >= o * len);
     assert!(out.len() >= o * oh * ow);
     assert!(bias.is_none_or(|b| b.len() >= o));
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (checked above) and the asserts bound every
-    // index the kernel reads or writes.
+    // SAFETY: AVX-512F is present (checked above); the grid's `len`
+    // positions cover `OH` rows of `W` of which `OW` are kept, `O` planes of
+    // `OH·OW` in `out`, and the asserts bound every index read or written.
     unsafe {
-        avx512::grid(img, w, g, o, len, scratch);
-    }
-    for (k, (plane, grid)) in out[..o * oh * ow]
-        .chunks_exact_mut(oh * ow)
-        .zip(scratch.chunks_exact(len))
-        .enumerate()
-    {
-        for (y, row) in plane.chunks_exact_mut(ow).enumerate() {
-            row.copy_from_slice(&grid[y * g.width..y * g.width + ow]);
-        }
-        if let Some(b) = bias {
-            plane.iter_mut().for_each(|v| *v += b[k]);
-        }
+        avx512::grid(img, w, g, o, grid_len(g), ow, bias, out);
     }
 }
 
@@ -228,14 +210,16 @@ pub fn conv2d_direct_input_grad(
         // The kernel reads plane k up to `k·padded_plane + front + H·W − 1`
         // (its last position plus the flipped kernel's reach), within the
         // plane since `front + H·W < (OH + 2·kh − 1)·W`, and writes the
-        // `C·H·W` values of `dxi`.
+        // `C·H·W` values of `dxi` (every column of each row kept).
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512F is present (checked above); `gp` holds `o` planes
         // of `padded`, `flipped` holds `C` rows of `o·kh·kw` weights, and
         // `dxi` holds `C` planes of `H·W`, which bound every index read or
         // written (see above).
         unsafe {
-            avx512::grid(&gp, &flipped, &padded, g.channels, plane, dxi);
+            avx512::grid(
+                &gp, &flipped, &padded, g.channels, plane, g.width, None, dxi,
+            );
         }
     }
 }
@@ -247,17 +231,30 @@ mod avx512 {
     use super::{ConvGeometry, BLOCK_O, BLOCK_V, GRAD_O, GRAD_TAPS};
     use crate::kernels::share;
 
-    /// Writes the convolution on the input grid: `grid[o·len + q]` for
-    /// positions `q < len`.
+    /// The convolution on the input grid, positions `q < len` of `W` per
+    /// row, of which the first `keep` of each row are stored: output `k` at
+    /// grid position `q` goes to `out[k·P + (q / W)·keep + q % W]` (plus
+    /// `bias[k]`), with `P = ⌈len / W⌉·keep` the values of a plane.
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn grid(
         img: &[f32],
         w: &[f32],
         g: &ConvGeometry,
         o: usize,
         len: usize,
-        grid: &mut [f32],
+        keep: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
     ) {
+        let to = Stores {
+            out: out.as_mut_ptr(),
+            plane: len.div_ceil(g.width) * keep,
+            width: g.width,
+            keep,
+            len,
+            bias,
+        };
         let blocks = o.div_ceil(BLOCK_O);
         for part in 0..blocks {
             let outs = share(o, blocks, part);
@@ -265,15 +262,51 @@ mod avx512 {
             let mut q = 0;
             while q < len {
                 match outs.len() {
-                    6 => block::<6>(img, w, g, ob, q, len, grid),
-                    5 => block::<5>(img, w, g, ob, q, len, grid),
-                    4 => block::<4>(img, w, g, ob, q, len, grid),
-                    3 => block::<3>(img, w, g, ob, q, len, grid),
-                    2 => block::<2>(img, w, g, ob, q, len, grid),
-                    _ => block::<1>(img, w, g, ob, q, len, grid),
+                    6 => block::<6>(img, w, g, ob, q, &to),
+                    5 => block::<5>(img, w, g, ob, q, &to),
+                    4 => block::<4>(img, w, g, ob, q, &to),
+                    3 => block::<3>(img, w, g, ob, q, &to),
+                    2 => block::<2>(img, w, g, ob, q, &to),
+                    _ => block::<1>(img, w, g, ob, q, &to),
                 }
                 q += 16 * BLOCK_V;
             }
+        }
+    }
+
+    /// Where [`grid`]'s blocks store their sums.
+    struct Stores<'a> {
+        out: *mut f32,
+        plane: usize,
+        width: usize,
+        keep: usize,
+        len: usize,
+        bias: Option<&'a [f32]>,
+    }
+
+    /// Calls `store(at, mask)` for each run of the vector of grid positions
+    /// `q0..q0 + 16` (up to the grid's length) that is stored: per row the
+    /// vector touches, the offset in the plane of its lane 0 (which may lie
+    /// before the plane: only the masked lanes are written) and the mask of
+    /// its lanes in that row that are kept.
+    #[inline(always)]
+    fn each_run(to: &Stores<'_>, q0: usize, mut store: impl FnMut(isize, u16)) {
+        if q0 >= to.len {
+            return;
+        }
+        let lanes = (to.len - q0).min(16);
+        let (mut row, mut col) = (q0 / to.width, q0 % to.width);
+        let mut lane = 0;
+        while lane < lanes {
+            let here = (to.width - col).min(lanes - lane);
+            let kept = to.keep.saturating_sub(col).min(here);
+            if kept > 0 {
+                let at = (row * to.keep + col) as isize - lane as isize;
+                store(at, ((((1u32 << kept) - 1) << lane) & 0xffff) as u16);
+            }
+            lane += here;
+            row += 1;
+            col = 0;
         }
     }
 
@@ -369,7 +402,8 @@ mod avx512 {
         }
     }
 
-    /// Output channels `ob..ob + OB` at positions `q..q + 64` (masked at `len`).
+    /// Output channels `ob..ob + OB` at positions `q..q + 64` (masked at the
+    /// grid's length), stored as [`grid`] says.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const OB: usize>(
@@ -378,14 +412,13 @@ mod avx512 {
         g: &ConvGeometry,
         ob: usize,
         q: usize,
-        len: usize,
-        grid: &mut [f32],
+        to: &Stores<'_>,
     ) {
         let plen = g.patch_len();
         let plane = g.height * g.width;
         let mut mask = [0u16; BLOCK_V];
         for (v, m) in mask.iter_mut().enumerate() {
-            let left = len.saturating_sub(q + 16 * v).min(16);
+            let left = to.len.saturating_sub(q + 16 * v).min(16);
             *m = if left == 16 {
                 u16::MAX
             } else {
@@ -416,11 +449,19 @@ mod avx512 {
                 }
             }
         }
-        for (i, acc) in acc.iter().enumerate() {
-            let dst = grid.as_mut_ptr().add((ob + i) * len + q);
-            for v in 0..BLOCK_V {
-                _mm512_mask_storeu_ps(dst.wrapping_add(16 * v), mask[v], acc[v]);
+        if let Some(b) = to.bias {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let bv = _mm512_set1_ps(b[ob + i]);
+                acc.iter_mut().for_each(|a| *a = _mm512_add_ps(*a, bv));
             }
+        }
+        for v in 0..BLOCK_V {
+            each_run(to, q + 16 * v, |at, keep| {
+                for (i, acc) in acc.iter().enumerate() {
+                    let dst = to.out.add((ob + i) * to.plane).wrapping_offset(at);
+                    _mm512_mask_storeu_ps(dst, keep, acc[v]);
+                }
+            });
         }
     }
 }
@@ -475,9 +516,8 @@ mod tests {
             for (plane, bias) in want.chunks_mut(n).zip(&b) {
                 plane.iter_mut().for_each(|v| *v += bias);
             }
-            let mut scratch = vec![f32::NAN; conv2d_direct_scratch(&g, o)];
             let mut got = vec![f32::NAN; o * n];
-            conv2d_direct(&img, &w, Some(&b), &g, o, &mut scratch, &mut got);
+            conv2d_direct(&img, &w, Some(&b), &g, o, &mut got);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{g:?}, {o} outputs");
         }

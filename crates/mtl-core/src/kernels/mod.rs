@@ -13,8 +13,7 @@ mod softmax;
 
 pub use conv::{col2im, im2col, ConvGeometry};
 pub use conv_direct::{
-    conv2d_direct, conv2d_direct_applies, conv2d_direct_input_grad, conv2d_direct_scratch,
-    conv2d_direct_weight_grad,
+    conv2d_direct, conv2d_direct_applies, conv2d_direct_input_grad, conv2d_direct_weight_grad,
 };
 pub use matmul::{gemm, SINGLE_PASS_K};
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
