@@ -330,23 +330,35 @@ mod avx512 {
             let outs = share(o, o_blocks, op);
             for tp in 0..t_blocks {
                 let ts = share(taps.len(), t_blocks, tp);
-                macro_rules! dispatch {
-                    ($(($a:literal, $b:literal))*) => {
-                        match (outs.len(), ts.len()) {
-                            $(($a, $b) => grad_block::<$a, $b>(
+                // Blocks hold at most `GRAD_O` channels and `GRAD_TAPS` taps.
+                macro_rules! by_taps {
+                    ($a:literal) => {
+                        match ts.len() {
+                            1 => grad_block::<$a, 1>(
                                 imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
-                            ),)*
-                            (a, b) => unreachable!("weight gradient block {a} x {b}"),
+                            ),
+                            2 => grad_block::<$a, 2>(
+                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
+                            ),
+                            3 => grad_block::<$a, 3>(
+                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
+                            ),
+                            4 => grad_block::<$a, 4>(
+                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
+                            ),
+                            _ => grad_block::<$a, 5>(
+                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
+                            ),
                         }
                     };
                 }
-                dispatch!(
-                    (1, 1)(1, 2)(1, 3)(1, 4)(1, 5)(2, 1)(2, 2)(2, 3)(2, 4)(2, 5)(3, 1)(3, 2)(3, 3)(
-                        3, 4
-                    )(3, 5)(4, 1)(4, 2)(4, 3)(4, 4)(4, 5)(5, 1)(5, 2)(5, 3)(
-                        5, 4
-                    )(5, 5)
-                );
+                match outs.len() {
+                    1 => by_taps!(1),
+                    2 => by_taps!(2),
+                    3 => by_taps!(3),
+                    4 => by_taps!(4),
+                    _ => by_taps!(5),
+                }
             }
         }
     }

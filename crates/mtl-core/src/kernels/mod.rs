@@ -19,8 +19,10 @@ pub use matmul::{gemm, SINGLE_PASS_K};
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
 pub use softmax::{log_softmax_and_probs, log_softmax_rows, softmax_rows};
 
-/// The `part`-th of `parts` near-equal contiguous shares of `0..len`.
-pub(crate) fn share(len: usize, parts: usize, part: usize) -> std::ops::Range<usize> {
+/// The `part`-th of `parts` near-equal contiguous shares of `0..len` (how
+/// the AVX-512 kernels cut their work).
+#[cfg(target_arch = "x86_64")]
+fn share(len: usize, parts: usize, part: usize) -> std::ops::Range<usize> {
     let (base, extra) = (len / parts, len % parts);
     let start = part * base + part.min(extra);
     start..start + base + usize::from(part < extra)
