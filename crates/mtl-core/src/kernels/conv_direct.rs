@@ -229,7 +229,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{ConvGeometry, BLOCK_O, BLOCK_V, GRAD_O, GRAD_TAPS};
-    use crate::kernels::share;
+    use crate::kernels::{lanes, share};
 
     /// The convolution on the input grid, positions `q < len` of `W` per
     /// row, of which the first `keep` of each row are stored: output `k` at
@@ -294,15 +294,15 @@ mod avx512 {
         if q0 >= to.len {
             return;
         }
-        let lanes = (to.len - q0).min(16);
+        let count = (to.len - q0).min(16);
         let (mut row, mut col) = (q0 / to.width, q0 % to.width);
         let mut lane = 0;
-        while lane < lanes {
-            let here = (to.width - col).min(lanes - lane);
+        while lane < count {
+            let here = (to.width - col).min(count - lane);
             let kept = to.keep.saturating_sub(col).min(here);
             if kept > 0 {
                 let at = (row * to.keep + col) as isize - lane as isize;
-                store(at, ((((1u32 << kept) - 1) << lane) & 0xffff) as u16);
+                store(at, lanes(kept) << lane);
             }
             lane += here;
             row += 1;
@@ -331,24 +331,21 @@ mod avx512 {
             for tp in 0..t_blocks {
                 let ts = share(taps.len(), t_blocks, tp);
                 // Blocks hold at most `GRAD_O` channels and `GRAD_TAPS` taps.
+                macro_rules! grad {
+                    ($a:literal, $b:literal) => {
+                        grad_block::<$a, $b>(
+                            imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
+                        )
+                    };
+                }
                 macro_rules! by_taps {
                     ($a:literal) => {
                         match ts.len() {
-                            1 => grad_block::<$a, 1>(
-                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
-                            ),
-                            2 => grad_block::<$a, 2>(
-                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
-                            ),
-                            3 => grad_block::<$a, 3>(
-                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
-                            ),
-                            4 => grad_block::<$a, 4>(
-                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
-                            ),
-                            _ => grad_block::<$a, 5>(
-                                imgs, grids, taps, g, o, count, len, lead, outs.start, ts.start, dw,
-                            ),
+                            1 => grad!($a, 1),
+                            2 => grad!($a, 2),
+                            3 => grad!($a, 3),
+                            4 => grad!($a, 4),
+                            _ => grad!($a, 5),
                         }
                     };
                 }
@@ -388,12 +385,7 @@ mod avx512 {
             let grid = grids.as_ptr().add((n * o + ob) * lead);
             let mut q = 0;
             while q < len {
-                let left = (len - q).min(16);
-                let m: u16 = if left == 16 {
-                    u16::MAX
-                } else {
-                    (1u16 << left) - 1
-                };
+                let m = lanes(len - q);
                 let mut x = [_mm512_setzero_ps(); NT];
                 for (j, x) in x.iter_mut().enumerate() {
                     *x = _mm512_maskz_loadu_ps(m, img.add(taps[t + j] + q));
@@ -430,12 +422,7 @@ mod avx512 {
         let plane = g.height * g.width;
         let mut mask = [0u16; BLOCK_V];
         for (v, m) in mask.iter_mut().enumerate() {
-            let left = to.len.saturating_sub(q + 16 * v).min(16);
-            *m = if left == 16 {
-                u16::MAX
-            } else {
-                (1u16 << left) - 1
-            };
+            *m = lanes(to.len.saturating_sub(q + 16 * v));
         }
         let mut acc = [[_mm512_setzero_ps(); BLOCK_V]; OB];
         let wp = w.as_ptr().add(ob * plen);
@@ -484,6 +471,16 @@ mod tests {
     use crate::kernels::{gemm, im2col};
     use rand::{Rng, SeedableRng};
 
+    /// `n` values drawn uniformly from `[-1, 1)`.
+    fn uniform(rng: &mut impl Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+    }
+
+    /// The bit patterns of `v`, to compare results exactly.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     #[test]
     fn direct_convolution_matches_im2col_and_gemm_bit_for_bit() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -503,13 +500,9 @@ mod tests {
             }
             cases += 1;
             let o = rng.gen_range(1..11);
-            let img: Vec<f32> = (0..g.channels * g.height * g.width)
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
-            let w: Vec<f32> = (0..o * g.patch_len())
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
-            let b: Vec<f32> = (0..o).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let img = uniform(&mut rng, g.channels * g.height * g.width);
+            let w = uniform(&mut rng, o * g.patch_len());
+            let b = uniform(&mut rng, o);
             let n = g.out_h() * g.out_w();
             let mut cols = vec![0.0; g.patch_len() * n];
             im2col(&img, &g, &mut cols);
@@ -530,7 +523,6 @@ mod tests {
             }
             let mut got = vec![f32::NAN; o * n];
             conv2d_direct(&img, &w, Some(&b), &g, o, &mut got);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{g:?}, {o} outputs");
         }
         // Without AVX-512 the direct kernel never runs, so there is nothing to compare.
@@ -565,23 +557,18 @@ mod tests {
             };
             let n = g.out_h() * g.out_w();
             let in_len = channels * g.height * g.width;
-            let imgs: Vec<f32> = (0..count * in_len)
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
-            let gys: Vec<f32> = (0..count * o * n)
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
+            let imgs = uniform(&mut rng, count * in_len);
+            let gys = uniform(&mut rng, count * o * n);
             let mut all = vec![f32::NAN; o * g.patch_len()];
             conv2d_direct_weight_grad(&imgs, &gys, &g, o, count, &mut all);
             for k in 0..o {
                 let one: Vec<f32> = gys
                     .chunks(o * n)
-                    .flat_map(|image| image[k * n..(k + 1) * n].to_vec())
+                    .flat_map(|image| image[k * n..(k + 1) * n].iter().copied())
                     .collect();
                 let mut dw = vec![f32::NAN; g.patch_len()];
                 conv2d_direct_weight_grad(&imgs, &one, &g, 1, count, &mut dw);
                 let got = &all[k * g.patch_len()..(k + 1) * g.patch_len()];
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(got), bits(&dw), "{g:?}, channel {k} of {o}");
             }
         }
@@ -614,12 +601,8 @@ mod tests {
                 padding: 0,
             };
             let (oh, ow) = (g.out_h(), g.out_w());
-            let gys: Vec<f32> = (0..count * o * oh * ow)
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
-            let w: Vec<f32> = (0..o * g.patch_len())
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
+            let gys = uniform(&mut rng, count * o * oh * ow);
+            let w = uniform(&mut rng, o * g.patch_len());
             let mut dx = vec![f32::NAN; count * channels * height * width];
             conv2d_direct_input_grad(&gys, &w, &g, o, count, &mut dx);
             let gy_at = |n: usize, k: usize, y: isize, x: isize| -> f32 {
@@ -677,15 +660,9 @@ mod tests {
             let (o, count) = (rng.gen_range(1..8), rng.gen_range(1..4));
             let in_len = g.channels * g.height * g.width;
             let n = g.out_h() * g.out_w();
-            let imgs: Vec<f32> = (0..count * in_len)
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
-            let gys: Vec<f32> = (0..count * o * n)
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
-            let w: Vec<f32> = (0..o * g.patch_len())
-                .map(|_| rng.gen_range(-1.0..1.0))
-                .collect();
+            let imgs = uniform(&mut rng, count * in_len);
+            let gys = uniform(&mut rng, count * o * n);
+            let w = uniform(&mut rng, o * g.patch_len());
             let mut want_dw = vec![0.0; o * g.patch_len()];
             let mut want_dx = vec![0.0; count * in_len];
             let mut cols = vec![0.0; g.patch_len() * n];

@@ -26,7 +26,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::share;
+use super::{lanes, share};
 
 /// Rows of the register tile.
 const MR: usize = 14;
@@ -327,12 +327,6 @@ unsafe fn pack_a(
     }
 }
 
-/// A mask of the first `n` (at most 16) lanes.
-#[inline]
-fn lanes(n: usize) -> __mmask16 {
-    ((1u32 << n.min(16)) - 1) as __mmask16
-}
-
 /// Writes `dst[q * ld_dst + r] = src[r * ld_src + q]` for `q < len` and the
 /// lanes `r` of `keep` (at most 16), with zeros for the lanes `r >= rows`:
 /// a transpose of `rows` contiguous source runs of `len` floats, 16 terms at
@@ -531,8 +525,7 @@ unsafe fn tile_rows<const R: usize>(
             hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
         }
     }
-    let mask = |cols: usize| -> __mmask16 { ((1u32 << cols.min(16)) - 1) as __mmask16 };
-    let (m0, m1) = (mask(width), mask(width.saturating_sub(16)));
+    let (m0, m1) = (lanes(width), lanes(width.saturating_sub(16)));
     for r in 0..R {
         let row = c.add(r * ldc);
         let row_hi = row.wrapping_add(16);
@@ -550,7 +543,8 @@ unsafe fn tile_rows<const R: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::{lanes, split, transpose_into, ROWS_FIRST};
+    use super::{split, transpose_into, ROWS_FIRST};
+    use crate::kernels::lanes;
 
     #[test]
     fn a_transposed_block_writes_its_lanes_and_nothing_else() {

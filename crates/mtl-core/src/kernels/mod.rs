@@ -19,6 +19,13 @@ pub use matmul::{gemm, SINGLE_PASS_K};
 pub use pool::{max_pool2d, max_pool2d_backward, PoolGeometry};
 pub use softmax::{log_softmax_and_probs, log_softmax_rows, softmax_rows};
 
+/// A mask of the first `n` (at most 16) lanes of a 16-lane vector.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn lanes(n: usize) -> u16 {
+    ((1u32 << n.min(16)) - 1) as u16
+}
+
 /// The `part`-th of `parts` near-equal contiguous shares of `0..len` (how
 /// the AVX-512 kernels cut their work).
 #[cfg(target_arch = "x86_64")]

@@ -107,6 +107,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::PoolGeometry;
+    use crate::kernels::lanes;
 
     /// [`super::max_pool2x2`] 16 windows at a time: the even and odd columns
     /// of each pair of rows are separated by two permutes, and the four taps
@@ -140,7 +141,7 @@ mod avx512 {
                 let mut ox = 0;
                 while ox < ow {
                     let n = (ow - ox).min(16);
-                    let keep = ((1u32 << n) - 1) as __mmask16;
+                    let keep = lanes(n);
                     // The 2n floats of each row under these windows.
                     let m0 = ((1u64 << (2 * n).min(16)) - 1) as __mmask16;
                     let m1 = ((1u64 << (2 * n).saturating_sub(16)) - 1) as __mmask16;
