@@ -11,7 +11,12 @@
 //! (zero-padded), then for every stripe of 14 rows of A (packed the same
 //! way, once per block of terms) each panel is multiplied in registers: 28
 //! accumulators of 16 lanes, one fused multiply-add per term, with the
-//! panel's rows prefetched into L1 a few terms ahead.
+//! panel's rows prefetched into L1 a few terms ahead. The stripes of each
+//! task's last block (its last block of terms and of columns) are handed
+//! out one at a time, and a task that has ended its own work takes those
+//! not yet started of tasks over the same columns (its packed block of B is
+//! theirs too), so that the threads end together rather than one waiting
+//! for the other.
 //!
 //! Summation order, and so every bit of the result, is fixed by the inner
 //! dimension alone: each element is summed from zero by one run of fused
@@ -23,6 +28,7 @@
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -139,9 +145,17 @@ fn run_tasks(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let out = Output {
-        ptr: c.as_mut_ptr(),
-        ld: n,
+    let o = Operands {
+        k,
+        a,
+        sa,
+        b,
+        sb,
+        out: Output {
+            ptr: c.as_mut_ptr(),
+            ld: n,
+        },
+        accumulate,
     };
     let panels = n.div_ceil(NR);
     let threads = rayon::current_num_threads();
@@ -151,27 +165,69 @@ fn run_tasks(
     } else {
         split(n, m, threads)
     };
-    let run = |task: usize| {
+    let tasks = col_tasks * row_tasks;
+    if tasks == 1 {
+        PACKED.with(|packed| {
+            // SAFETY: avx512f is present (`super::gemm` checks) and the
+            // ranges are the operands' shapes.
+            unsafe {
+                block(
+                    &o,
+                    0..m,
+                    0..n,
+                    &LastBlock::default(),
+                    &mut packed.borrow_mut(),
+                )
+            }
+        });
+        return;
+    }
+    let range = |task: usize| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
-        let rows = share(m, row_tasks, rt);
         let cols = share(panels, col_tasks, ct);
-        let cols = cols.start * NR..(cols.end * NR).min(n);
+        (
+            share(m, row_tasks, rt),
+            cols.start * NR..(cols.end * NR).min(n),
+        )
+    };
+    let last_blocks: Vec<LastBlock> = (0..tasks).map(|_| LastBlock::default()).collect();
+    let run = |task: usize| {
+        let (rows, cols) = range(task);
         PACKED.with(|packed| {
             let mut packed = packed.borrow_mut();
             // SAFETY: avx512f is present (`super::gemm` checks), the ranges
             // lie within the operands' shapes, and this task's block of C is
-            // its own.
-            unsafe { block(k, a, sa, b, sb, out, rows, cols, accumulate, &mut packed) }
+            // its own, but for the stripes of its last block that another
+            // task takes; each stripe is taken once.
+            unsafe {
+                block(
+                    &o,
+                    rows.clone(),
+                    cols.clone(),
+                    &last_blocks[task],
+                    &mut packed,
+                );
+                // Then the stripes not yet taken of the other tasks over the
+                // same columns, whose last block of B is the one just packed.
+                let (pa, pb) = Packing::of(&rows, &cols).split(&mut packed);
+                for other in (0..tasks).filter(|&t| t != task && t % col_tasks == task % col_tasks)
+                {
+                    let (their_rows, _) = range(other);
+                    last_stripes(
+                        &o,
+                        their_rows,
+                        cols.clone(),
+                        &last_blocks[other],
+                        &mut pa[..MR * KC],
+                        pb,
+                    );
+                }
+            }
         });
     };
-    let tasks = col_tasks * row_tasks;
-    if tasks == 1 {
-        run(0);
-    } else {
-        // The first task on the calling thread, which then polls for the
-        // rest rather than sleeping until they end.
-        crate::workers::join_polling(|| run(0), || (1..tasks).into_par_iter().for_each(run));
-    }
+    // The first task on the calling thread, which then polls for the rest
+    // rather than sleeping until they end.
+    crate::workers::join_polling(|| run(0), || (1..tasks).into_par_iter().for_each(run));
 }
 
 /// How to cut the `n` columns (in panels of [`NR`]) and `m` rows of C into
@@ -215,66 +271,211 @@ fn split(n: usize, m: usize, threads: usize) -> (usize, usize) {
     }
 }
 
-/// One task: rows `rows` and columns `cols` of C, over every inner term.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-unsafe fn block(
+/// The operands of one product, as each task reads them.
+struct Operands<'a> {
     k: usize,
-    a: &[f32],
+    a: &'a [f32],
     sa: Strides,
-    b: &[f32],
+    b: &'a [f32],
     sb: Strides,
     out: Output,
+    accumulate: bool,
+}
+
+/// The stripes of a task's last block of work (its last rows of A, last
+/// block of terms and last block of columns), handed out one at a time:
+/// first to the task itself, then, once it has started that block, to
+/// tasks over the same columns that have ended theirs. By then every
+/// earlier block of those rows is in C, so whichever task adds the last
+/// block to a row adds it in the same place of the sum: the bits do not
+/// depend on which task takes a stripe.
+#[derive(Default)]
+#[repr(align(64))]
+struct LastBlock {
+    /// Set by the task when it starts its last block.
+    open: AtomicBool,
+    /// Stripes of the last block handed out so far.
+    taken: AtomicUsize,
+}
+
+impl LastBlock {
+    /// The next stripe of `stripes` not yet taken, if any.
+    fn take(&self, stripes: usize) -> Option<usize> {
+        let s = self.taken.fetch_add(1, Ordering::Relaxed);
+        (s < stripes).then_some(s)
+    }
+}
+
+/// How a task of `rows` and `cols` packs A. With several blocks of
+/// columns, A's stripes are packed once per block of terms and kept for
+/// every block of columns, up to [`MC`] rows at a time (a pass); otherwise
+/// each stripe is packed into one place just before its tiles, and all the
+/// rows are one pass.
+struct Packing {
+    /// Whether A's stripes are kept for every block of columns.
+    keep: bool,
+    /// Rows of a pass.
+    pass_rows: usize,
+    /// Stripes of A held at once.
+    held: usize,
+}
+
+impl Packing {
+    /// The packing of a task of `rows` and `cols`.
+    fn of(rows: &std::ops::Range<usize>, cols: &std::ops::Range<usize>) -> Self {
+        let keep = cols.len() > NC;
+        Packing {
+            keep,
+            pass_rows: if keep { MC } else { rows.len() },
+            held: if keep {
+                MC.min(rows.len()).div_ceil(MR)
+            } else {
+                1
+            },
+        }
+    }
+
+    /// The packing space of a task, `packed`, as A's stripes and B's block.
+    fn split<'p>(&self, packed: &'p mut Vec<f32>) -> (&'p mut [f32], &'p mut [f32]) {
+        let need = self.held * MR * KC + KC * NC;
+        if packed.len() < need {
+            packed.resize(need, 0.0);
+        }
+        packed.split_at_mut(self.held * MR * KC)
+    }
+
+    /// Where the last block of a task of `rows` and `cols` over `k` terms
+    /// lies: the start of its last pass of rows and of its last blocks of
+    /// terms and of columns.
+    fn last_block(
+        &self,
+        rows: &std::ops::Range<usize>,
+        k: usize,
+        cols: &std::ops::Range<usize>,
+    ) -> (usize, usize, usize) {
+        (
+            rows.start + (rows.len() - 1) / self.pass_rows * self.pass_rows,
+            (k - 1) / KC * KC,
+            cols.start + (cols.len() - 1) / NC * NC,
+        )
+    }
+}
+
+/// One task: rows `rows` and columns `cols` of C, over every inner term;
+/// the stripes of its last block are taken from `last`.
+#[target_feature(enable = "avx512f")]
+unsafe fn block(
+    o: &Operands,
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
-    accumulate: bool,
+    last: &LastBlock,
     packed: &mut Vec<f32>,
 ) {
-    // With several blocks of columns, A's stripes are packed once per block
-    // of terms and kept for every block of columns, up to `MC` rows at a
-    // time; otherwise each stripe is packed into one buffer just before its
-    // tiles.
-    let keep = cols.len() > NC;
-    let pass_rows = if keep { MC } else { rows.len() };
-    let held = if keep {
-        MC.min(rows.len()).div_ceil(MR)
-    } else {
-        1
-    };
-    let need = held * MR * KC + KC * NC;
-    if packed.len() < need {
-        packed.resize(need, 0.0);
-    }
-    let (pa, pb) = packed.split_at_mut(held * MR * KC);
+    let packing = Packing::of(&rows, &cols);
+    let (pa, pb) = packing.split(packed);
+    let final_block = packing.last_block(&rows, o.k, &cols);
     let mut r0 = rows.start;
     while r0 < rows.end {
-        let pass = r0..(r0 + pass_rows).min(rows.end);
+        let pass = r0..(r0 + packing.pass_rows).min(rows.end);
+        let stripes = pass.len().div_ceil(MR);
         let mut p0 = 0;
-        while p0 < k {
-            let kc = KC.min(k - p0);
-            let store = p0 == 0 && !accumulate;
+        while p0 < o.k {
+            let kc = KC.min(o.k - p0);
             let mut j0 = cols.start;
             while j0 < cols.end {
                 let nc = NC.min(cols.end - j0);
-                pack_b(b, sb, p0, kc, j0, nc, pb);
-                for (s, i0) in pass.clone().step_by(MR).enumerate() {
-                    let mr = MR.min(pass.end - i0);
-                    let stripe = &mut pa[if keep { s } else { 0 } * MR * KC..][..MR * KC];
-                    if j0 == cols.start {
-                        pack_a(a, sa, i0, mr, p0, kc, stripe);
+                pack_b(o.b, o.sb, p0, kc, j0, nc, pb);
+                let mut each = |s: usize| {
+                    let slot = if packing.keep { s } else { 0 };
+                    let stripe = &mut pa[slot * MR * KC..][..MR * KC];
+                    let pack = j0 == cols.start;
+                    stripe_tiles(
+                        o,
+                        pass.start + s * MR,
+                        pass.end,
+                        p0,
+                        kc,
+                        j0,
+                        nc,
+                        stripe,
+                        pb,
+                        pack,
+                    );
+                };
+                if (pass.start, p0, j0) == final_block {
+                    // Release: the earlier blocks of these rows are in C
+                    // before another task may add the last one.
+                    last.open.store(true, Ordering::Release);
+                    while let Some(s) = last.take(stripes) {
+                        each(s);
                     }
-                    for (q, panel) in pb.chunks_exact(KC * NR).take(nc.div_ceil(NR)).enumerate() {
-                        let j = j0 + q * NR;
-                        let width = NR.min(j0 + nc - j);
-                        let dst = out.ptr.add(i0 * out.ld + j);
-                        tile(mr, kc, stripe, panel, dst, out.ld, width, store);
-                    }
+                } else {
+                    (0..stripes).for_each(&mut each);
                 }
                 j0 += nc;
             }
             p0 += kc;
         }
         r0 = pass.end;
+    }
+}
+
+/// The stripes of another task's last block (rows `rows`, columns `cols`)
+/// not yet taken, once that task has started the block; returns how many
+/// it took. `pb` holds, as [`block`] left it, B's part of that last block
+/// (the same columns and terms); A's stripes are packed into `stripe`.
+#[target_feature(enable = "avx512f")]
+unsafe fn last_stripes(
+    o: &Operands,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    last: &LastBlock,
+    stripe: &mut [f32],
+    pb: &[f32],
+) -> usize {
+    if !last.open.load(Ordering::Acquire) {
+        return 0;
+    }
+    let packing = Packing::of(&rows, &cols);
+    let (r0, p0, j0) = packing.last_block(&rows, o.k, &cols);
+    let end = (r0 + packing.pass_rows).min(rows.end);
+    let (kc, nc) = (KC.min(o.k - p0), NC.min(cols.end - j0));
+    let mut took = 0;
+    while let Some(s) = last.take((end - r0).div_ceil(MR)) {
+        stripe_tiles(o, r0 + s * MR, end, p0, kc, j0, nc, stripe, pb, true);
+        took += 1;
+    }
+    took
+}
+
+/// One stripe of rows from `i0` (up to `end`, at most [`MR`]) over terms
+/// `p0..p0 + kc` and columns `j0..j0 + nc`, whose panels of B are in `pb`:
+/// A's stripe is packed into `stripe` first when `pack`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn stripe_tiles(
+    o: &Operands,
+    i0: usize,
+    end: usize,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    stripe: &mut [f32],
+    pb: &[f32],
+    pack: bool,
+) {
+    let mr = MR.min(end - i0);
+    if pack {
+        pack_a(o.a, o.sa, i0, mr, p0, kc, stripe);
+    }
+    let store = p0 == 0 && !o.accumulate;
+    for (q, panel) in pb.chunks_exact(KC * NR).take(nc.div_ceil(NR)).enumerate() {
+        let j = j0 + q * NR;
+        let width = NR.min(j0 + nc - j);
+        let dst = o.out.ptr.add(i0 * o.out.ld + j);
+        tile(mr, kc, stripe, panel, dst, o.out.ld, width, store);
     }
 }
 
@@ -543,8 +744,96 @@ unsafe fn tile_rows<const R: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::{split, transpose_into, ROWS_FIRST};
+    use super::{
+        block, last_stripes, split, transpose_into, LastBlock, Operands, Output, Packing, Strides,
+        KC, MR, ROWS_FIRST,
+    };
     use crate::kernels::lanes;
+    use std::sync::atomic::Ordering;
+
+    /// `m × k` and `k × n` operands of small integers (sums of their products
+    /// are exact only in the order the product fixes, which is what is
+    /// compared), and a C to accumulate onto.
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let draw = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 7919 + seed * 104_729) % 1999) as f32 / 997.0 - 1.0)
+                .collect()
+        };
+        (draw(m * k, 1), draw(k * n, 2), draw(m * n, 3))
+    }
+
+    #[test]
+    fn stripes_taken_from_another_task_give_the_same_bits() {
+        if !super::super::avx512() {
+            eprintln!("no AVX-512 on this CPU: the product's tasks are not used");
+            return;
+        }
+        // (m, k, n, rows of the first task, accumulate): several blocks of
+        // terms and of columns with A's stripes kept, one block of each, a
+        // last stripe shorter than MR.
+        let mut stolen = 0;
+        for (m, k, n, cut, accumulate) in [
+            (600, 600, 1100, 14, false),
+            (600, 600, 1100, 30, true),
+            (307, 200, 100, 14, false),
+            (450, 300, 530, 28, true),
+        ] {
+            let (a, b, c0) = operands(m, k, n);
+            let o = |c: &mut Vec<f32>| Operands {
+                k,
+                a: &a,
+                sa: Strides::new(m, k, false),
+                b: &b,
+                sb: Strides::new(k, n, false),
+                out: Output {
+                    ptr: c.as_mut_ptr(),
+                    ld: n,
+                },
+                accumulate,
+            };
+            // One task over every row.
+            let mut want = c0.clone();
+            let whole = o(&mut want);
+            // SAFETY: avx512f is present and the ranges are the shapes.
+            unsafe { block(&whole, 0..m, 0..n, &LastBlock::default(), &mut Vec::new()) };
+            // Two tasks on two threads: the first, with far fewer rows, then
+            // takes what it can of the second's last block. Tried until it
+            // took some (the second is far from done when the first ends).
+            for _ in 0..50 {
+                let mut got = c0.clone();
+                let split_o = o(&mut got);
+                let lasts = [LastBlock::default(), LastBlock::default()];
+                let took = std::thread::scope(|scope| {
+                    let (split_o, lasts) = (&split_o, &lasts);
+                    scope.spawn(move || {
+                        // SAFETY: as above; the two tasks' rows are disjoint
+                        // and each stripe of the last block is taken once.
+                        unsafe { block(split_o, cut..m, 0..n, &lasts[1], &mut Vec::new()) }
+                    });
+                    let mut packed = Vec::new();
+                    // SAFETY: as above.
+                    unsafe {
+                        block(split_o, 0..cut, 0..n, &lasts[0], &mut packed);
+                        // Until the second task starts its last block (a task
+                        // in a product looks once and does not wait).
+                        while !lasts[1].open.load(Ordering::Acquire) {
+                            std::hint::spin_loop();
+                        }
+                        let (pa, pb) = Packing::of(&(0..cut), &(0..n)).split(&mut packed);
+                        last_stripes(split_o, cut..m, 0..n, &lasts[1], &mut pa[..MR * KC], pb)
+                    }
+                });
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{m} × {k} × {n}, cut at {cut}");
+                if took > 0 {
+                    stolen += 1;
+                    break;
+                }
+            }
+        }
+        assert_eq!(stolen, 4, "every shape had stripes taken by the other task");
+    }
 
     #[test]
     fn a_transposed_block_writes_its_lanes_and_nothing_else() {
