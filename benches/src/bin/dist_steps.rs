@@ -575,9 +575,11 @@ fn compare(mut it: impl Iterator<Item = String>) -> Result<(), Error> {
 const USAGE: &str = "usage: dist_steps run [--layout NAME] [--reps N] [--steps N] [--warmup N] [--epochs N] [--only w1|mnist] [--json FILE]\n       dist_steps compare BASE.jsonl OTHER.jsonl";
 
 /// Large buffers start on a cache line, so the threads of a kernel do not
-/// share the line at the cut between their parts of an output.
+/// share the line at the cut between their parts of an output, and the
+/// largest are advised for huge pages.
 #[global_allocator]
-static ALLOCATOR: mtl_cli::allocator::LineAligned = mtl_cli::allocator::LineAligned;
+static ALLOCATOR: mtl_cli::allocator::HugePages<mtl_cli::allocator::LineAligned> =
+    mtl_cli::allocator::HugePages(mtl_cli::allocator::LineAligned);
 
 fn main() -> ExitCode {
     // The same process set-up as the `mtl` binary.

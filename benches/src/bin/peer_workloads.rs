@@ -234,9 +234,11 @@ fn run(args: &Args) -> Result<String, Error> {
 }
 
 /// Large buffers start on a cache line, so the threads of a kernel do not
-/// share the line at the cut between their parts of an output.
+/// share the line at the cut between their parts of an output, and the
+/// largest are advised for huge pages.
 #[global_allocator]
-static ALLOCATOR: mtl_cli::allocator::LineAligned = mtl_cli::allocator::LineAligned;
+static ALLOCATOR: mtl_cli::allocator::HugePages<mtl_cli::allocator::LineAligned> =
+    mtl_cli::allocator::HugePages(mtl_cli::allocator::LineAligned);
 
 fn main() -> ExitCode {
     // The same process set-up as the `mtl` binary.

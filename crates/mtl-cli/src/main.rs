@@ -191,9 +191,11 @@ fn default_sigpipe() {
 }
 
 /// Large buffers start on a cache line, so the threads of a kernel do not
-/// share the line at the cut between their parts of an output.
+/// share the line at the cut between their parts of an output, and the
+/// largest are advised for huge pages.
 #[global_allocator]
-static ALLOCATOR: mtl_cli::allocator::LineAligned = mtl_cli::allocator::LineAligned;
+static ALLOCATOR: mtl_cli::allocator::HugePages<mtl_cli::allocator::LineAligned> =
+    mtl_cli::allocator::HugePages(mtl_cli::allocator::LineAligned);
 
 fn main() -> ExitCode {
     default_sigpipe();
