@@ -751,9 +751,9 @@ mod tests {
     use crate::kernels::lanes;
     use std::sync::atomic::Ordering;
 
-    /// `m × k` and `k × n` operands of small integers (sums of their products
-    /// are exact only in the order the product fixes, which is what is
-    /// compared), and a C to accumulate onto.
+    /// `m × k` and `k × n` operands and a C to accumulate onto, with values
+    /// in [-1, 1) whose sums round differently in another order, so that a
+    /// stripe summed out of order shows in the bits.
     fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let draw = |len: usize, seed: usize| -> Vec<f32> {
             (0..len)
