@@ -55,7 +55,8 @@ pub(crate) fn update<const N: usize, F>(
 }
 
 /// Calls `kernel` compiled for AVX-512 where the CPU has it (the update
-/// loops then run 16 lanes wide instead of SSE's 4). The kernels use only
+/// loops then run 16 lanes wide instead of SSE's 4), else for AVX2 where it
+/// has that (8 lanes). The kernels use only
 /// correctly rounded IEEE operations (Rust never contracts a multiply and an
 /// add into a fused one), so both builds give the same bits.
 #[inline]
@@ -69,6 +70,25 @@ where
         unsafe { run_avx512(kernel, params, grads, state) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { run_avx2(kernel, params, grads, state) };
+        return;
+    }
+    kernel(params, grads, state);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_avx2<const N: usize, F>(
+    kernel: &F,
+    params: &mut [f32],
+    grads: &[f32],
+    state: [&mut [f32]; N],
+) where
+    F: Fn(&mut [f32], &[f32], [&mut [f32]; N]),
+{
     kernel(params, grads, state);
 }
 
@@ -195,13 +215,24 @@ pub fn first_non_finite(values: &[f32]) -> Option<(usize, f32)> {
 
 /// Whether `xs` holds a NaN or an infinity: the largest of the values' bits
 /// with the sign cleared reaches the all-ones exponent. Compiled for
-/// AVX-512 where the CPU has it, as the updates are (see [`run`]).
+/// AVX-512 or AVX2 where the CPU has it, as the updates are (see [`run`]).
 fn any_non_finite(xs: &[f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports AVX-512F (checked just above).
         return unsafe { any_non_finite_avx512(xs) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { any_non_finite_avx2(xs) };
+    }
+    any_non_finite_portable(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn any_non_finite_avx2(xs: &[f32]) -> bool {
     any_non_finite_portable(xs)
 }
 
@@ -271,6 +302,63 @@ mod tests {
         });
         assert_eq!(p, g);
         assert!(s.iter().all(|&x| x == 2.0));
+    }
+
+    #[test]
+    fn every_build_of_an_update_gives_the_bits_of_the_portable_one() {
+        // An Adam-like update (square root, division, products and sums
+        // that a fused multiply-add would round differently), on a length
+        // with a tail past every vector width.
+        let kernel = |p: &mut [f32], g: &[f32], [m, v]: [&mut [f32]; 2]| {
+            for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = 0.9 * *m + 0.1 * g;
+                *v = 0.999 * *v + 0.001 * g * g;
+                *p -= 0.01 * *m / (v.sqrt() + 1e-8);
+            }
+        };
+        let n = 1037;
+        let start = |salt: u32| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) ^ salt) % 2001)
+                .map(|i| i as f32 / 700.0 - 1.4)
+                .collect()
+        };
+        let g = start(3);
+        let mut want = [
+            start(1),
+            start(2),
+            start(4).iter().map(|x| x.abs()).collect(),
+        ];
+        let [p, m, v] = &mut want;
+        kernel(p, &g, [m, v]);
+        let bits =
+            |x: &[Vec<f32>; 3]| -> Vec<u32> { x.iter().flatten().map(|x| x.to_bits()).collect() };
+        let mut builds = 0;
+        type Update<'a> = &'a dyn Fn(&mut [f32], &[f32], [&mut [f32]; 2]);
+        let mut check = |run: Update| {
+            let mut got = [
+                start(1),
+                start(2),
+                start(4).iter().map(|x| x.abs()).collect(),
+            ];
+            let [p, m, v] = &mut got;
+            run(p, &g, [m, v]);
+            assert_eq!(bits(&got), bits(&want));
+            builds += 1;
+        };
+        check(&|p, g, s| run(&kernel, p, g, s));
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F (checked just above).
+                check(&|p, g, s| unsafe { run_avx512(&kernel, p, g, s) });
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                check(&|p, g, s| unsafe { run_avx2(&kernel, p, g, s) });
+            }
+        }
+        assert!(builds >= 1);
     }
 
     #[test]

@@ -1,18 +1,20 @@
-//! Matrix products: this crate's own AVX-512 kernel where the CPU has it
-//! (`gemm_avx512.rs`), `matrixmultiply` (nalgebra's GEMM, with its
-//! `threading` feature) elsewhere.
+//! Matrix products: this crate's own packed product (`gemm_packed.rs`) with
+//! its AVX-512 tile (`gemm_avx512.rs`) or, without AVX-512, its AVX2 tile
+//! (`gemm_avx2.rs`) where the CPU has them, `matrixmultiply` (nalgebra's
+//! GEMM, with its `threading` feature) elsewhere.
 //!
 //! Both were chosen by measurement (`benches/benches/core.rs`, figures in
 //! `benches/README.md`): on an Intel Xeon `matrixmultiply` reached about 1.5x
 //! the GFLOP/s of the `gemm` crate at n = 1024 (on an AMD EPYC the `gemm`
-//! crate was 7-9 % faster than both there), and the AVX-512 kernel, which packs both
-//! operands, splits the work over rayon's threads (no second thread pool)
-//! and keeps a 14 × 32 tile in registers, is faster again on the products of
-//! a training step. It sums in `matrixmultiply`'s order, so both give the
-//! same bits on an AVX-512 CPU. Transposed operands are read through swapped
-//! strides (the AVX-512 kernel packs them by register transposes). The threads split the output into blocks
-//! and never the inner dimension, so every element is summed in the same
-//! order whatever the thread count.
+//! crate was 7-9 % faster than both there), and the packed product, which
+//! packs both operands, splits the work over rayon's threads (no second
+//! thread pool) and keeps a 14 × 32 tile in registers on AVX-512 (6 × 16 on
+//! AVX2), is faster again on the products of a training step. It sums in
+//! `matrixmultiply`'s order, so both give the same bits on a CPU with fused
+//! multiply-adds. Transposed operands are read through swapped strides (the
+//! packed product packs them by register transposes). The threads split the
+//! output into blocks and never the inner dimension, so every element is
+//! summed in the same order whatever the thread count.
 
 /// The largest inner dimension `k` that both backends sum in one pass (each
 /// blocks the terms by 256): for `1 ≤ k ≤ SINGLE_PASS_K`, [`gemm`] with
@@ -54,9 +56,16 @@ pub fn gemm(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if super::avx512() {
-        super::gemm_avx512::gemm(m, k, n, a, trans_a, b, trans_b, c, accumulate);
-        return;
+    {
+        use super::{gemm_avx2::Avx2, gemm_avx512::Avx512, gemm_packed};
+        if super::avx512() {
+            gemm_packed::gemm::<Avx512>(m, k, n, a, trans_a, b, trans_b, c, accumulate);
+            return;
+        }
+        if super::avx2() {
+            gemm_packed::gemm::<Avx2>(m, k, n, a, trans_a, b, trans_b, c, accumulate);
+            return;
+        }
     }
     portable(m, k, n, a, trans_a, b, trans_b, c, accumulate);
 }
@@ -212,16 +221,33 @@ mod tests {
     #[test]
     fn every_split_of_the_avx512_product_gives_the_bits_of_the_portable_one() {
         if !super::super::avx512() {
-            eprintln!("no AVX-512 on this CPU: the portable product is the only one");
+            eprintln!("no AVX-512 on this CPU: its tile is not used");
             return;
         }
-        // Shapes across the tile edges (14 rows, 32 columns), the packing
-        // block (512 columns), the inner blocks (256 terms), narrow
-        // products (computed transposed), few column panels (cut by rows)
-        // and tall products (cut by rows into shares that end inside a
-        // stripe), and a task with more than one block of columns and more
-        // rows than A's stripes kept at once (1036), on 1, 2 and 3 threads,
-        // as given and transposed, stored and accumulated.
+        packed_products_match_the_portable_one::<super::super::gemm_avx512::Avx512>();
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_split_of_the_avx2_product_gives_the_bits_of_the_portable_one() {
+        if !super::super::avx2() {
+            eprintln!("no AVX2 with FMA on this CPU: its tile is not used");
+            return;
+        }
+        packed_products_match_the_portable_one::<super::super::gemm_avx2::Avx2>();
+    }
+
+    /// The packed product with tile `T` gives `matrixmultiply`'s bits.
+    #[cfg(target_arch = "x86_64")]
+    fn packed_products_match_the_portable_one<T: super::super::gemm_packed::Tile>() {
+        // Shapes across the tile edges (14 × 32 on AVX-512, 6 × 16 on
+        // AVX2), the packing blocks (512 or 256 columns), the inner blocks
+        // (256 terms), narrow products (computed transposed), few column
+        // panels (cut by rows) and tall products (cut by rows into shares
+        // that end inside a stripe), and a task with more than one block of
+        // columns and more rows than A's stripes kept at once (1036 or
+        // 1008), on 1, 2 and 3 threads, as given and transposed, stored and
+        // accumulated.
         let shapes = [
             (1, 1, 1),
             (5, 300, 7),
@@ -250,7 +276,7 @@ mod tests {
                                 .unwrap();
                             let mut got = start.clone();
                             pool.install(|| {
-                                super::super::gemm_avx512::gemm(
+                                super::super::gemm_packed::gemm::<T>(
                                     m, k, n, &a, ta, &b, tb, &mut got, accumulate,
                                 )
                             });

@@ -6,7 +6,11 @@
 mod conv;
 mod conv_direct;
 #[cfg(target_arch = "x86_64")]
+mod gemm_avx2;
+#[cfg(target_arch = "x86_64")]
 mod gemm_avx512;
+#[cfg(target_arch = "x86_64")]
+mod gemm_packed;
 mod matmul;
 mod pool;
 mod softmax;
@@ -45,4 +49,11 @@ fn avx512() -> bool {
 #[cfg(not(target_arch = "x86_64"))]
 fn avx512() -> bool {
     false
+}
+
+/// Whether this CPU has AVX2 and FMA, which the matrix product's tile for
+/// CPUs without AVX-512 needs.
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }

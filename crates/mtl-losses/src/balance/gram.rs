@@ -59,7 +59,7 @@ fn block_columns(tasks: usize) -> usize {
 
 /// Upper triangle (row by row, `i ≤ j`) of `Σ_{k ∈ columns} g_ik g_jk`,
 /// compiled for AVX-512 where the CPU has it (8 `f64` lanes per operation
-/// instead of SSE's 2). The kernel uses only correctly rounded IEEE
+/// instead of SSE's 2), else for AVX2 where it has that (4 lanes). The kernel uses only correctly rounded IEEE
 /// operations in an order fixed by the code (Rust never contracts or
 /// reassociates them), so both builds give the same bits.
 fn gram_chunk(
@@ -74,6 +74,23 @@ fn gram_chunk(
         // SAFETY: the CPU supports AVX-512F (checked just above).
         return unsafe { gram_chunk_avx512(rows, tasks, cols, columns, pairs) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { gram_chunk_avx2(rows, tasks, cols, columns, pairs) };
+    }
+    gram_chunk_portable::<false>(rows, tasks, cols, columns, pairs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gram_chunk_avx2(
+    rows: &[f32],
+    tasks: usize,
+    cols: usize,
+    columns: Range<usize>,
+    pairs: Pairs,
+) -> Vec<f64> {
     gram_chunk_portable::<false>(rows, tasks, cols, columns, pairs)
 }
 
@@ -352,8 +369,8 @@ pub fn combine_columns(
 }
 
 /// `chunk[k] = Σ_i w_i g_i,start+k` accumulated in `f64` in task order,
-/// compiled for AVX-512 where the CPU has it (the same bits, as for
-/// [`gram_chunk`]).
+/// compiled for AVX-512 or AVX2 where the CPU has it (the same bits, as
+/// for [`gram_chunk`]).
 fn combine_block(rows: &[f32], cols: usize, weights: &[f64], start: usize, chunk: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
@@ -361,6 +378,24 @@ fn combine_block(rows: &[f32], cols: usize, weights: &[f64], start: usize, chunk
         unsafe { combine_block_avx512(rows, cols, weights, start, chunk) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { combine_block_avx2(rows, cols, weights, start, chunk) };
+        return;
+    }
+    combine_block_portable(rows, cols, weights, start, chunk);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn combine_block_avx2(
+    rows: &[f32],
+    cols: usize,
+    weights: &[f64],
+    start: usize,
+    chunk: &mut [f32],
+) {
     combine_block_portable(rows, cols, weights, start, chunk);
 }
 
@@ -552,7 +587,7 @@ mod tests {
     }
 
     #[test]
-    fn the_avx512_gram_and_combine_kernels_give_the_bits_of_the_portable_ones() {
+    fn the_avx512_and_avx2_gram_and_combine_kernels_give_the_bits_of_the_portable_ones() {
         for &(tasks, cols) in &[(1, 13), (3, 1003), (8, 40_007)] {
             let rows = random_rows(tasks, cols, 11);
             let portable = gram_chunk_portable::<false>(&rows, tasks, cols, 1..cols, Pairs::All);
@@ -569,8 +604,10 @@ mod tests {
         combine_block(&rows, cols, &weights, 7, &mut chosen);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&chosen), bits(&portable));
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("no AVX-512 on this CPU: both calls ran the portable kernel");
+        if !std::arch::is_x86_feature_detected!("avx512f")
+            && !std::arch::is_x86_feature_detected!("avx2")
+        {
+            eprintln!("neither AVX-512 nor AVX2 on this CPU: both calls ran the portable kernel");
         }
     }
 
