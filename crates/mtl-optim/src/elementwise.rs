@@ -56,9 +56,9 @@ pub(crate) fn update<const N: usize, F>(
 
 /// Calls `kernel` compiled for AVX-512 where the CPU has it (the update
 /// loops then run 16 lanes wide instead of SSE's 4), else for AVX2 where it
-/// has that (8 lanes). The kernels use only
-/// correctly rounded IEEE operations (Rust never contracts a multiply and an
-/// add into a fused one), so both builds give the same bits.
+/// has that (8 lanes). The kernels use only correctly rounded IEEE
+/// operations (Rust never contracts a multiply and an add into a fused
+/// one), so every build gives the same bits.
 #[inline]
 fn run<const N: usize, F>(kernel: &F, params: &mut [f32], grads: &[f32], state: [&mut [f32]; N])
 where

@@ -47,8 +47,9 @@ const PARALLEL_MIN: usize = 1 << 18;
 ///
 /// # Safety
 ///
-/// `pack_a`, `pack_b` and `tile` may be called only on a CPU for which
-/// `available` is true, with the bounds each one states.
+/// An implementation's packing writes only within the slices it is given
+/// and lays the operands out as its `tile` reads them; [`gemm`] drives a
+/// tile only on a CPU with its instruction set (its caller checks).
 pub(super) unsafe trait Tile {
     /// Rows of the register tile.
     const MR: usize;
@@ -255,9 +256,9 @@ fn run_tasks<T: Tile>(
         PACKED.with(|packed| {
             let mut packed = packed.borrow_mut();
             // SAFETY: `T`'s instruction set is present (`super::gemm`
-            // checks), the ranges lie within the operands' shapes, and this task's block of C is
-            // its own, but for the stripes of its last block that another
-            // task takes; each stripe is taken once.
+            // checks), the ranges lie within the operands' shapes, and this
+            // task's block of C is its own, but for the stripes of its last
+            // block that another task takes; each stripe is taken once.
             unsafe {
                 block::<T>(
                     &o,

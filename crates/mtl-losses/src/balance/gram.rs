@@ -59,9 +59,10 @@ fn block_columns(tasks: usize) -> usize {
 
 /// Upper triangle (row by row, `i ≤ j`) of `Σ_{k ∈ columns} g_ik g_jk`,
 /// compiled for AVX-512 where the CPU has it (8 `f64` lanes per operation
-/// instead of SSE's 2), else for AVX2 where it has that (4 lanes). The kernel uses only correctly rounded IEEE
-/// operations in an order fixed by the code (Rust never contracts or
-/// reassociates them), so both builds give the same bits.
+/// instead of SSE's 2), else for AVX2 where it has that (4 lanes). The
+/// kernel uses only correctly rounded IEEE operations in an order fixed by
+/// the code (Rust never contracts or reassociates them), so every build
+/// gives the same bits.
 fn gram_chunk(
     rows: &[f32],
     tasks: usize,
