@@ -31,7 +31,7 @@ fn lanes(n: usize) -> u16 {
 }
 
 /// The `part`-th of `parts` near-equal contiguous shares of `0..len` (how
-/// the AVX-512 kernels cut their work).
+/// the hand-written kernels cut their work).
 #[cfg(target_arch = "x86_64")]
 fn share(len: usize, parts: usize, part: usize) -> std::ops::Range<usize> {
     let (base, extra) = (len / parts, len % parts);
@@ -39,8 +39,8 @@ fn share(len: usize, parts: usize, part: usize) -> std::ops::Range<usize> {
     start..start + base + usize::from(part < extra)
 }
 
-/// Whether this CPU has AVX-512F, which the hand-written kernels need (the
-/// matrix product, the direct convolution, 2 × 2 max pooling).
+/// Whether this CPU has AVX-512F, which the direct convolution, 2 × 2 max
+/// pooling and the matrix product's widest tile need.
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
