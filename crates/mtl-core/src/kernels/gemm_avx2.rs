@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::gemm_packed::{Strides, Tile, KC};
+use super::gemm_packed::{copy_padded, Strides, Tile, KC};
 
 /// Rows of the register tile.
 const MR: usize = 6;
@@ -30,6 +30,9 @@ unsafe impl Tile for Avx2 {
     /// 1008 rows of stripes (about 1 MiB, from L2 and L3).
     const MC: usize = 168 * MR;
 
+    /// Packs rows `i0..i0 + mr` (`mr ≤ MR`), terms `p0..p0 + kc` of `op(A)` as
+    /// `kc` groups of `MR` floats (term-major, zeros past `mr`).
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn pack_a(
         a: &[f32],
         s: Strides,
@@ -39,9 +42,45 @@ unsafe impl Tile for Avx2 {
         kc: usize,
         pa: &mut [f32],
     ) {
-        pack_a(a, s, i0, mr, p0, kc, pa)
+        assert!(mr <= MR && kc * MR <= pa.len(), "pack_a within bounds");
+        let last = (i0 + mr - 1) * s.row + (p0 + kc - 1) * s.col;
+        assert!(last < a.len(), "pack_a within bounds");
+        if s.row == 1 {
+            // Transposed: the rows of a term are contiguous in a.
+            for (p, group) in pa.chunks_exact_mut(MR).take(kc).enumerate() {
+                let start = (p0 + p) * s.col + i0;
+                copy_padded::<MR>(group, &a[start..start + mr]);
+            }
+            return;
+        }
+        // Each row's terms are contiguous: eight terms of every row at a time
+        // are transposed in registers into eight groups.
+        let src = a.as_ptr().add(i0 * s.row + p0);
+        let dst = pa.as_mut_ptr();
+        let mut q = 0;
+        while q + 8 <= kc {
+            // SAFETY: rows i0..i0 + mr hold terms p0 + q..p0 + q + 8 (asserted
+            // above).
+            let groups = load_transposed(src.add(q), s.row, mr);
+            for (t, group) in groups.iter().enumerate() {
+                // The group's first four rows, then its last two.
+                let at = dst.add((q + t) * MR);
+                _mm_storeu_ps(at, _mm256_castps256_ps128(*group));
+                let high = _mm256_extractf128_ps::<1>(*group);
+                _mm_storel_epi64(at.add(4) as *mut __m128i, _mm_castps_si128(high));
+            }
+            q += 8;
+        }
+        for p in q..kc {
+            for r in 0..MR {
+                *dst.add(p * MR + r) = if r < mr { *src.add(r * s.row + p) } else { 0.0 };
+            }
+        }
     }
 
+    /// Packs terms `p0..p0 + kc`, columns `j0..j0 + nc` of `op(B)` as panels of
+    /// `KC × NR` floats, each `kc` rows of `NR` columns (zeros past `nc`).
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn pack_b(
         b: &[f32],
         s: Strides,
@@ -51,9 +90,57 @@ unsafe impl Tile for Avx2 {
         nc: usize,
         pb: &mut [f32],
     ) {
-        pack_b(b, s, p0, kc, j0, nc, pb)
+        assert!(
+            (p0 + kc - 1) * s.row + (j0 + nc - 1) * s.col < b.len(),
+            "pack_b within bounds"
+        );
+        for (q, panel) in pb
+            .chunks_exact_mut(KC * NR)
+            .take(nc.div_ceil(NR))
+            .enumerate()
+        {
+            let jq = j0 + q * NR;
+            let width = NR.min(j0 + nc - jq);
+            assert!(kc * NR <= panel.len(), "pack_b within bounds");
+            if s.col == 1 {
+                for (p, row) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
+                    let start = (p0 + p) * s.row + jq;
+                    copy_padded::<NR>(row, &b[start..start + width]);
+                }
+                continue;
+            }
+            // Transposed: each column of op(B) is contiguous in b; eight terms
+            // of eight columns at a time are transposed into the panel's rows.
+            let dst = panel.as_mut_ptr();
+            for half in 0..NR / 8 {
+                let cols = width.saturating_sub(half * 8).min(8);
+                let src = b.as_ptr().wrapping_add((jq + half * 8) * s.col + p0);
+                let mut p = 0;
+                while p + 8 <= kc {
+                    // SAFETY: columns jq + 8 half.. + cols hold terms p0 + p..+ 8
+                    // (asserted above).
+                    let rows = load_transposed(src.wrapping_add(p), s.col, cols);
+                    for (t, row) in rows.iter().enumerate() {
+                        _mm256_storeu_ps(dst.add((p + t) * NR + half * 8), *row);
+                    }
+                    p += 8;
+                }
+                for p in p..kc {
+                    for i in 0..8 {
+                        *dst.add(p * NR + half * 8 + i) = if i < cols {
+                            *src.add(i * s.col + p)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
     }
 
+    /// One register tile of `mr` rows (at most `MR`) and `width` columns (at
+    /// most `NR`): dispatches to the tile with `mr` fixed at compile time.
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn tile(
         mr: usize,
         kc: usize,
@@ -64,141 +151,35 @@ unsafe impl Tile for Avx2 {
         width: usize,
         store: bool,
     ) {
-        tile(mr, kc, pa, pb, c, ldc, width, store)
+        macro_rules! rows {
+            ($($r:literal)*) => {
+                match mr {
+                    $($r => tile_rows::<$r>(kc, pa.as_ptr(), pb.as_ptr(), c, ldc, width, store),)*
+                    _ => unreachable!("tile of {mr} rows"),
+                }
+            };
+        }
+        rows!(1 2 3 4 5 6);
     }
 }
 
-/// Packs rows `i0..i0 + mr` (`mr ≤ MR`), terms `p0..p0 + kc` of `op(A)` as
-/// `kc` groups of `MR` floats (term-major, zeros past `mr`).
+/// Eight floats from each of `runs` (at most 8) runs `ld` floats apart from
+/// `src`, zeros in place of the runs past `runs`, transposed: output `t`
+/// holds float `t` of every run.
+///
+/// # Safety
+/// AVX2 is present and the `runs` runs of eight floats lie within one
+/// allocation (the others are not read).
+#[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pack_a(
-    a: &[f32],
-    s: Strides,
-    i0: usize,
-    mr: usize,
-    p0: usize,
-    kc: usize,
-    pa: &mut [f32],
-) {
-    assert!(mr <= MR && kc * MR <= pa.len(), "pack_a within bounds");
-    let last = (i0 + mr - 1) * s.row + (p0 + kc - 1) * s.col;
-    assert!(last < a.len(), "pack_a within bounds");
-    if s.row == 1 {
-        // Transposed: the rows of a term are contiguous in a.
-        for (p, group) in pa.chunks_exact_mut(MR).take(kc).enumerate() {
-            let start = (p0 + p) * s.col + i0;
-            if mr == MR {
-                let full: &[f32; MR] = a[start..start + MR].try_into().expect("MR floats");
-                group.copy_from_slice(full);
-            } else {
-                group[..mr].copy_from_slice(&a[start..start + mr]);
-                group[mr..].fill(0.0);
-            }
+unsafe fn load_transposed(src: *const f32, ld: usize, runs: usize) -> [__m256; 8] {
+    transpose8(std::array::from_fn(|i| {
+        if i < runs {
+            _mm256_loadu_ps(src.wrapping_add(i * ld))
+        } else {
+            _mm256_setzero_ps()
         }
-        return;
-    }
-    // Each row's terms are contiguous: eight terms of every row at a time
-    // are transposed in registers into eight groups.
-    let src = a.as_ptr().add(i0 * s.row + p0);
-    let dst = pa.as_mut_ptr();
-    let mut q = 0;
-    while q + 8 <= kc {
-        // SAFETY: rows i0..i0 + mr hold terms p0 + q..p0 + q + 8 (asserted
-        // above); rows past mr are zeros, not read.
-        let r: [__m256; 8] = std::array::from_fn(|i| {
-            if i < mr {
-                _mm256_loadu_ps(src.add(i * s.row + q))
-            } else {
-                _mm256_setzero_ps()
-            }
-        });
-        for (t, group) in transpose8(r).iter().enumerate() {
-            // The group's first four rows, then its last two.
-            let at = dst.add((q + t) * MR);
-            _mm_storeu_ps(at, _mm256_castps256_ps128(*group));
-            let high = _mm256_extractf128_ps::<1>(*group);
-            _mm_storel_epi64(at.add(4) as *mut __m128i, _mm_castps_si128(high));
-        }
-        q += 8;
-    }
-    for p in q..kc {
-        for r in 0..MR {
-            *dst.add(p * MR + r) = if r < mr { *src.add(r * s.row + p) } else { 0.0 };
-        }
-    }
-}
-
-/// Packs terms `p0..p0 + kc`, columns `j0..j0 + nc` of `op(B)` as panels of
-/// `KC × NR` floats, each `kc` rows of `NR` columns (zeros past `nc`).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn pack_b(
-    b: &[f32],
-    s: Strides,
-    p0: usize,
-    kc: usize,
-    j0: usize,
-    nc: usize,
-    pb: &mut [f32],
-) {
-    assert!(
-        (p0 + kc - 1) * s.row + (j0 + nc - 1) * s.col < b.len(),
-        "pack_b within bounds"
-    );
-    for (q, panel) in pb
-        .chunks_exact_mut(KC * NR)
-        .take(nc.div_ceil(NR))
-        .enumerate()
-    {
-        let jq = j0 + q * NR;
-        let width = NR.min(j0 + nc - jq);
-        assert!(kc * NR <= panel.len(), "pack_b within bounds");
-        if s.col == 1 {
-            for (p, row) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
-                let start = (p0 + p) * s.row + jq;
-                if width == NR {
-                    // A copy of constant length: a few vector moves, no call.
-                    let full: &[f32; NR] = b[start..start + NR].try_into().expect("NR floats");
-                    row.copy_from_slice(full);
-                } else {
-                    row[..width].copy_from_slice(&b[start..start + width]);
-                    row[width..].fill(0.0);
-                }
-            }
-            continue;
-        }
-        // Transposed: each column of op(B) is contiguous in b; eight terms
-        // of eight columns at a time are transposed into the panel's rows.
-        let dst = panel.as_mut_ptr();
-        for half in 0..NR / 8 {
-            let cols = width.saturating_sub(half * 8).min(8);
-            let src = b.as_ptr().wrapping_add((jq + half * 8) * s.col + p0);
-            let mut p = 0;
-            while p + 8 <= kc {
-                // SAFETY: columns jq + 8 half.. + cols hold terms p0 + p..+ 8
-                // (asserted above); columns past cols are zeros, not read.
-                let r: [__m256; 8] = std::array::from_fn(|i| {
-                    if i < cols {
-                        _mm256_loadu_ps(src.add(i * s.col + p))
-                    } else {
-                        _mm256_setzero_ps()
-                    }
-                });
-                for (t, row) in transpose8(r).iter().enumerate() {
-                    _mm256_storeu_ps(dst.add((p + t) * NR + half * 8), *row);
-                }
-                p += 8;
-            }
-            for p in p..kc {
-                for i in 0..8 {
-                    *dst.add(p * NR + half * 8 + i) = if i < cols {
-                        *src.add(i * s.col + p)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-    }
+    }))
 }
 
 /// The transpose of an 8 × 8 block held as 8 row vectors: element `q` of
@@ -235,31 +216,6 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
             _mm256_permute2f128_ps::<0x31>(lo, hi)
         }
     })
-}
-
-/// One register tile of `mr` rows (at most `MR`) and `width` columns (at
-/// most `NR`): dispatches to the tile with `mr` fixed at compile time.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile(
-    mr: usize,
-    kc: usize,
-    pa: &[f32],
-    pb: &[f32],
-    c: *mut f32,
-    ldc: usize,
-    width: usize,
-    store: bool,
-) {
-    macro_rules! rows {
-        ($($r:literal)*) => {
-            match mr {
-                $($r => tile_rows::<$r>(kc, pa.as_ptr(), pb.as_ptr(), c, ldc, width, store),)*
-                _ => unreachable!("tile of {mr} rows"),
-            }
-        };
-    }
-    rows!(1 2 3 4 5 6);
 }
 
 /// The mask of the first `n` (at most 8) lanes of an 8-lane vector.

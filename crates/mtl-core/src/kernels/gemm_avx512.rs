@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::gemm_packed::{Strides, Tile, KC};
+use super::gemm_packed::{copy_padded, Strides, Tile, KC};
 use super::lanes;
 
 /// Rows of the register tile.
@@ -29,6 +29,9 @@ unsafe impl Tile for Avx512 {
     /// 1036 rows of stripes (about 1 MiB).
     const MC: usize = 74 * MR;
 
+    /// Packs rows `i0..i0 + mr`, terms `p0..p0 + kc` of `op(A)` as `kc` groups of
+    /// `MR` floats (term-major), so the tile reads one group per term.
+    #[target_feature(enable = "avx512f")]
     unsafe fn pack_a(
         a: &[f32],
         s: Strides,
@@ -38,9 +41,45 @@ unsafe impl Tile for Avx512 {
         kc: usize,
         pa: &mut [f32],
     ) {
-        pack_a(a, s, i0, mr, p0, kc, pa)
+        if s.row == 1 {
+            // Transposed: the rows of a term are contiguous in a, one masked
+            // vector each (a call to copy so few floats costs more than the copy).
+            assert!(
+                (p0 + kc - 1) * s.col + i0 + mr <= a.len() && kc * MR <= pa.len(),
+                "pack_a within bounds"
+            );
+            let keep = lanes(mr);
+            for p in 0..kc {
+                // SAFETY: the mr floats of term p0 + p lie within `a` and its
+                // group within `pa` (asserted above); masked-off lanes are
+                // neither read nor written.
+                let group = _mm512_maskz_loadu_ps(keep, a.as_ptr().add((p0 + p) * s.col + i0));
+                _mm512_mask_storeu_ps(pa.as_mut_ptr().add(p * MR), keep, group);
+            }
+        } else {
+            // Each row's terms are contiguous: transpose them into the groups.
+            let last = (i0 + mr - 1) * s.row + p0 + kc;
+            assert!(
+                last <= a.len() && kc * MR <= pa.len(),
+                "pack_a within bounds"
+            );
+            // SAFETY: rows i0..i0 + mr hold terms p0..p0 + kc within `a`, and
+            // the kc groups of MR floats lie within `pa` (both asserted above).
+            transpose_into(
+                a.as_ptr().add(i0 * s.row + p0),
+                s.row,
+                mr,
+                kc,
+                pa.as_mut_ptr(),
+                MR,
+                lanes(mr),
+            );
+        }
     }
 
+    /// Packs terms `p0..p0 + kc`, columns `j0..j0 + nc` of `op(B)` as panels of
+    /// `KC × NR` floats, each `kc` rows of `NR` columns (zeros past `nc`).
+    #[target_feature(enable = "avx512f")]
     unsafe fn pack_b(
         b: &[f32],
         s: Strides,
@@ -50,9 +89,49 @@ unsafe impl Tile for Avx512 {
         nc: usize,
         pb: &mut [f32],
     ) {
-        pack_b(b, s, p0, kc, j0, nc, pb)
+        for (q, panel) in pb
+            .chunks_exact_mut(KC * NR)
+            .take(nc.div_ceil(NR))
+            .enumerate()
+        {
+            let jq = j0 + q * NR;
+            let width = NR.min(j0 + nc - jq);
+            if s.col == 1 {
+                for (p, row) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
+                    let start = (p0 + p) * s.row + jq;
+                    copy_padded::<NR>(row, &b[start..start + width]);
+                }
+            } else {
+                // Transposed: each column of op(B) is contiguous in b; 16
+                // columns at a time are transposed into the panel's rows.
+                let last = (jq + width - 1) * s.col + p0 + kc;
+                assert!(
+                    last <= b.len() && kc * NR <= panel.len(),
+                    "pack_b within bounds"
+                );
+                for half in 0..NR / 16 {
+                    let rows = width.saturating_sub(half * 16).min(16);
+                    // SAFETY: columns jq + 16 half.. + rows hold terms p0..p0 + kc
+                    // within `b` (asserted above, and not read when rows = 0);
+                    // the panel holds kc rows of NR floats.
+                    transpose_into(
+                        b.as_ptr()
+                            .add((jq + half * 16).min(jq + width - 1) * s.col + p0),
+                        s.col,
+                        rows,
+                        kc,
+                        panel.as_mut_ptr().add(half * 16),
+                        NR,
+                        lanes(16),
+                    );
+                }
+            }
+        }
     }
 
+    /// One register tile of `mr` rows (at most `MR`) and `width` columns (at
+    /// most `NR`): dispatches to the tile with `mr` fixed at compile time.
+    #[target_feature(enable = "avx512f")]
     unsafe fn tile(
         mr: usize,
         kc: usize,
@@ -63,56 +142,15 @@ unsafe impl Tile for Avx512 {
         width: usize,
         store: bool,
     ) {
-        tile(mr, kc, pa, pb, c, ldc, width, store)
-    }
-}
-
-/// Packs rows `i0..i0 + mr`, terms `p0..p0 + kc` of `op(A)` as `kc` groups of
-/// `MR` floats (term-major), so the tile reads one group per term.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn pack_a(
-    a: &[f32],
-    s: Strides,
-    i0: usize,
-    mr: usize,
-    p0: usize,
-    kc: usize,
-    pa: &mut [f32],
-) {
-    if s.row == 1 {
-        // Transposed: the rows of a term are contiguous in a, one masked
-        // vector each (a call to copy so few floats costs more than the copy).
-        assert!(
-            (p0 + kc - 1) * s.col + i0 + mr <= a.len() && kc * MR <= pa.len(),
-            "pack_a within bounds"
-        );
-        let keep = lanes(mr);
-        for p in 0..kc {
-            // SAFETY: the mr floats of term p0 + p lie within `a` and its
-            // group within `pa` (asserted above); masked-off lanes are
-            // neither read nor written.
-            let group = _mm512_maskz_loadu_ps(keep, a.as_ptr().add((p0 + p) * s.col + i0));
-            _mm512_mask_storeu_ps(pa.as_mut_ptr().add(p * MR), keep, group);
+        macro_rules! rows {
+            ($($r:literal)*) => {
+                match mr {
+                    $($r => tile_rows::<$r>(kc, pa.as_ptr(), pb.as_ptr(), c, ldc, width, store),)*
+                    _ => unreachable!("tile of {mr} rows"),
+                }
+            };
         }
-    } else {
-        // Each row's terms are contiguous: transpose them into the groups.
-        let last = (i0 + mr - 1) * s.row + p0 + kc;
-        assert!(
-            last <= a.len() && kc * MR <= pa.len(),
-            "pack_a within bounds"
-        );
-        // SAFETY: rows i0..i0 + mr hold terms p0..p0 + kc within `a`, and
-        // the kc groups of MR floats lie within `pa` (both asserted above).
-        transpose_into(
-            a.as_ptr().add(i0 * s.row + p0),
-            s.row,
-            mr,
-            kc,
-            pa.as_mut_ptr(),
-            MR,
-            lanes(mr),
-        );
+        rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
     }
 }
 
@@ -196,91 +234,6 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
         out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(v[4 + c], v[12 + c]);
     }
     out
-}
-
-/// Packs terms `p0..p0 + kc`, columns `j0..j0 + nc` of `op(B)` as panels of
-/// `KC × NR` floats, each `kc` rows of `NR` columns (zeros past `nc`).
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn pack_b(
-    b: &[f32],
-    s: Strides,
-    p0: usize,
-    kc: usize,
-    j0: usize,
-    nc: usize,
-    pb: &mut [f32],
-) {
-    for (q, panel) in pb
-        .chunks_exact_mut(KC * NR)
-        .take(nc.div_ceil(NR))
-        .enumerate()
-    {
-        let jq = j0 + q * NR;
-        let width = NR.min(j0 + nc - jq);
-        if s.col == 1 {
-            for (p, row) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
-                let start = (p0 + p) * s.row + jq;
-                if width == NR {
-                    // A copy of constant length: a few vector moves, no call.
-                    let full: &[f32; NR] = b[start..start + NR].try_into().expect("NR floats");
-                    row.copy_from_slice(full);
-                } else {
-                    row[..width].copy_from_slice(&b[start..start + width]);
-                    row[width..].fill(0.0);
-                }
-            }
-        } else {
-            // Transposed: each column of op(B) is contiguous in b; 16
-            // columns at a time are transposed into the panel's rows.
-            let last = (jq + width - 1) * s.col + p0 + kc;
-            assert!(
-                last <= b.len() && kc * NR <= panel.len(),
-                "pack_b within bounds"
-            );
-            for half in 0..NR / 16 {
-                let rows = width.saturating_sub(half * 16).min(16);
-                // SAFETY: columns jq + 16 half.. + rows hold terms p0..p0 + kc
-                // within `b` (asserted above, and not read when rows = 0);
-                // the panel holds kc rows of NR floats.
-                transpose_into(
-                    b.as_ptr()
-                        .add((jq + half * 16).min(jq + width - 1) * s.col + p0),
-                    s.col,
-                    rows,
-                    kc,
-                    panel.as_mut_ptr().add(half * 16),
-                    NR,
-                    lanes(16),
-                );
-            }
-        }
-    }
-}
-
-/// One register tile of `mr` rows (at most `MR`) and `width` columns (at
-/// most `NR`): dispatches to the tile with `mr` fixed at compile time.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile(
-    mr: usize,
-    kc: usize,
-    pa: &[f32],
-    pb: &[f32],
-    c: *mut f32,
-    ldc: usize,
-    width: usize,
-    store: bool,
-) {
-    macro_rules! rows {
-        ($($r:literal)*) => {
-            match mr {
-                $($r => tile_rows::<$r>(kc, pa.as_ptr(), pb.as_ptr(), c, ldc, width, store),)*
-                _ => unreachable!("tile of {mr} rows"),
-            }
-        };
-    }
-    rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
 }
 
 /// `R` rows × `width` columns of C: sums `kc` terms from zero in registers,

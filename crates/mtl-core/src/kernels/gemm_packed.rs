@@ -133,6 +133,21 @@ impl Strides {
     }
 }
 
+/// Copies `src` (at most `N` floats) to the first `N` floats of `dst`, zeros
+/// past its end: a copy of constant length (a few vector moves, no call)
+/// when `src` is whole, as it is for all but a product's last panel or
+/// stripe.
+#[inline(always)]
+pub(super) fn copy_padded<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    match <&[f32; N]>::try_from(src) {
+        Ok(whole) => dst[..N].copy_from_slice(whole),
+        Err(_) => {
+            dst[..src.len()].copy_from_slice(src);
+            dst[src.len()..N].fill(0.0);
+        }
+    }
+}
+
 /// C, shared by the tasks; each task writes only its own block.
 #[derive(Clone, Copy)]
 struct Output {
