@@ -13,6 +13,8 @@ mod gemm_avx512;
 mod gemm_packed;
 mod matmul;
 mod pool;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod softmax;
 
 pub use conv::{col2im, im2col, ConvGeometry};
@@ -51,9 +53,14 @@ fn avx512() -> bool {
     false
 }
 
-/// Whether this CPU has AVX2 and FMA, which the matrix product's tile for
-/// CPUs without AVX-512 needs.
+/// Whether this CPU has AVX2 and FMA, which the matrix product's tile, the
+/// direct convolution and 2 × 2 max pooling on CPUs without AVX-512 need.
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2() -> bool {
+    false
 }

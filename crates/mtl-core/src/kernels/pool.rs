@@ -72,33 +72,144 @@ fn max_pool2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32
         unsafe { avx512::max_pool2x2(img, g, out, argmax) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2() {
+        // SAFETY: AVX2 is present, and the asserts above bound every index
+        // the kernel reads or writes.
+        unsafe { avx2::max_pool2x2(img, g, out, argmax) };
+        return;
+    }
     let (h, w) = (g.height, g.width);
     for c in 0..g.channels {
         let base = c * h * w;
-        let plane = &img[base..base + h * w];
-        let outs = out[c * oh * ow..(c + 1) * oh * ow].chunks_exact_mut(ow);
-        let args = argmax[c * oh * ow..(c + 1) * oh * ow].chunks_exact_mut(ow);
-        for (oy, (orow, arow)) in outs.zip(args).enumerate() {
-            let r0 = &plane[2 * oy * w..2 * oy * w + 2 * ow];
-            let r1 = &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
-            for (ox, (o, a)) in orow.iter_mut().zip(arow.iter_mut()).enumerate() {
-                let i0 = base + 2 * oy * w + 2 * ox;
-                let taps = [
-                    (r0[2 * ox], i0),
-                    (r0[2 * ox + 1], i0 + 1),
-                    (r1[2 * ox], i0 + w),
-                    (r1[2 * ox + 1], i0 + w + 1),
-                ];
-                let (mut best, mut value, mut at) = (f32::NEG_INFINITY, taps[0].0, i0);
-                for (v, i) in taps {
-                    if v > best {
-                        (best, value, at) = (v, v, i);
-                    }
-                }
-                *o = value;
-                *a = at as u32;
+        for oy in 0..oh {
+            pool_row(img, g, base, oy, 0, out, argmax);
+        }
+    }
+}
+
+/// Windows `ox0..OW` of output row `oy` of the plane at `base` for
+/// [`max_pool2x2`], one at a time: the four taps in scalar order, `>`, so
+/// the first maximum wins on ties and a NaN never does.
+fn pool_row(
+    img: &[f32],
+    g: &PoolGeometry,
+    base: usize,
+    oy: usize,
+    ox0: usize,
+    out: &mut [f32],
+    argmax: &mut [u32],
+) {
+    let (oh, ow, w) = (g.out_h(), g.out_w(), g.width);
+    let c = base / (g.height * w);
+    let r0 = &img[base + 2 * oy * w..base + 2 * oy * w + 2 * ow];
+    let r1 = &img[base + (2 * oy + 1) * w..base + (2 * oy + 1) * w + 2 * ow];
+    let at = (c * oh + oy) * ow;
+    for ox in ox0..ow {
+        let i0 = base + 2 * oy * w + 2 * ox;
+        let taps = [
+            (r0[2 * ox], i0),
+            (r0[2 * ox + 1], i0 + 1),
+            (r1[2 * ox], i0 + w),
+            (r1[2 * ox + 1], i0 + w + 1),
+        ];
+        let (mut best, mut value, mut index) = (f32::NEG_INFINITY, taps[0].0, i0);
+        for (v, i) in taps {
+            if v > best {
+                (best, value, index) = (v, v, i);
             }
         }
+        out[at + ox] = value;
+        argmax[at + ox] = index as u32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{pool_row, PoolGeometry};
+
+    /// [`super::max_pool2x2`] 8 windows at a time, the rest of each row by
+    /// [`pool_row`]: the even and odd columns of 16 floats of each row are
+    /// separated by a shuffle and a permute, and the four taps are compared
+    /// in the scalar order (`>`, so the first maximum wins on ties and a NaN
+    /// never does), selecting value and index lane by lane.
+    ///
+    /// # Safety
+    /// AVX2 is present; `img` holds `C·H·W` floats, `out` and `argmax`
+    /// `C·OH·OW` each.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn max_pool2x2(
+        img: &[f32],
+        g: &PoolGeometry,
+        out: &mut [f32],
+        argmax: &mut [u32],
+    ) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let (h, w) = (g.height, g.width);
+        // Lane l of a window vector reads columns 2l and 2l + 1.
+        let even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        let (one, down) = (_mm256_set1_epi32(1), _mm256_set1_epi32(w as i32));
+        for c in 0..g.channels {
+            let base = c * h * w;
+            for oy in 0..oh {
+                let r0 = img.as_ptr().add(base + 2 * oy * w);
+                let r1 = r0.add(w);
+                let o = out.as_mut_ptr().add((c * oh + oy) * ow);
+                let a = argmax.as_mut_ptr().add((c * oh + oy) * ow);
+                let mut ox = 0;
+                // 8 windows read 16 floats of each row, within the row's
+                // first 2·OW ≤ W.
+                while ox + 8 <= ow {
+                    let (t0, t1) = columns(r0.add(2 * ox));
+                    let (t2, t3) = columns(r1.add(2 * ox));
+                    let i0 = _mm256_add_epi32(
+                        _mm256_set1_epi32((base + 2 * oy * w + 2 * ox) as i32),
+                        even,
+                    );
+                    let i2 = _mm256_add_epi32(i0, down);
+                    let taps = [
+                        (t0, i0),
+                        (t1, _mm256_add_epi32(i0, one)),
+                        (t2, i2),
+                        (t3, _mm256_add_epi32(i2, one)),
+                    ];
+                    let (mut best, mut value, mut at) = (_mm256_set1_ps(f32::NEG_INFINITY), t0, i0);
+                    for (v, i) in taps {
+                        let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
+                        best = _mm256_blendv_ps(best, v, gt);
+                        value = _mm256_blendv_ps(value, v, gt);
+                        at = _mm256_castps_si256(_mm256_blendv_ps(
+                            _mm256_castsi256_ps(at),
+                            _mm256_castsi256_ps(i),
+                            gt,
+                        ));
+                    }
+                    _mm256_storeu_ps(o.add(ox), value);
+                    _mm256_storeu_si256(a.add(ox) as *mut __m256i, at);
+                    ox += 8;
+                }
+                if ox < ow {
+                    pool_row(img, g, base, oy, ox, out, argmax);
+                }
+            }
+        }
+    }
+
+    /// The even and odd columns of the 16 floats at `r`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn columns(r: *const f32) -> (__m256, __m256) {
+        let (x0, x1) = (_mm256_loadu_ps(r), _mm256_loadu_ps(r.add(8)));
+        // Per 128-bit half: columns 0 2 8 10 | 4 6 12 14 (and the odd ones),
+        // then the middle 64-bit pairs swapped into order.
+        let even = _mm256_shuffle_ps::<0b10_00_10_00>(x0, x1);
+        let odd = _mm256_shuffle_ps::<0b11_01_11_01>(x0, x1);
+        let order = |v: __m256| {
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+        };
+        (order(even), order(odd))
     }
 }
 
@@ -231,6 +342,18 @@ mod tests {
         }
     }
 
+    /// A 2-D max pooling into values and winning indices.
+    type Pool = fn(&[f32], &PoolGeometry, &mut [f32], &mut [u32]);
+
+    /// The portable 2 × 2 path, row by row.
+    fn rows(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32]) {
+        for c in 0..g.channels {
+            for oy in 0..g.out_h() {
+                pool_row(img, g, c * g.height * g.width, oy, 0, out, argmax);
+            }
+        }
+    }
+
     #[test]
     fn two_by_two_path_matches_the_general_loop() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -252,13 +375,26 @@ mod tests {
                 })
                 .collect();
             let m = g.channels * g.out_h() * g.out_w();
-            let (mut o1, mut a1) = (vec![0.0; m], vec![0; m]);
-            let (mut o2, mut a2) = (vec![0.0; m], vec![0; m]);
-            max_pool2d(&img, &g, &mut o1, &mut a1);
-            reference(&img, &g, &mut o2, &mut a2);
+            let (mut want, mut want_at) = (vec![0.0; m], vec![0; m]);
+            reference(&img, &g, &mut want, &mut want_at);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&o1), bits(&o2));
-            assert_eq!(a1, a2);
+            // The path this CPU takes, the portable rows, and the AVX2
+            // kernel wherever the CPU has AVX2 (also on AVX-512 CPUs, which
+            // take the wider kernel).
+            let mut paths: Vec<(&str, Pool)> = vec![("dispatched", max_pool2d), ("rows", rows)];
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::avx2() {
+                paths.push(("avx2", |img, g, out, at| {
+                    // SAFETY: AVX2 is present; the slices hold the geometry.
+                    unsafe { avx2::max_pool2x2(img, g, out, at) }
+                }));
+            }
+            for (name, pool) in paths {
+                let (mut got, mut got_at) = (vec![0.0; m], vec![0; m]);
+                pool(&img, &g, &mut got, &mut got_at);
+                assert_eq!(bits(&got), bits(&want), "{name}, {g:?}");
+                assert_eq!(got_at, want_at, "{name}, {g:?}");
+            }
         }
     }
 }
