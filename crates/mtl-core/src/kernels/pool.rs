@@ -74,53 +74,46 @@ fn max_pool2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32
     }
     #[cfg(target_arch = "x86_64")]
     if super::avx2() {
-        // SAFETY: AVX2 is present, and the asserts above bound every index
-        // the kernel reads or writes.
+        // SAFETY: AVX2 and FMA are present, and the asserts above bound
+        // every index the kernel reads or writes.
         unsafe { avx2::max_pool2x2(img, g, out, argmax) };
         return;
     }
+    rows2x2(img, g, out, argmax);
+}
+
+/// The portable [`max_pool2x2`], one window at a time: the four taps in
+/// scalar order, `>`, so the first maximum wins on ties and a NaN never
+/// does.
+fn rows2x2(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
     let (h, w) = (g.height, g.width);
     for c in 0..g.channels {
         let base = c * h * w;
-        for oy in 0..oh {
-            pool_row(img, g, base, oy, 0, out, argmax);
-        }
-    }
-}
-
-/// Windows `ox0..OW` of output row `oy` of the plane at `base` for
-/// [`max_pool2x2`], one at a time: the four taps in scalar order, `>`, so
-/// the first maximum wins on ties and a NaN never does.
-fn pool_row(
-    img: &[f32],
-    g: &PoolGeometry,
-    base: usize,
-    oy: usize,
-    ox0: usize,
-    out: &mut [f32],
-    argmax: &mut [u32],
-) {
-    let (oh, ow, w) = (g.out_h(), g.out_w(), g.width);
-    let c = base / (g.height * w);
-    let r0 = &img[base + 2 * oy * w..base + 2 * oy * w + 2 * ow];
-    let r1 = &img[base + (2 * oy + 1) * w..base + (2 * oy + 1) * w + 2 * ow];
-    let at = (c * oh + oy) * ow;
-    for ox in ox0..ow {
-        let i0 = base + 2 * oy * w + 2 * ox;
-        let taps = [
-            (r0[2 * ox], i0),
-            (r0[2 * ox + 1], i0 + 1),
-            (r1[2 * ox], i0 + w),
-            (r1[2 * ox + 1], i0 + w + 1),
-        ];
-        let (mut best, mut value, mut index) = (f32::NEG_INFINITY, taps[0].0, i0);
-        for (v, i) in taps {
-            if v > best {
-                (best, value, index) = (v, v, i);
+        let plane = &img[base..base + h * w];
+        let outs = out[c * oh * ow..(c + 1) * oh * ow].chunks_exact_mut(ow);
+        let args = argmax[c * oh * ow..(c + 1) * oh * ow].chunks_exact_mut(ow);
+        for (oy, (orow, arow)) in outs.zip(args).enumerate() {
+            let r0 = &plane[2 * oy * w..2 * oy * w + 2 * ow];
+            let r1 = &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+            for (ox, (o, a)) in orow.iter_mut().zip(arow.iter_mut()).enumerate() {
+                let i0 = base + 2 * oy * w + 2 * ox;
+                let taps = [
+                    (r0[2 * ox], i0),
+                    (r0[2 * ox + 1], i0 + 1),
+                    (r1[2 * ox], i0 + w),
+                    (r1[2 * ox + 1], i0 + w + 1),
+                ];
+                let (mut best, mut value, mut at) = (f32::NEG_INFINITY, taps[0].0, i0);
+                for (v, i) in taps {
+                    if v > best {
+                        (best, value, at) = (v, v, i);
+                    }
+                }
+                *o = value;
+                *a = at as u32;
             }
         }
-        out[at + ox] = value;
-        argmax[at + ox] = index as u32;
     }
 }
 
@@ -128,18 +121,21 @@ fn pool_row(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{pool_row, PoolGeometry};
+    use super::PoolGeometry;
+    use crate::kernels::simd::{Simd, Ymm};
 
-    /// [`super::max_pool2x2`] 8 windows at a time, the rest of each row by
-    /// [`pool_row`]: the even and odd columns of 16 floats of each row are
-    /// separated by a shuffle and a permute, and the four taps are compared
+    /// [`super::max_pool2x2`] 8 windows at a time, masking loads and stores
+    /// only at the ends of `img` and of the outputs: the even and odd
+    /// columns of 16 floats of each row are separated by a shuffle and a
+    /// permute, and
+    /// the four taps are compared
     /// in the scalar order (`>`, so the first maximum wins on ties and a NaN
     /// never does), selecting value and index lane by lane.
     ///
     /// # Safety
-    /// AVX2 is present; `img` holds `C·H·W` floats, `out` and `argmax`
+    /// AVX2 and FMA are present (FMA for [`Ymm`]'s contract); `img` holds `C·H·W` floats, `out` and `argmax`
     /// `C·OH·OW` each.
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn max_pool2x2(
         img: &[f32],
         g: &PoolGeometry,
@@ -159,11 +155,18 @@ mod avx2 {
                 let o = out.as_mut_ptr().add((c * oh + oy) * ow);
                 let a = argmax.as_mut_ptr().add((c * oh + oy) * ow);
                 let mut ox = 0;
-                // 8 windows read 16 floats of each row, within the row's
-                // first 2·OW ≤ W.
-                while ox + 8 <= ow {
-                    let (t0, t1) = columns(r0.add(2 * ox));
-                    let (t2, t3) = columns(r1.add(2 * ox));
+                while ox < ow {
+                    // Up to 8 windows, from 2n floats of each row (within the
+                    // row's first 2·OW ≤ W). Lanes past the n windows are
+                    // never kept, so their floats may be read wherever they
+                    // lie within `img` (the rest of the row, the next row);
+                    // otherwise they are masked and not read.
+                    let n = (ow - ox).min(8);
+                    let past = base + (2 * oy + 1) * w + 2 * ox + 16 <= img.len();
+                    let whole = if past { 2 } else { n / 4 };
+                    let (m0, m1) = (Ymm::first(2 * n), Ymm::first((2 * n).saturating_sub(8)));
+                    let (t0, t1) = columns(r0.add(2 * ox), whole, m0, m1);
+                    let (t2, t3) = columns(r1.add(2 * ox), whole, m0, m1);
                     let i0 = _mm256_add_epi32(
                         _mm256_set1_epi32((base + 2 * oy * w + 2 * ox) as i32),
                         even,
@@ -186,22 +189,33 @@ mod avx2 {
                             gt,
                         ));
                     }
-                    _mm256_storeu_ps(o.add(ox), value);
-                    _mm256_storeu_si256(a.add(ox) as *mut __m256i, at);
-                    ox += 8;
-                }
-                if ox < ow {
-                    pool_row(img, g, base, oy, ox, out, argmax);
+                    // Lanes past the n windows land on the windows stored
+                    // after these (rows are stored in order), so a whole
+                    // store is right wherever it stays within the outputs.
+                    if (c * oh + oy) * ow + ox + 8 <= out.len().min(argmax.len()) {
+                        _mm256_storeu_ps(o.add(ox), value);
+                        _mm256_storeu_si256(a.add(ox) as *mut __m256i, at);
+                    } else {
+                        let keep = Ymm::first(n);
+                        _mm256_maskstore_ps(o.add(ox), keep, value);
+                        _mm256_maskstore_epi32(a.add(ox) as *mut i32, keep, at);
+                    }
+                    ox += n;
                 }
             }
         }
     }
 
-    /// The even and odd columns of the 16 floats at `r`.
+    /// The even and odd columns of the floats at `r` kept by `m0` (the first
+    /// 8) and `m1` (the next 8), zeros elsewhere; the first `whole` (0 to 2)
+    /// runs of 8 are kept whole and loaded without a mask.
     #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn columns(r: *const f32) -> (__m256, __m256) {
-        let (x0, x1) = (_mm256_loadu_ps(r), _mm256_loadu_ps(r.add(8)));
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn columns(r: *const f32, whole: usize, m0: __m256i, m1: __m256i) -> (__m256, __m256) {
+        let (x0, x1) = (
+            Ymm::load_part(whole >= 1, m0, r),
+            Ymm::load_part(whole >= 2, m1, r.wrapping_add(8)),
+        );
         // Per 128-bit half: columns 0 2 8 10 | 4 6 12 14 (and the odd ones),
         // then the middle 64-bit pairs swapped into order.
         let even = _mm256_shuffle_ps::<0b10_00_10_00>(x0, x1);
@@ -345,15 +359,6 @@ mod tests {
     /// A 2-D max pooling into values and winning indices.
     type Pool = fn(&[f32], &PoolGeometry, &mut [f32], &mut [u32]);
 
-    /// The portable 2 × 2 path, row by row.
-    fn rows(img: &[f32], g: &PoolGeometry, out: &mut [f32], argmax: &mut [u32]) {
-        for c in 0..g.channels {
-            for oy in 0..g.out_h() {
-                pool_row(img, g, c * g.height * g.width, oy, 0, out, argmax);
-            }
-        }
-    }
-
     #[test]
     fn two_by_two_path_matches_the_general_loop() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -381,11 +386,12 @@ mod tests {
             // The path this CPU takes, the portable rows, and the AVX2
             // kernel wherever the CPU has AVX2 (also on AVX-512 CPUs, which
             // take the wider kernel).
-            let mut paths: Vec<(&str, Pool)> = vec![("dispatched", max_pool2d), ("rows", rows)];
+            let mut paths: Vec<(&str, Pool)> = vec![("dispatched", max_pool2d), ("rows", rows2x2)];
             #[cfg(target_arch = "x86_64")]
             if crate::kernels::avx2() {
                 paths.push(("avx2", |img, g, out, at| {
-                    // SAFETY: AVX2 is present; the slices hold the geometry.
+                    // SAFETY: AVX2 and FMA are present; the slices hold the
+                    // geometry.
                     unsafe { avx2::max_pool2x2(img, g, out, at) }
                 }));
             }
