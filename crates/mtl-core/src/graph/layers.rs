@@ -50,8 +50,8 @@ fn channel_dims(op: &'static str, shape: &[usize]) -> Result<(usize, usize, usiz
 impl Graph {
     /// 2-D convolution of `x` `[N, C, H, W]` with kernel `w` `[O, C, kh, kw]`,
     /// optional `bias` `[O]`: by the direct kernel where it applies (stride 1,
-    /// no padding, AVX-512; the same bits), otherwise by im2col and one
-    /// matrix product per image.
+    /// no padding, AVX-512 or AVX2 with FMA; the same bits), otherwise by
+    /// im2col and one matrix product per image.
     pub fn conv2d(
         &mut self,
         x: Var,
