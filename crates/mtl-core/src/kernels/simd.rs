@@ -2,6 +2,11 @@
 //! lanes with AVX-512F ([`Zmm`]) and 8 with AVX2 and FMA ([`Ymm`]), behind
 //! one trait so that a kernel is written once and compiled for each width.
 //!
+//! Both widths sum their lanes by the same tree: lane `i` with lane
+//! `i + 8`, then with `i + 4`, then `i + 2`, then the last two. So 16
+//! partial sums give the same bits as one [`Zmm`] vector and as two [`Ymm`]
+//! vectors added first, on CPUs with and without AVX-512.
+//!
 //! A kernel written over [`Simd`] is a chain of `#[inline(always)]`
 //! functions ending in one entry function per width that carries the
 //! width's `#[target_feature]`: everything inlines into the entry, so each
@@ -45,8 +50,8 @@ pub(super) unsafe trait Simd {
     unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `a + b`, lane by lane.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
-    /// The sum of the lanes by a fixed tree (the same bits for the same
-    /// lanes, every time).
+    /// The sum of the lanes by the module's fixed tree (the same bits for
+    /// the same lanes, at every width).
     unsafe fn sum(v: Self::V) -> f32;
 
     /// [`load`](Simd::load) when `whole`, else [`load_masked`](Simd::load_masked)
@@ -70,8 +75,8 @@ pub(super) unsafe trait Simd {
 /// 16 lanes: AVX-512F.
 pub(super) struct Zmm;
 
-// SAFETY: every method is one AVX-512F instruction (or the fixed reduction
-// sequence of `_mm512_reduce_add_ps`) on the lanes it names.
+// SAFETY: every method is one AVX-512F instruction, or the sum's fixed
+// sequence of AVX-512F and AVX instructions, on the lanes it names.
 unsafe impl Simd for Zmm {
     const LANES: usize = 16;
     type V = __m512;
@@ -116,7 +121,9 @@ unsafe impl Simd for Zmm {
     }
     #[inline(always)]
     unsafe fn sum(v: __m512) -> f32 {
-        _mm512_reduce_add_ps(v)
+        // Lanes 8..16 onto 0..8, then the 8-lane tree.
+        let high = _mm512_shuffle_f32x4::<0b11_10_11_10>(v, v);
+        Ymm::sum(_mm512_castps512_ps256(_mm512_add_ps(v, high)))
     }
 }
 
@@ -182,6 +189,18 @@ unsafe impl Simd for Ymm {
     }
 }
 
+/// The sum's tree in scalar arithmetic, for tests: lane `i` plus lane
+/// `i + n/2`, halving until one lane is left (`n` a power of two).
+#[cfg(test)]
+pub(super) fn tree(lanes: &[f32]) -> f32 {
+    let mut v = lanes.to_vec();
+    while v.len() > 1 {
+        let half = v.len() / 2;
+        v = (0..half).map(|i| v[i] + v[i + half]).collect();
+    }
+    v[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,12 +224,21 @@ mod tests {
                 }
             }
         }
-        let all = S::load(src.as_ptr());
-        let want: f32 = src.iter().sum();
-        assert_eq!(
-            S::sum(all),
-            want,
-            "exact for these small integers and quarters"
+        // Values whose sum depends on the order of the additions: the
+        // vector's sum must be the halving tree's, bit for bit.
+        let mixed: Vec<f32> = (0..S::LANES)
+            .map(|i| {
+                (1.0 + i as f32 / 7.0)
+                    * 10f32.powi(i as i32 % 5 - 2)
+                    * if i % 3 == 0 { -1.0 } else { 1.0 }
+            })
+            .collect();
+        let got = S::sum(S::load(mixed.as_ptr()));
+        assert_eq!(got.to_bits(), tree(&mixed).to_bits(), "{} lanes", S::LANES);
+        assert_ne!(
+            tree(&mixed).to_bits(),
+            mixed.iter().sum::<f32>().to_bits(),
+            "the values tell the tree from a running sum"
         );
     }
 
@@ -221,7 +249,7 @@ mod tests {
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn check_ymm() {
-        check::<Ymm>()
+        check::<Ymm>();
     }
 
     #[test]
