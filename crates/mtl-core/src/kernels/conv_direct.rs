@@ -360,8 +360,9 @@ impl GridJob<'_> {
     }
 }
 
-/// One weight gradient: `dw[o, t] = Σ_n Σ_q grids[n, o, q] · imgs[n, taps[t] + q]`
-/// over `q < len`, with the grids `lead` floats apart.
+/// One weight gradient:
+/// `dw[o, t] = Σ_n Σ_q grids[n, o, q] · imgs[n, taps[t] + q]` over `q < len`,
+/// with the grids `lead` floats apart.
 struct GradJob<'a> {
     imgs: &'a [f32],
     grids: &'a [f32],
@@ -650,9 +651,9 @@ mod x86 {
         }
     }
 
-    /// Adds to `acc[i][j]` the products of the output gradient `grid[i·lead + q..]`
-    /// and the input `img[taps[j] + q..]`, one vector of positions: whole
-    /// (`WHOLE`) or the lanes of `m`.
+    /// Adds to `acc[i][j]` the products of the output gradient
+    /// `grid[i·lead + q..]` and the input `img[taps[j] + q..]`, one vector of
+    /// positions: whole (`WHOLE`) or the lanes of `m`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn accumulate<S: Simd, const OB: usize, const NT: usize, const WHOLE: bool>(

@@ -127,14 +127,13 @@ mod avx2 {
     /// [`super::max_pool2x2`] 8 windows at a time, masking loads and stores
     /// only at the ends of `img` and of the outputs: the even and odd
     /// columns of 16 floats of each row are separated by a shuffle and a
-    /// permute, and
-    /// the four taps are compared
-    /// in the scalar order (`>`, so the first maximum wins on ties and a NaN
-    /// never does), selecting value and index lane by lane.
+    /// permute, and the four taps are compared in the scalar order (`>`, so
+    /// the first maximum wins on ties and a NaN never does), selecting value
+    /// and index lane by lane.
     ///
     /// # Safety
-    /// AVX2 and FMA are present (FMA for [`Ymm`]'s contract); `img` holds `C·H·W` floats, `out` and `argmax`
-    /// `C·OH·OW` each.
+    /// AVX2 and FMA are present (FMA for [`Ymm`]'s contract); `img` holds
+    /// `C·H·W` floats, `out` and `argmax` `C·OH·OW` each.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn max_pool2x2(
         img: &[f32],
