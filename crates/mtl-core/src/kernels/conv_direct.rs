@@ -45,44 +45,34 @@ enum Width {
 }
 
 impl Width {
-    /// The widest width this CPU runs, if any.
-    fn best() -> Option<Width> {
-        if super::avx512() {
-            Some(Width::Zmm)
-        } else if super::avx2() {
-            Some(Width::Ymm)
-        } else {
-            None
-        }
+    /// The widths this CPU runs, widest first.
+    fn available() -> impl Iterator<Item = Width> {
+        [(Width::Zmm, super::avx512()), (Width::Ymm, super::avx2())]
+            .into_iter()
+            .filter_map(|(width, present)| present.then_some(width))
     }
+}
 
-    /// Every width this CPU runs, widest first.
-    #[cfg(test)]
-    fn available() -> Vec<Width> {
-        let mut all = Vec::new();
-        if super::avx512() {
-            all.push(Width::Zmm);
-        }
-        if super::avx2() {
-            all.push(Width::Ymm);
-        }
-        all
+/// The width the direct kernels run with for `g`: the widest the CPU has,
+/// where `g` has stride 1 and no padding.
+fn direct_width(g: &ConvGeometry) -> Option<Width> {
+    if g.stride == 1 && g.padding == 0 {
+        Width::available().next()
+    } else {
+        None
     }
 }
 
 /// Whether [`conv2d_direct`] runs for geometry `g` on this CPU: stride 1, no
 /// padding, and AVX-512F or AVX2 with FMA.
 pub fn conv2d_direct_applies(g: &ConvGeometry) -> bool {
-    g.stride == 1 && g.padding == 0 && Width::best().is_some()
+    direct_width(g).is_some()
 }
 
 /// The width the public kernels run with for `g`, after checking that they
 /// apply.
 fn width_for(g: &ConvGeometry) -> Width {
-    match Width::best() {
-        Some(width) if conv2d_direct_applies(g) => width,
-        _ => panic!("direct convolution: unsupported"),
-    }
+    direct_width(g).expect("direct convolution: unsupported")
 }
 
 /// Positions on the input grid that cover every output (`(OH−1)·W + OW`).
