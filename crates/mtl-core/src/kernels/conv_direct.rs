@@ -121,6 +121,7 @@ fn forward(
         o,
         len: grid_len(g),
         keep: ow,
+        live: None,
         bias,
         out,
     };
@@ -216,7 +217,12 @@ fn weight_grad(
 /// It is the direct convolution of the output gradient, zero-padded by
 /// `kh − 1` rows and `kw − 1` columns, with the kernel flipped and its two
 /// channel axes swapped; each input gradient is one run of fused
-/// multiply-adds over `(o, ky, kx)`, zero terms included.
+/// multiply-adds over `(o, ky, kx)`. A block of positions skips the kernel
+/// rows whose taps read only the padding rows above and below the output
+/// gradient (for the default job's second convolution a quarter of the
+/// terms); the other zero terms of the padding are included. Adding
+/// `w · 0` leaves a sum as it is, so the result is that of the run over
+/// every term.
 ///
 /// The output gradient is laid on the input's width `W`, each row followed
 /// by `W − OW = kw − 1` zeros, so that the zeros past one row serve as the
@@ -300,6 +306,9 @@ fn input_grad(
         // (its last position plus the flipped kernel's reach), within the
         // plane since `front + H·W < (OH + 2·kh − 1)·W`, and writes the
         // `C·H·W` values of `dxi` (every column of each row kept).
+        // Only rows `kh − 1 .. kh − 1 + OH` of a padded plane hold the
+        // output gradient: each block skips the rows of taps that read
+        // none of them (zero terms, which would leave its sums unchanged).
         let job = GridJob {
             img: &gp,
             w: &flipped,
@@ -307,6 +316,7 @@ fn input_grad(
             o: g.channels,
             len: plane,
             keep: g.width,
+            live: Some(kh - 1..kh - 1 + oh),
             bias: None,
             out: dxi,
         };
@@ -322,6 +332,11 @@ fn input_grad(
 /// which the first `keep` of each row are stored; output `k` at grid
 /// position `q` goes to `out[k·P + (q / W)·keep + q % W]` (plus `bias[k]`),
 /// with `P = ⌈len / W⌉·keep` the values of a plane.
+///
+/// Where `live` is given, the rows of the input outside it (in rows of `W`)
+/// are zeros: a block of positions skips the taps whose rows reach none of
+/// `live` from any of its positions (terms `w · 0`, which leave a sum
+/// unchanged).
 struct GridJob<'a> {
     img: &'a [f32],
     w: &'a [f32],
@@ -329,6 +344,7 @@ struct GridJob<'a> {
     o: usize,
     len: usize,
     keep: usize,
+    live: Option<std::ops::Range<usize>>,
     bias: Option<&'a [f32]>,
     out: &'a mut [f32],
 }
@@ -426,6 +442,7 @@ mod x86 {
             o,
             len,
             keep,
+            live,
             bias,
             out,
         } = job;
@@ -445,30 +462,30 @@ mod x86 {
                 img,
                 w,
                 g: &g,
+                live: live.as_ref(),
                 ob: outs.start,
                 to: &to,
             };
-            let mut q = 0;
-            while q < len {
-                // Whole blocks load without masks.
-                macro_rules! run {
-                    ($ob:literal) => {
-                        if q + step <= len {
-                            block::<S, $ob, V, true>(&at, q)
-                        } else {
-                            block::<S, $ob, V, false>(&at, q)
-                        }
-                    };
-                }
-                match outs.len() {
-                    6 => run!(6),
-                    5 => run!(5),
-                    4 => run!(4),
-                    3 => run!(3),
-                    2 => run!(2),
-                    _ => run!(1),
-                }
-                q += step;
+            macro_rules! each {
+                ($ob:literal) => {{
+                    let mut q = 0;
+                    // Whole blocks load without masks.
+                    while q + step <= len {
+                        block::<S, $ob, V, true>(&at, q);
+                        q += step;
+                    }
+                    if q < len {
+                        block::<S, $ob, V, false>(&at, q);
+                    }
+                }};
+            }
+            match outs.len() {
+                6 => each!(6),
+                5 => each!(5),
+                4 => each!(4),
+                3 => each!(3),
+                2 => each!(2),
+                _ => each!(1),
             }
         }
     }
@@ -488,6 +505,7 @@ mod x86 {
         img: &'a [f32],
         w: &'a [f32],
         g: &'a super::ConvGeometry,
+        live: Option<&'a std::ops::Range<usize>>,
         ob: usize,
         to: &'a Stores<'a>,
     }
@@ -548,7 +566,14 @@ mod x86 {
         at: &Block<'_>,
         q: usize,
     ) {
-        let Block { img, w, g, ob, to } = *at;
+        let Block {
+            img,
+            w,
+            g,
+            live,
+            ob,
+            to,
+        } = *at;
         let plen = g.patch_len();
         let plane = g.height * g.width;
         let mut mask = [S::first(0); V];
@@ -557,11 +582,25 @@ mod x86 {
                 *m = S::first(to.len.saturating_sub(q + S::LANES * v));
             }
         }
+        // The kernel rows whose taps reach a live row from one of the
+        // block's rows `y0..=y1`.
+        let rows = match live {
+            None => 0..g.kernel_h,
+            Some(live) => {
+                let y0 = q / g.width;
+                let y1 = ((q + S::LANES * V).min(to.len) - 1) / g.width;
+                live.start.saturating_sub(y1)..live.end.saturating_sub(y0).min(g.kernel_h)
+            }
+        };
         let mut acc = [[S::zero(); V]; OB];
         let wp = w.as_ptr().add(ob * plen);
         let mut tap = 0;
         for c in 0..g.channels {
             for ky in 0..g.kernel_h {
+                if !rows.contains(&ky) {
+                    tap += g.kernel_w;
+                    continue;
+                }
                 let row = img.as_ptr().add(c * plane + ky * g.width + q);
                 for kx in 0..g.kernel_w {
                     let src = row.add(kx);
@@ -902,8 +941,10 @@ mod tests {
     /// multiply-adds in the kernel's order.
     fn input_gradient_order(lanes: Width) {
         // dx[c, y, x] summed from zero over (o, ky, kx) of the flipped
-        // kernel, one `mul_add` per term, zero terms of the padding included:
-        // the kernel's order, bit for bit.
+        // kernel, one `mul_add` per term, every zero term of the padding
+        // included: the kernel's order, bit for bit (the rows it skips add
+        // only zero terms). The first geometry is the default job's second
+        // convolution, whose blocks skip rows.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
         for (channels, height, width, kh, kw, o, count) in [
             (10, 16, 16, 5, 5, 20, 2),
