@@ -305,10 +305,9 @@ fn input_grad(
         // The kernel reads plane k up to `k·padded_plane + front + H·W − 1`
         // (its last position plus the flipped kernel's reach), within the
         // plane since `front + H·W < (OH + 2·kh − 1)·W`, and writes the
-        // `C·H·W` values of `dxi` (every column of each row kept).
-        // Only rows `kh − 1 .. kh − 1 + OH` of a padded plane hold the
-        // output gradient: each block skips the rows of taps that read
-        // none of them (zero terms, which would leave its sums unchanged).
+        // `C·H·W` values of `dxi` (every column of each row kept). The
+        // output gradient lies in rows `kh − 1 .. kh − 1 + OH` of each
+        // padded plane: the job's `live` rows.
         let job = GridJob {
             img: &gp,
             w: &flipped,
