@@ -2,9 +2,54 @@
 //! than the wait: [`keep_awake`] keeps the workers polling for work through
 //! a run of parallel pieces, so that none of the pieces waits for a
 //! sleeping worker, and [`join_polling`] keeps the thread that waits for the
-//! other half of a join polling rather than sleeping.
+//! other half of a join polling rather than sleeping. Where every thread
+//! already runs a pass of its own, [`products_on_this_thread`] keeps each
+//! pass's matrix products whole on its thread.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+thread_local! {
+    /// Set inside [`products_on_this_thread`].
+    static OWN_PRODUCTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the matrix products it computes on this thread not cut
+/// into parallel tasks, for a caller that already keeps every thread busy
+/// with one such `f` (one backward pass per task, as many passes as
+/// threads or a multiple): each pass then packs its operands once and
+/// never waits for, or steals, a piece of another pass's product. Other
+/// parallel loops inside `f` are unchanged. A product's bits do not depend
+/// on how it is cut, so results are those of calling `f` directly.
+///
+/// ```
+/// use mtl_core::workers::products_on_this_thread;
+/// use mtl_core::Tensor;
+/// let a = Tensor::from_vec((0..600 * 600).map(|i| (i % 7) as f32).collect(), &[600, 600]).unwrap();
+/// let cut = a.matmul(&a, false, false).unwrap();
+/// let whole = products_on_this_thread(|| a.matmul(&a, false, false).unwrap());
+/// assert_eq!(cut.data(), whole.data());
+/// ```
+pub fn products_on_this_thread<R>(f: impl FnOnce() -> R) -> R {
+    let before = OWN_PRODUCTS.with(|own| own.replace(true));
+    // Restored when `f` returns or unwinds.
+    let _restore = Restore(before);
+    f()
+}
+
+/// Whether this thread is inside [`products_on_this_thread`].
+pub(crate) fn own_products() -> bool {
+    OWN_PRODUCTS.with(Cell::get)
+}
+
+/// Puts back the flag of [`products_on_this_thread`] when dropped.
+struct Restore(bool);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        OWN_PRODUCTS.with(|own| own.set(self.0));
+    }
+}
 
 /// Runs `f` on one of rayon's workers while every other worker of the pool
 /// polls for work instead of going to sleep, until `f` returns.
@@ -121,6 +166,28 @@ mod tests {
         });
         // From outside any pool: runs on the global pool.
         assert!(keep_awake(|| rayon::current_thread_index().is_some()));
+    }
+
+    #[test]
+    fn products_on_this_thread_sets_the_flag_for_its_thread_only_and_restores_it() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            assert!(!own_products());
+            let (inside, other) = products_on_this_thread(|| {
+                // Nested: still set, and unset again only at the outer end.
+                products_on_this_thread(|| ());
+                let other = std::thread::spawn(own_products).join().unwrap();
+                (own_products(), other)
+            });
+            assert!(inside && !other);
+            assert!(!own_products());
+            let caught = std::panic::catch_unwind(|| products_on_this_thread(|| panic!("inside")));
+            assert!(caught.is_err());
+            assert!(!own_products());
+        });
     }
 
     #[test]

@@ -48,7 +48,7 @@
 
 use std::ops::Range;
 
-use mtl_core::{Gradients, Tensor, Var};
+use mtl_core::{Tensor, Var};
 use mtl_data::Batch;
 use mtl_dist::{shard_range, Communicator, Failure, ShardedRows};
 use mtl_losses::balance::gram::gram;
@@ -146,7 +146,10 @@ struct Local {
     /// Scaled losses (the shard's share of the global mean).
     losses: Vec<f32>,
     rep: Option<Var>,
-    per: Vec<Gradients>,
+    /// Each task's gradient of the parameters after the shared ones
+    /// (row-major, unscaled; for the balancers that weight per-task
+    /// gradients, empty for the others).
+    heads: Vec<f32>,
     /// Scaled task rows (last shared layer, representation or shared
     /// parameters, by need); empty for losses only.
     rows: Vec<f32>,
@@ -378,7 +381,7 @@ impl Trainer {
         for (l, s) in losses.iter_mut().zip(scale) {
             *l *= s;
         }
-        let (per, mut rows) = match self.balancer.needs() {
+        let (heads, mut rows) = match self.balancer.needs() {
             GradientSource::None => (Vec::new(), Vec::new()),
             GradientSource::LastSharedLayer => {
                 let range = self.last_shared_range()?;
@@ -395,12 +398,12 @@ impl Trainer {
                 let per = self.per_task(&loss_vars, &[z])?;
                 let mut rows = Vec::new();
                 self.representation_rows(&per, z, zlen, &mut rows)?;
-                (per, rows)
+                (self.head_rows(&per)?, rows)
             }
             GradientSource::SharedParameters => {
-                let per = self.per_task(&loss_vars, &[])?;
-                let rows = self.param_rows(&per, self.shared_range())?;
-                (per, rows)
+                let mut rows = Vec::new();
+                let heads = self.shared_and_head_rows(&loss_vars, &mut rows)?;
+                (heads, rows)
             }
         };
         if !rows.is_empty() {
@@ -415,7 +418,7 @@ impl Trainer {
             loss_vars,
             losses,
             rep,
-            per,
+            heads,
             rows,
         })
     }
@@ -509,7 +512,7 @@ impl Trainer {
                     shared.clone(),
                     &mut grads[shared],
                 )?;
-                self.write_heads(&local.per, &scaled(&w), grads)?;
+                self.write_heads(&local.heads, &scaled(&w), grads);
                 Ok(w)
             }
             GradientSource::SharedParameters => {
@@ -540,7 +543,7 @@ impl Trainer {
                     grads[shared].copy_from_slice(&balanced.shared_direction(&gr)?);
                     balanced.weights().to_vec()
                 };
-                self.write_heads(&local.per, &scaled(&w), grads)?;
+                self.write_heads(&local.heads, &scaled(&w), grads);
                 Ok(w)
             }
         }

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use mtl_core::arch::{build_model, MultiTaskModel, ARCHITECTURES_WITH_REPRESENTATION};
-use mtl_core::workers::keep_awake;
+use mtl_core::workers::{keep_awake, products_on_this_thread};
 use mtl_core::{Gradients, Graph, ParamGroup, ParamStore, Targets, Tensor, Var};
 use mtl_data::{Batch, BatchSource, Dataset, Standardizer};
 use mtl_losses::balance::gram::combine_rows;
@@ -612,12 +612,46 @@ impl Trainer {
             .collect()
     }
 
+    /// Every task's gradient of the parameters at `range`, written over
+    /// `rows` (row-major `T x range.len()`, resized, never cleared: every
+    /// element is written, zero where a task's loss does not reach a
+    /// parameter). One backward pass per task, in parallel, each writing its
+    /// parameters' gradients straight into its row and keeping no gradient
+    /// per node; nodes in `cut` receive none (see [`Graph::boundary_of`]),
+    /// and parameters outside `range` get no weight gradient. Where the
+    /// passes share evenly among the threads, each pass computes its
+    /// matrix products on its own thread
+    /// ([`mtl_core::workers::products_on_this_thread`]; the same bits).
+    fn task_param_rows(
+        &self,
+        losses: &[Var],
+        cut: &[Var],
+        range: Range<usize>,
+        rows: &mut Vec<f32>,
+    ) -> Result<()> {
+        let width = range.len();
+        rows.resize(losses.len() * width, 0.0);
+        let graph = &self.graph;
+        let own = losses.len().is_multiple_of(rayon::current_num_threads());
+        rows.par_chunks_mut(width.max(1))
+            .zip(losses.par_iter())
+            .try_for_each(|(row, &l)| {
+                let seed = [(l, Tensor::scalar(1.0))];
+                let mut pass = || graph.param_gradients(&seed, cut, range.clone(), row);
+                if own {
+                    products_on_this_thread(pass)
+                } else {
+                    pass()
+                }
+            })?;
+        Ok(())
+    }
+
     /// The per-task gradients of the last shared layer's parameters at
     /// `range`, one checked row per task (row-major `T x range.len()`),
-    /// written over `rows` (resized, never cleared: every element is
-    /// written). The passes run in parallel, write straight into the rows,
-    /// and stop before the layer's input (its gradient is never needed), so
-    /// they cover that layer and the heads.
+    /// written over `rows` as [`Trainer::task_param_rows`] writes them. The
+    /// passes stop before the layer's input (its gradient is never needed),
+    /// so they cover that layer and the heads.
     pub(crate) fn last_layer_rows(
         &self,
         losses: &[Var],
@@ -625,19 +659,47 @@ impl Trainer {
         rows: &mut Vec<f32>,
     ) -> Result<()> {
         let cut = self.graph.boundary_of(range.clone());
-        let width = range.len();
-        rows.resize(losses.len() * width, 0.0);
-        let graph = &self.graph;
-        rows.par_chunks_mut(width.max(1))
-            .zip(losses.par_iter())
-            .try_for_each(|(row, &l)| {
-                let seed = [(l, Tensor::scalar(1.0))];
-                graph.param_gradients(&seed, &cut, range.clone(), row)
-            })?;
-        for (t, row) in rows.chunks(width.max(1)).enumerate() {
-            self.check_row(t, row)?;
+        self.task_param_rows(losses, &cut, range.clone(), rows)?;
+        self.check_rows(rows, losses.len())
+    }
+
+    /// Every task's gradient of every parameter, one pass per task
+    /// ([`Trainer::task_param_rows`] over the whole store, in `rows`), split
+    /// in place: `rows` is left with the checked rows of the shared
+    /// parameters (row-major `T x shared_len()`), and the rows of the other
+    /// parameters, which follow the shared ones in the store, are returned
+    /// (row-major `T x (P - shared_len())`, for [`Trainer::write_heads`]).
+    pub(crate) fn shared_and_head_rows(
+        &self,
+        losses: &[Var],
+        rows: &mut Vec<f32>,
+    ) -> Result<Vec<f32>> {
+        let shared = self.shared_range();
+        let all = shared.start..self.ps.len();
+        self.task_param_rows(losses, &[], all.clone(), rows)?;
+        let (width, s) = (all.len(), shared.len());
+        let mut heads = Vec::with_capacity(losses.len() * (width - s));
+        for t in 0..losses.len() {
+            // Row t's head part lies past where its shared part moves to
+            // (`t·s + s ≤ t·width + s`), and the later rows lie past both.
+            heads.extend_from_slice(&rows[t * width + s..(t + 1) * width]);
+            rows.copy_within(t * width..t * width + s, t * s);
         }
-        Ok(())
+        rows.truncate(losses.len() * s);
+        self.check_rows(rows, losses.len())?;
+        Ok(heads)
+    }
+
+    /// The rows of the parameters after the shared ones (row-major
+    /// `T x (P - shared_len())`, for [`Trainer::write_heads`]) from each
+    /// task's pass `per`.
+    pub(crate) fn head_rows(&self, per: &[Gradients]) -> Result<Vec<f32>> {
+        let heads = self.shared_range().end..self.ps.len();
+        let mut rows = vec![0.0f32; per.len() * heads.len()];
+        for (gr, row) in per.iter().zip(rows.chunks_mut(heads.len().max(1))) {
+            gr.accumulate_params(&self.graph, heads.clone(), row)?;
+        }
+        Ok(rows)
     }
 
     /// The per-task gradients at the representation `z` (`zlen` values),
@@ -670,24 +732,16 @@ impl Trainer {
         }
     }
 
-    /// The per-task gradients of the parameters at `range`, one checked row
-    /// per task (row-major `T x range.len()`).
-    pub(crate) fn param_rows(&self, per: &[Gradients], range: Range<usize>) -> Result<Vec<f32>> {
-        let width = range.len();
-        let mut rows = vec![0.0f32; per.len() * width];
-        for (t, (gr, row)) in per.iter().zip(rows.chunks_mut(width.max(1))).enumerate() {
-            gr.accumulate_params(&self.graph, range.clone(), row)?;
-            self.check_row(t, row)?;
+    /// Checks each of the `tasks` rows of `rows` (row-major), naming the
+    /// first task whose row is not finite.
+    fn check_rows(&self, rows: &[f32], tasks: usize) -> Result<()> {
+        let width = rows.len() / tasks.max(1);
+        for (t, row) in rows.chunks(width.max(1)).enumerate() {
+            if let Some((_, value)) = mtl_optim::first_non_finite(row) {
+                return Err(self.diverged_task(t, value));
+            }
         }
-        Ok(rows)
-    }
-
-    /// Checks a per-task gradient row, naming the task.
-    pub(crate) fn check_row(&self, t: usize, row: &[f32]) -> Result<()> {
-        match mtl_optim::first_non_finite(row) {
-            Some((_, value)) => Err(self.diverged_task(t, value)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// The divergence of task `t`'s gradient, which holds `value`.
@@ -830,18 +884,19 @@ impl Trainer {
                     shared.clone(),
                     &mut grads[shared.clone()],
                 )?;
-                self.write_heads(&per, &w, &mut grads)?;
+                self.write_heads(&self.head_rows(&per)?, &w, &mut grads);
                 w
             }
             GradientSource::SharedParameters => {
-                let per = self.per_task(&loss_vars, &[])?;
-                let rows = self.param_rows(&per, shared.clone())?;
+                let mut rows = std::mem::take(&mut self.rows);
+                let heads = self.shared_and_head_rows(&loss_vars, &mut rows)?;
                 let gr = GradRows::new(&rows, t_count, shared.len())?;
                 let balanced = self.balancer.balance(&input.with_grads(gr))?;
                 let w = balanced.weights().to_vec();
                 let direction = balanced.into_shared_direction(&gr)?;
+                self.rows = rows;
                 grads[shared.clone()].copy_from_slice(&direction);
-                self.write_heads(&per, &w, &mut grads)?;
+                self.write_heads(&heads, &w, &mut grads);
                 w
             }
         };
@@ -950,26 +1005,19 @@ impl Trainer {
         Ok(())
     }
 
-    /// Writes `Σ_t w_t ∇L_t` for every parameter outside the shared group.
-    pub(crate) fn write_heads(
-        &self,
-        per: &[Gradients],
-        w: &[f32],
-        grads: &mut [f32],
-    ) -> Result<()> {
+    /// Writes `Σ_t w_t ∇L_t` for every parameter outside the shared group,
+    /// from each task's gradient of those parameters (`heads`, row-major
+    /// `T x (P - shared_len())`).
+    pub(crate) fn write_heads(&self, heads: &[f32], w: &[f32], grads: &mut [f32]) {
         // Shared parameters come first in the store, so every other parameter
         // lies in one range after them.
-        let heads = self.shared_range().end..self.ps.len();
-        grads[heads.clone()].fill(0.0);
-        let mut own = vec![0.0f32; heads.len()];
-        for (gr, &wt) in per.iter().zip(w) {
-            own.fill(0.0);
-            gr.accumulate_params(&self.graph, heads.clone(), &mut own)?;
-            for (g, o) in grads[heads.clone()].iter_mut().zip(&own) {
+        let out = &mut grads[self.shared_range().end..self.ps.len()];
+        out.fill(0.0);
+        for (row, &wt) in heads.chunks(out.len().max(1)).zip(w) {
+            for (g, o) in out.iter_mut().zip(row) {
                 *g += wt * o;
             }
         }
-        Ok(())
     }
 
     /// Whether each task has at least one label in `batch`.
@@ -1017,11 +1065,12 @@ impl Trainer {
     pub fn shared_task_gradients(&mut self, batch: &Batch) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
         let (loss_vars, losses, _) = self.forward_losses(batch)?;
         let shared = self.shared_range();
-        let per = self.per_task(&loss_vars, &[])?;
-        let mut rows = vec![vec![0.0f32; shared.len()]; per.len()];
-        for (row, gr) in rows.iter_mut().zip(&per) {
-            gr.accumulate_params(&self.graph, shared.clone(), row)?;
-        }
+        let mut rows = Vec::new();
+        self.task_param_rows(&loss_vars, &[], shared.clone(), &mut rows)?;
+        let s = shared.len();
+        let rows = (0..losses.len())
+            .map(|t| rows[t * s..(t + 1) * s].to_vec())
+            .collect();
         Ok((losses, rows))
     }
 
@@ -1348,7 +1397,13 @@ mod tests {
     /// A trainer of two regressions on four inputs (two hidden layers), with
     /// `optimizer`.
     fn trainer(optimizer: impl Into<OptimizerSpec>) -> Trainer {
-        let specs: Vec<TaskSpec> = ["a", "b"]
+        trainer_of(&["a", "b"], optimizer)
+    }
+
+    /// A trainer of one regression per name on four inputs (two hidden
+    /// layers), with `optimizer`.
+    fn trainer_of(names: &[&str], optimizer: impl Into<OptimizerSpec>) -> Trainer {
+        let specs: Vec<TaskSpec> = names
             .iter()
             .map(|n| TaskSpec {
                 name: (*n).into(),
@@ -1380,10 +1435,15 @@ mod tests {
 
     /// Six random rows of the [`trainer`]'s four inputs and two targets.
     fn random_batch(seed: u64) -> Batch {
+        random_batch_of(2, seed)
+    }
+
+    /// Six random examples of four inputs with `tasks` regression targets.
+    fn random_batch_of(tasks: usize, seed: u64) -> Batch {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         Batch {
             x: Tensor::randn(&[6, 4], 0.0, 1.0, &mut rng).unwrap(),
-            targets: (0..2)
+            targets: (0..tasks)
                 .map(|_| Targets::Values(Tensor::randn(&[6, 1], 0.0, 1.0, &mut rng).unwrap()))
                 .collect(),
             indices: (0..6).collect(),
@@ -1474,6 +1534,64 @@ mod tests {
                     assert!(err.to_string().contains(task), "{err}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn shared_and_head_rows_are_each_tasks_full_gradient_split() {
+        // Three tasks, so that the rows moved into place overlap the rows
+        // they came from; the rows start longer than needed and NaN.
+        let mut t = trainer_of(
+            &["a", "b", "c"],
+            OptimizerConfig::Adam(AdamConfig::default()),
+        );
+        let batch = random_batch_of(3, 8);
+        let (losses, _, _) = t.forward_losses(&batch).unwrap();
+        let shared = t.shared_range();
+        let p = t.ps.len();
+        assert!(
+            shared.start == 0 && shared.end > 0 && shared.end < p,
+            "{shared:?}"
+        );
+        let mut rows = vec![f32::NAN; 4 * p];
+        let heads = t.shared_and_head_rows(&losses, &mut rows).unwrap();
+        assert_eq!(rows.len(), 3 * shared.len());
+        assert_eq!(heads.len(), 3 * (p - shared.end));
+        for (i, &l) in losses.iter().enumerate() {
+            let gr = t.graph.backward(&[(l, 1.0)]).unwrap();
+            let mut want = vec![0.0f32; p];
+            gr.accumulate_params(&t.graph, 0..p, &mut want).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let s = shared.len();
+            assert_eq!(
+                bits(&rows[i * s..(i + 1) * s]),
+                bits(&want[..s]),
+                "task {i}"
+            );
+            let h = p - s;
+            assert_eq!(
+                bits(&heads[i * h..(i + 1) * h]),
+                bits(&want[s..]),
+                "task {i}"
+            );
+            // Each head is reached by its own task only.
+            assert!(heads[i * h..(i + 1) * h].iter().any(|&v| v != 0.0));
+        }
+        // The step writes the weighted heads from those rows.
+        let w = [0.5f32, 2.0, -1.0];
+        let mut grads = vec![f32::NAN; p];
+        t.write_heads(&heads, &w, &mut grads);
+        let mut want = vec![f32::NAN; p];
+        t.weighted_backward(&losses, &w, &mut want).unwrap();
+        for (j, (g, e)) in grads[shared.end..]
+            .iter()
+            .zip(&want[shared.end..])
+            .enumerate()
+        {
+            assert!(
+                (g - e).abs() <= 1e-6 * e.abs().max(1.0),
+                "head entry {j}: {g} vs {e}"
+            );
         }
     }
 

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use super::share;
+use crate::workers::own_products;
 
 /// Inner terms summed in registers before they are added to C (fixed: it
 /// sets the summation order).
@@ -235,7 +236,7 @@ fn run_tasks<T: Tile>(
     let panels = n.div_ceil(T::NR);
     let threads = rayon::current_num_threads();
     let work = m.saturating_mul(n).saturating_mul(k);
-    let (col_tasks, row_tasks) = if threads < 2 || work < PARALLEL_MIN {
+    let (col_tasks, row_tasks) = if threads < 2 || work < PARALLEL_MIN || own_products() {
         (1, 1)
     } else {
         split::<T>(n, m, threads)
