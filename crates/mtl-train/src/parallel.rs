@@ -255,6 +255,8 @@ impl Trainer {
         grads.resize(self.ps.len(), 0.0);
         let needs = self.balancer.needs();
         let result = self.exchange(&mut local, &mut losses, &scale, rows, &extras, &mut grads);
+        // The rows' buffer serves the next step (its contents are rewritten).
+        self.rows = std::mem::take(&mut local.rows);
         let weights = match self.agreed(result) {
             Ok(w) => w,
             Err(e) => {
@@ -357,11 +359,12 @@ impl Trainer {
             let scale = self.shard_scale(batch, &shard);
             let mut fused = vec![0.0f32; t_count * (1 + width)];
             if !rows.is_empty() {
-                let (losses, task_rows) = self.shared_task_gradients(&shard)?;
-                for (t, (l, row)) in losses.iter().zip(&task_rows).enumerate() {
-                    fused[t] = l * scale[t];
-                    let out = &mut fused[t_count + t * width..t_count + (t + 1) * width];
-                    for (o, v) in out.iter_mut().zip(row) {
+                let (losses, task_rows) = self.shared_task_rows(&shard)?;
+                let (fused_losses, fused_rows) = fused.split_at_mut(t_count);
+                for (t, (f, l)) in fused_losses.iter_mut().zip(&losses).enumerate() {
+                    *f = l * scale[t];
+                    let span = t * width..(t + 1) * width;
+                    for (o, v) in fused_rows[span.clone()].iter_mut().zip(&task_rows[span]) {
                         *o = v * scale[t];
                     }
                 }
@@ -385,7 +388,7 @@ impl Trainer {
             GradientSource::None => (Vec::new(), Vec::new()),
             GradientSource::LastSharedLayer => {
                 let range = self.last_shared_range()?;
-                let mut rows = Vec::new();
+                let mut rows = std::mem::take(&mut self.rows);
                 self.last_layer_rows(&loss_vars, range, &mut rows)?;
                 (Vec::new(), rows)
             }
@@ -396,12 +399,12 @@ impl Trainer {
                 })?;
                 let zlen: usize = self.graph.shape(z)?.iter().product();
                 let per = self.per_task(&loss_vars, &[z])?;
-                let mut rows = Vec::new();
+                let mut rows = std::mem::take(&mut self.rows);
                 self.representation_rows(&per, z, zlen, &mut rows)?;
                 (self.head_rows(&per)?, rows)
             }
             GradientSource::SharedParameters => {
-                let mut rows = Vec::new();
+                let mut rows = std::mem::take(&mut self.rows);
                 let heads = self.shared_and_head_rows(&loss_vars, &mut rows)?;
                 (heads, rows)
             }

@@ -138,7 +138,7 @@ pub struct Trainer {
     pub(crate) graph: Graph,
     pub(crate) grads: Vec<f32>,
     /// The per-task gradient rows of the last step (kept for their buffer).
-    rows: Vec<f32>,
+    pub(crate) rows: Vec<f32>,
     // Data parallelism (see `parallel.rs`): the group of ranks this trainer belongs to.
     pub(crate) comm: Box<dyn mtl_dist::Communicator + Send>,
 }
@@ -800,7 +800,7 @@ impl Trainer {
         let present = self.present_tasks(batch);
         let second = match (self.balancer.needs_second_batch(), extra.second) {
             (false, _) => None,
-            (true, Some(b)) => Some(self.shared_task_gradients(b)?),
+            (true, Some(b)) => Some(self.shared_task_rows(b)?),
             (true, None) => return Err(self.missing_batch("a second training batch")),
         };
         let lookahead = match (self.balancer.lookahead_weights(), extra.validation) {
@@ -815,17 +815,13 @@ impl Trainer {
         if present.iter().any(|p| !p) {
             input = input.with_present(&present);
         }
-        let second_rows = second.as_ref().map(|(l, rows)| (l, rows.concat()));
-        if let Some((l, rows)) = &second_rows {
+        if let Some((l, rows)) = &second {
             input = input.with_second(SecondBatch {
                 losses: l,
                 grads: GradRows::new(rows, t_count, shared.len())?,
             });
         }
-        let lookahead_rows = lookahead
-            .as_ref()
-            .map(|(lr, l, rows)| (*lr, l, rows.concat()));
-        if let Some((lr, l, rows)) = &lookahead_rows {
+        if let Some((lr, l, rows)) = &lookahead {
             input = input.with_lookahead(LookAhead {
                 lr: *lr,
                 losses: l,
@@ -1041,21 +1037,20 @@ impl Trainer {
 
     /// Auto-Lambda's look-ahead: the shared parameters moved to
     /// `θ' = θ − lr Σ_t w_t g_t` with the training rows of `batch`, then the
-    /// validation losses and rows at `θ'`; everything is restored exactly.
-    /// Returns `(lr, losses, rows)`.
-    #[allow(clippy::type_complexity)]
+    /// validation losses and rows (row-major `T x shared_len()`) at `θ'`;
+    /// everything is restored exactly. Returns `(lr, losses, rows)`.
     fn lookahead_gradients(
         &mut self,
         batch: &Batch,
         validation: &Batch,
         weights: &[f32],
-    ) -> Result<(f64, Vec<f32>, Vec<Vec<f32>>)> {
+    ) -> Result<(f64, Vec<f32>, Vec<f32>)> {
         let lr = self.optimizer.lr();
-        let (_, rows) = self.shared_task_gradients(batch)?;
-        let direction = weighted_rows(rows.iter().map(Vec::as_slice), weights, self.shared_len());
-        let (losses, rows) = self.at_moved_shared(&direction, lr as f32, |t| {
-            t.shared_task_gradients(validation)
-        })?;
+        let (_, rows) = self.shared_task_rows(batch)?;
+        let width = self.shared_len();
+        let direction = weighted_rows(rows.chunks_exact(width.max(1)), weights, width);
+        let (losses, rows) =
+            self.at_moved_shared(&direction, lr as f32, |t| t.shared_task_rows(validation))?;
         Ok((lr, losses, rows))
     }
 
@@ -1063,14 +1058,20 @@ impl Trainer {
     /// respect to the shared parameters (one row of `shared_len()` values per
     /// task), without changing anything.
     pub fn shared_task_gradients(&mut self, batch: &Batch) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
-        let (loss_vars, losses, _) = self.forward_losses(batch)?;
-        let shared = self.shared_range();
-        let mut rows = Vec::new();
-        self.task_param_rows(&loss_vars, &[], shared.clone(), &mut rows)?;
-        let s = shared.len();
+        let (losses, rows) = self.shared_task_rows(batch)?;
+        let s = self.shared_len();
         let rows = (0..losses.len())
             .map(|t| rows[t * s..(t + 1) * s].to_vec())
             .collect();
+        Ok((losses, rows))
+    }
+
+    /// [`Trainer::shared_task_gradients`] with the rows in one buffer
+    /// (row-major `T x shared_len()`), as the balancers read them.
+    pub(crate) fn shared_task_rows(&mut self, batch: &Batch) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (loss_vars, losses, _) = self.forward_losses(batch)?;
+        let mut rows = Vec::new();
+        self.task_param_rows(&loss_vars, &[], self.shared_range(), &mut rows)?;
         Ok((losses, rows))
     }
 
@@ -1574,7 +1575,7 @@ mod tests {
                 bits(&want[s..]),
                 "task {i}"
             );
-            // Each head is reached by its own task only.
+            // Each task's head part holds its own head's gradient.
             assert!(heads[i * h..(i + 1) * h].iter().any(|&v| v != 0.0));
         }
         // The step writes the weighted heads from those rows.
