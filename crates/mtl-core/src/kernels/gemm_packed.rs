@@ -12,11 +12,14 @@
 //! (zero-padded), then for every stripe of `MR` rows of A (packed the same
 //! way, once per block of terms) each panel is multiplied in registers: one
 //! fused multiply-add per term and accumulator, with the panel's rows
-//! prefetched into L1 a few terms ahead. The stripes of each task's last
-//! block (its last block of terms and of columns) are handed out one at a
-//! time, and a task that has ended its own work takes those not yet started
-//! of tasks over the same columns (its packed block of B is theirs too), so
-//! that the threads end together rather than one waiting for the other.
+//! prefetched into L1 a few terms ahead. Each block's stripes are handed
+//! out one at a time, and a task that has ended its own work takes those
+//! not yet started of the block another task over the same columns has
+//! open, block after block, reading that task's packed B (see
+//! [`Progress`]): the threads end together rather than one waiting for the
+//! other, even where a thread was held up (a product of 784 terms has a
+//! last block of 16, and a thread preempted earlier left the other waiting
+//! for it).
 //!
 //! Summation order, and so every bit of the result, is fixed by the inner
 //! dimension alone: each element is summed from zero by one run of fused
@@ -28,7 +31,7 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -247,11 +250,11 @@ fn run_tasks<T: Tile>(
             // SAFETY: `T`'s instruction set is present (`super::gemm`
             // checks) and the ranges are the operands' shapes.
             unsafe {
-                block::<T>(
+                own_blocks::<T>(
                     &o,
                     0..m,
                     0..n,
-                    &LastBlock::default(),
+                    &Progress::default(),
                     &mut packed.borrow_mut(),
                 )
             }
@@ -266,36 +269,30 @@ fn run_tasks<T: Tile>(
             cols.start * T::NR..(cols.end * T::NR).min(n),
         )
     };
-    let last_blocks: Vec<LastBlock> = (0..tasks).map(|_| LastBlock::default()).collect();
+    let progress: Vec<Progress> = (0..tasks).map(|_| Progress::default()).collect();
     let run = |task: usize| {
         let (rows, cols) = range(task);
         PACKED.with(|packed| {
             let mut packed = packed.borrow_mut();
             // SAFETY: `T`'s instruction set is present (`super::gemm`
             // checks), the ranges lie within the operands' shapes, and this
-            // task's block of C is its own, but for the stripes of its last
-            // block that another task takes; each stripe is taken once.
+            // task's block of C is its own, but for the stripes that
+            // another task takes from its progress; each stripe is taken
+            // once.
             unsafe {
-                block::<T>(
-                    &o,
-                    rows.clone(),
-                    cols.clone(),
-                    &last_blocks[task],
-                    &mut packed,
-                );
+                own_blocks::<T>(&o, rows.clone(), cols.clone(), &progress[task], &mut packed);
                 // Then the stripes not yet taken of the other tasks over the
-                // same columns, whose last block of B is the one just packed.
-                let (pa, pb) = Packing::of::<T>(&rows, &cols).split(&mut packed);
+                // same columns, as long as they have any.
+                let (pa, _) = Packing::of::<T>(&rows, &cols).split(&mut packed);
                 for other in (0..tasks).filter(|&t| t != task && t % col_tasks == task % col_tasks)
                 {
                     let (their_rows, _) = range(other);
-                    last_stripes::<T>(
+                    others_blocks::<T>(
                         &o,
                         their_rows,
                         cols.clone(),
-                        &last_blocks[other],
+                        &progress[other],
                         &mut pa[..T::MR * KC],
-                        pb,
                     );
                 }
             }
@@ -358,27 +355,95 @@ struct Operands<'a> {
     accumulate: bool,
 }
 
-/// The stripes of a task's last block of work (its last rows of A, last
-/// block of terms and last block of columns), handed out one at a time:
-/// first to the task itself, then, once it has started that block, to
-/// tasks over the same columns that have ended theirs. By then every
-/// earlier block of those rows is in C, so whichever task adds the last
-/// block to a row adds it in the same place of the sum: the bits do not
-/// depend on which task takes a stripe.
+/// The progress of one task through its blocks (in its loop order: passes
+/// of rows, blocks of terms, blocks of columns), which the tasks over the
+/// same columns read to take stripes of its open block once they have
+/// ended their own. A block's stripes are handed out one at a time, first
+/// come first served, to the task and to the others. The task opens its
+/// next block only once the stripes others took of the last one are
+/// finished, so every block of terms is added to a row after the earlier
+/// ones, whichever task adds it: the bits do not depend on who takes a
+/// stripe. Another task reads the task's packed block of B (and its kept
+/// stripes of A) while the block is open; the task packs them again only
+/// after those stripes are finished.
 #[derive(Default)]
 #[repr(align(64))]
-struct LastBlock {
-    /// Set by the task when it starts its last block.
-    open: AtomicBool,
-    /// Stripes of the last block handed out so far.
-    taken: AtomicUsize,
+struct Progress {
+    /// [`open`]`(block)` plus the next stripe to hand out of the open
+    /// block; 0 before the first block opens, [`CLOSED`] if the task
+    /// unwound.
+    current: AtomicU64,
+    /// Stripes of this task's blocks that other tasks took and finished.
+    finished_by_others: AtomicUsize,
+    /// The task's packed stripes of A (where kept for every block of
+    /// columns), for the other tasks.
+    pa: AtomicPtr<f32>,
+    /// The task's packed block of B, for the other tasks.
+    pb: AtomicPtr<f32>,
 }
 
-impl LastBlock {
-    /// The next stripe of `stripes` not yet taken, if any.
-    fn take(&self, stripes: usize) -> Option<usize> {
-        let s = self.taken.fetch_add(1, Ordering::Relaxed);
-        (s < stripes).then_some(s)
+/// [`Progress::current`] of a task whose block `block` has just opened.
+fn open(block: usize) -> u64 {
+    ((block as u64) + 1) << 32
+}
+
+/// [`Progress::current`] of a task that unwound: no stripe is handed out.
+const CLOSED: u64 = u64::MAX;
+
+/// Spins between yields of a task waiting for another (whose stripe, or
+/// next block, is microseconds away unless its thread was preempted).
+const SPINS_PER_YIELD: u32 = 1 << 10;
+
+impl Progress {
+    /// `(block, next stripe)` of [`Progress::current`] `v`, if a block is
+    /// open.
+    fn decode(v: u64) -> Option<(usize, usize)> {
+        (v != 0 && v != CLOSED).then(|| (((v >> 32) - 1) as usize, (v & 0xffff_ffff) as usize))
+    }
+
+    /// The next stripe of the open block, `(block, stripe)`, or `None` when
+    /// none is open or all its stripes are handed out (`stripes` gives the
+    /// stripes of a block).
+    fn take(&self, stripes: impl Fn(usize) -> usize) -> Option<(usize, usize)> {
+        // Acquire: the block's packing, written before it opened, is seen.
+        let (b, s) = Self::decode(self.current.fetch_add(1, Ordering::Acquire))?;
+        (s < stripes(b)).then_some((b, s))
+    }
+}
+
+/// Spins (yielding now and then) until `done` is true.
+fn spin_until(mut done: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(SPINS_PER_YIELD) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Closes a task's progress if it unwinds, so that no other task waits
+/// for a block that will not open.
+struct CloseOnUnwind<'a>(&'a Progress);
+
+impl Drop for CloseOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.current.store(CLOSED, Ordering::Release);
+        }
+    }
+}
+
+/// Counts a stripe taken from another task as finished when dropped, even
+/// if it unwound, so that the task never waits for it for ever (the panic
+/// then ends the product).
+struct Finished<'a>(&'a AtomicUsize);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -425,114 +490,215 @@ impl Packing {
         }
         packed.split_at_mut(self.held * self.stripe)
     }
+}
 
-    /// Where the last block of a task of `rows` and `cols` over `k` terms
-    /// lies: the start of its last pass of rows and of its last blocks of
-    /// terms and of columns.
-    fn last_block(
-        &self,
-        rows: &Range<usize>,
-        k: usize,
-        cols: &Range<usize>,
-    ) -> (usize, usize, usize) {
+/// The blocks of a task of `rows` and `cols` over `k` terms, numbered in
+/// its loop order: passes of rows, then blocks of terms, then blocks of
+/// columns.
+struct Blocks {
+    rows: Range<usize>,
+    cols: Range<usize>,
+    k: usize,
+    packing: Packing,
+    /// Rows of a stripe (the tile's `MR`).
+    mr: usize,
+}
+
+/// One block of a task: the rows of its pass, its terms and its columns.
+struct Block {
+    pass: Range<usize>,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+}
+
+impl Blocks {
+    /// The blocks of a task of `rows` and `cols` over `k` terms, packed by `T`.
+    fn of<T: Tile>(rows: Range<usize>, cols: Range<usize>, k: usize) -> Self {
+        let packing = Packing::of::<T>(&rows, &cols);
+        Blocks {
+            rows,
+            cols,
+            k,
+            packing,
+            mr: T::MR,
+        }
+    }
+
+    /// Blocks of terms and of columns in a pass.
+    fn per_pass(&self) -> (usize, usize) {
         (
-            rows.start + (rows.len() - 1) / self.pass_rows * self.pass_rows,
-            (k - 1) / KC * KC,
-            cols.start + (cols.len() - 1) / self.nc * self.nc,
+            self.k.div_ceil(KC),
+            self.cols.len().div_ceil(self.packing.nc),
         )
+    }
+
+    /// How many blocks the task has.
+    fn count(&self) -> usize {
+        let (terms, cols) = self.per_pass();
+        self.rows.len().div_ceil(self.packing.pass_rows) * terms * cols
+    }
+
+    /// Block `b`.
+    fn at(&self, b: usize) -> Block {
+        let (terms, cols) = self.per_pass();
+        let (pass, p, j) = (b / (terms * cols), b / cols % terms, b % cols);
+        let r0 = self.rows.start + pass * self.packing.pass_rows;
+        let (p0, j0) = (p * KC, self.cols.start + j * self.packing.nc);
+        Block {
+            pass: r0..(r0 + self.packing.pass_rows).min(self.rows.end),
+            p0,
+            kc: KC.min(self.k - p0),
+            j0,
+            nc: self.packing.nc.min(self.cols.end - j0),
+        }
+    }
+
+    /// Stripes of rows of block `b`.
+    fn stripes(&self, b: usize) -> usize {
+        self.at(b).pass.len().div_ceil(self.mr)
     }
 }
 
-/// One task: rows `rows` and columns `cols` of C, over every inner term;
-/// the stripes of its last block are taken from `last`.
+impl Block {
+    /// Stripe `s` of this block of a task of `blocks`, with the task's
+    /// packed stripes of A at `pa` and its packed block of B at `pb`. A's
+    /// stripe is packed into the task's kept stripe `s` where stripes are
+    /// kept (on the pass's first block of columns), else into `scratch`
+    /// (one stripe).
+    ///
+    /// # Safety
+    /// As for [`own_blocks`]; `pa` and `pb` are the task's packing space,
+    /// with its block of B packed for this block, and stripe `s` of this
+    /// block is the caller's alone.
+    unsafe fn stripe<T: Tile>(
+        &self,
+        o: &Operands,
+        blocks: &Blocks,
+        s: usize,
+        (pa, pb): (*mut f32, *const f32),
+        scratch: *mut f32,
+    ) {
+        let packing = &blocks.packing;
+        let (at, pack) = if packing.keep {
+            (pa.add(s * packing.stripe), self.j0 == blocks.cols.start)
+        } else {
+            (scratch, true)
+        };
+        stripe_tiles::<T>(
+            o,
+            self.pass.start + s * T::MR,
+            self.pass.end,
+            self.p0,
+            self.kc,
+            self.j0,
+            self.nc,
+            std::slice::from_raw_parts_mut(at, packing.stripe),
+            std::slice::from_raw_parts(pb, KC * packing.nc),
+            pack,
+        );
+    }
+}
+
+/// One task: rows `rows` and columns `cols` of C, over every inner term,
+/// block after block, each block's stripes taken from `progress` (shared
+/// with the other tasks over the same columns).
 ///
 /// # Safety
 /// `T`'s instruction set is present; `rows` and `cols` lie within C, and
-/// no other thread writes their block but for stripes taken from `last`.
-unsafe fn block<T: Tile>(
+/// no other thread writes their block but for stripes taken from
+/// `progress`.
+unsafe fn own_blocks<T: Tile>(
     o: &Operands,
     rows: Range<usize>,
     cols: Range<usize>,
-    last: &LastBlock,
+    progress: &Progress,
     packed: &mut Vec<f32>,
 ) {
-    let packing = Packing::of::<T>(&rows, &cols);
-    let (pa, pb) = packing.split(packed);
-    let final_block = packing.last_block(&rows, o.k, &cols);
-    let mut r0 = rows.start;
-    while r0 < rows.end {
-        let pass = r0..(r0 + packing.pass_rows).min(rows.end);
-        let stripes = pass.len().div_ceil(T::MR);
-        let mut p0 = 0;
-        while p0 < o.k {
-            let kc = KC.min(o.k - p0);
-            let mut j0 = cols.start;
-            while j0 < cols.end {
-                let nc = T::NC.min(cols.end - j0);
-                T::pack_b(o.b, o.sb, p0, kc, j0, nc, pb);
-                let mut each = |s: usize| {
-                    let slot = if packing.keep { s } else { 0 };
-                    let stripe = &mut pa[slot * packing.stripe..][..packing.stripe];
-                    let pack = j0 == cols.start;
-                    stripe_tiles::<T>(
-                        o,
-                        pass.start + s * T::MR,
-                        pass.end,
-                        p0,
-                        kc,
-                        j0,
-                        nc,
-                        stripe,
-                        pb,
-                        pack,
-                    );
-                };
-                if (pass.start, p0, j0) == final_block {
-                    // Release: the earlier blocks of these rows are in C
-                    // before another task may add the last one.
-                    last.open.store(true, Ordering::Release);
-                    while let Some(s) = last.take(stripes) {
-                        each(s);
-                    }
-                } else {
-                    (0..stripes).for_each(&mut each);
-                }
-                j0 += nc;
-            }
-            p0 += kc;
+    let blocks = Blocks::of::<T>(rows, cols, o.k);
+    let (pa, pb) = blocks.packing.split(packed);
+    let (pa, pb) = (pa.as_mut_ptr(), pb.as_mut_ptr());
+    progress.pa.store(pa, Ordering::Relaxed);
+    progress.pb.store(pb, Ordering::Relaxed);
+    let _close = CloseOnUnwind(progress);
+    let finished = || progress.finished_by_others.load(Ordering::Acquire);
+    // Stripes the other tasks took of the blocks opened so far.
+    let mut taken_by_others = 0;
+    for b in 0..blocks.count() {
+        let block = blocks.at(b);
+        // Before B's block is packed again and these rows take their next
+        // block of terms.
+        spin_until(|| finished() >= taken_by_others);
+        T::pack_b(
+            o.b,
+            o.sb,
+            block.p0,
+            block.kc,
+            block.j0,
+            block.nc,
+            std::slice::from_raw_parts_mut(pb, KC * blocks.packing.nc),
+        );
+        // Release: the packing, and the earlier blocks of these rows in C,
+        // before another task takes a stripe of this block.
+        progress.current.store(open(b), Ordering::Release);
+        let stripes = blocks.stripes(b);
+        let mut own = 0;
+        while let Some((_, s)) = progress.take(|_| stripes) {
+            block.stripe::<T>(o, &blocks, s, (pa, pb), pa);
+            own += 1;
         }
-        r0 = pass.end;
+        taken_by_others += stripes - own;
     }
+    // The others' last stripes read this task's packing space.
+    spin_until(|| finished() >= taken_by_others);
 }
 
-/// The stripes of another task's last block (rows `rows`, columns `cols`)
-/// not yet taken, once that task has started the block; returns how many
-/// it took. `pb` holds, as [`block`] left it, B's part of that last block
-/// (the same columns and terms); A's stripes are packed into `stripe`.
+/// Stripes of another task's blocks (rows `rows`, columns `cols`, whose
+/// progress is `progress`) from its open block on, until it has handed
+/// out every stripe of its last block; A's stripes are packed into
+/// `scratch` (one stripe) where that task does not keep them. Returns how
+/// many stripes it took. Nothing is taken from a task that has not begun
+/// (it does all its work itself).
 ///
 /// # Safety
-/// As for [`block`], with `last` the other task's.
-unsafe fn last_stripes<T: Tile>(
+/// As for [`own_blocks`], with `progress` the other task's.
+unsafe fn others_blocks<T: Tile>(
     o: &Operands,
     rows: Range<usize>,
     cols: Range<usize>,
-    last: &LastBlock,
-    stripe: &mut [f32],
-    pb: &[f32],
+    progress: &Progress,
+    scratch: &mut [f32],
 ) -> usize {
-    if !last.open.load(Ordering::Acquire) {
-        return 0;
-    }
-    let packing = Packing::of::<T>(&rows, &cols);
-    let (r0, p0, j0) = packing.last_block(&rows, o.k, &cols);
-    let end = (r0 + packing.pass_rows).min(rows.end);
-    let (kc, nc) = (KC.min(o.k - p0), T::NC.min(cols.end - j0));
+    let blocks = Blocks::of::<T>(rows, cols, o.k);
+    let last = blocks.count() - 1;
     let mut took = 0;
-    while let Some(s) = last.take((end - r0).div_ceil(T::MR)) {
-        stripe_tiles::<T>(o, r0 + s * T::MR, end, p0, kc, j0, nc, stripe, pb, true);
+    loop {
+        let now = progress.current.load(Ordering::Acquire);
+        let Some((b, s)) = Progress::decode(now) else {
+            return took;
+        };
+        if s >= blocks.stripes(b) {
+            if b == last {
+                return took;
+            }
+            // Its next block opens once its last stripes of this one end.
+            spin_until(|| progress.current.load(Ordering::Acquire) != now);
+            continue;
+        }
+        let Some((b, s)) = progress.take(|b| blocks.stripes(b)) else {
+            continue;
+        };
+        let _finished = Finished(&progress.finished_by_others);
+        let packing = (
+            progress.pa.load(Ordering::Relaxed),
+            progress.pb.load(Ordering::Relaxed).cast_const(),
+        );
+        blocks
+            .at(b)
+            .stripe::<T>(o, &blocks, s, packing, scratch.as_mut_ptr());
         took += 1;
     }
-    took
 }
 
 /// One stripe of rows from `i0` (up to `end`, at most `T::MR`) over terms
@@ -572,8 +738,8 @@ unsafe fn stripe_tiles<T: Tile>(
 #[cfg(test)]
 mod tests {
     use super::{
-        block, last_stripes, split, LastBlock, Operands, Output, Packing, Strides, Tile, KC,
-        ROWS_FIRST,
+        others_blocks, own_blocks, split, Blocks, Operands, Output, Packing, Progress, Strides,
+        Tile, KC, ROWS_FIRST,
     };
     use crate::kernels::{gemm_avx2::Avx2, gemm_avx512::Avx512};
     use std::sync::atomic::Ordering;
@@ -606,19 +772,26 @@ mod tests {
         }
     }
 
-    /// Two tasks of tile `T` on two threads, the second's last stripes
-    /// taken by the first, give the bits of one task.
+    /// Two tasks of tile `T` on two threads, the first, with far fewer
+    /// rows, then taking stripes of the second's blocks from the one it has
+    /// open on, give the bits of one task; where the second has several
+    /// blocks, the first takes stripes of more than its last.
     fn stripes_taken_across_threads<T: Tile>() {
         // (m, k, n, rows of the first task, accumulate): several blocks of
         // terms and of columns with A's stripes kept, one block of each, a
-        // last stripe shorter than MR.
-        let mut stolen = 0;
-        for (m, k, n, cut, accumulate) in [
+        // last stripe shorter than MR, several blocks of terms over one
+        // block of columns (each block's stripes added after the one
+        // before, whoever takes them), two passes of rows.
+        let shapes = [
             (600, 600, 1100, 14, false),
             (600, 600, 1100, 30, true),
             (307, 200, 100, 14, false),
             (450, 300, 530, 28, true),
-        ] {
+            (256, 784, 256, 6, false),
+            (1100, 300, 600, 14, false),
+        ];
+        let mut stolen = 0;
+        for (m, k, n, cut, accumulate) in shapes {
             let (a, b, c0) = operands(m, k, n);
             let o = |c: &mut Vec<f32>| Operands {
                 k,
@@ -637,44 +810,61 @@ mod tests {
             let whole = o(&mut want);
             // SAFETY: T's instruction set is present and the ranges are the
             // shapes.
-            unsafe { block::<T>(&whole, 0..m, 0..n, &LastBlock::default(), &mut Vec::new()) };
-            // Two tasks on two threads: the first, with far fewer rows, then
-            // takes what it can of the second's last block. Tried until it
-            // took some (the second is far from done when the first ends).
+            unsafe { own_blocks::<T>(&whole, 0..m, 0..n, &Progress::default(), &mut Vec::new()) };
+            let second = Blocks::of::<T>(cut..m, 0..n, k);
+            let last = second.count() - 1;
+            // More than the last block's stripes: some of an earlier block.
+            let enough = if last > 0 {
+                second.stripes(last) + 1
+            } else {
+                1
+            };
+            // Tried until the first task took enough.
             for _ in 0..50 {
                 let mut got = c0.clone();
                 let split_o = o(&mut got);
-                let lasts = [LastBlock::default(), LastBlock::default()];
+                let progress = [Progress::default(), Progress::default()];
                 let took = std::thread::scope(|scope| {
-                    let (split_o, lasts) = (&split_o, &lasts);
+                    let (split_o, progress) = (&split_o, &progress);
                     scope.spawn(move || {
                         // SAFETY: as above; the two tasks' rows are disjoint
-                        // and each stripe of the last block is taken once.
-                        unsafe { block::<T>(split_o, cut..m, 0..n, &lasts[1], &mut Vec::new()) }
+                        // and each stripe is taken once.
+                        unsafe {
+                            own_blocks::<T>(split_o, cut..m, 0..n, &progress[1], &mut Vec::new())
+                        }
                     });
                     let mut packed = Vec::new();
                     // SAFETY: as above.
                     unsafe {
-                        block::<T>(split_o, 0..cut, 0..n, &lasts[0], &mut packed);
-                        // Until the second task starts its last block (a task
-                        // in a product looks once and does not wait).
-                        while !lasts[1].open.load(Ordering::Acquire) {
+                        own_blocks::<T>(split_o, 0..cut, 0..n, &progress[0], &mut packed);
+                        // Until the second task opens its first block (a
+                        // task in a product looks once and does not wait).
+                        while progress[1].current.load(Ordering::Acquire) == 0 {
                             std::hint::spin_loop();
                         }
-                        let (pa, pb) = Packing::of::<T>(&(0..cut), &(0..n)).split(&mut packed);
-                        let stripe = &mut pa[..T::MR * KC];
-                        last_stripes::<T>(split_o, cut..m, 0..n, &lasts[1], stripe, pb)
+                        let (pa, _) = Packing::of::<T>(&(0..cut), &(0..n)).split(&mut packed);
+                        others_blocks::<T>(
+                            split_o,
+                            cut..m,
+                            0..n,
+                            &progress[1],
+                            &mut pa[..T::MR * KC],
+                        )
                     }
                 });
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{m} × {k} × {n}, cut at {cut}");
-                if took > 0 {
+                if took >= enough {
                     stolen += 1;
                     break;
                 }
             }
         }
-        assert_eq!(stolen, 4, "every shape had stripes taken by the other task");
+        assert_eq!(
+            stolen,
+            shapes.len(),
+            "every shape had enough stripes taken by the other task"
+        );
     }
 
     #[test]
