@@ -15,6 +15,14 @@ median. The figure of a case is the median over rounds of those medians; the
 peak resident set is the median over rounds of each process's VmHWM. All sides
 use 2 threads (RAYON_NUM_THREADS=2; torch.set_num_threads(2)).
 
+On a shared machine a whole process can run slower than another of the same
+case (both sides alike: its threads share their cores with other work for
+its whole life), so the table also gives the range of the process medians of
+ours and of the PyTorch setting counted, and the run ends with how many
+processes of each side took at least SLOW times the fastest of their side in
+their case. Five rounds by default: the median of five processes is slow only
+if three are.
+
 FLOP counts come from the layer shapes (`flops()` below: every matrix product
 and convolution of the forward and backward passes, 2 per multiply-add;
 element-wise work, losses and the optimizer are not counted). The GEMM peak is
@@ -51,6 +59,9 @@ SIDES = ["ours", "torch-default", "torch-passive"]
 # least share of the GEMM peak for W3.
 TARGETS = {"w1-equal": 0.7, "w1-balancer": 0.6, "w2": 0.3, "w3": 0.6, "w4": 1.0, "memory": 0.5}
 W3_PEAK_SHARE = 0.25
+# A process whose median is at least SLOW times the fastest process median
+# of its side in its case counts as a slow process.
+SLOW = 1.3
 
 # Shapes of the workloads (as in peer_workloads.rs and workloads.py).
 W1 = {"inputs": 784, "hidden": [256, 256], "classes": 10, "batch": 256}
@@ -174,7 +185,7 @@ def fmt_time(s):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 3)))
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 5)))
     p.add_argument("--reps", type=int, default=5, help="timed repetitions per process")
     p.add_argument("--reps-w3", type=int, default=1, help="timed epochs per W3 process")
     p.add_argument("--only", nargs="*", default=[], help="workloads to run (w1 w2 w3 w4)")
@@ -194,6 +205,8 @@ def main():
     started_at = datetime.datetime.now(datetime.timezone.utc)
     raw = open(OUT / "raw.jsonl", "w")
     rows = []
+    processes = {s: 0 for s in SIDES}
+    slow = {s: 0 for s in SIDES}
     torch_version = "?"
     started = time.time()
     # W4 first, so that the GEMM peak is known for every row printed.
@@ -215,6 +228,9 @@ def main():
         t = {s: statistics.median(meds[s]) for s in SIDES}
         m = {s: statistics.median(rss[s]) for s in SIDES}
         best = min(("torch-default", "torch-passive"), key=lambda s: t[s])
+        for side in SIDES:
+            processes[side] += len(meds[side])
+            slow[side] += sum(x >= SLOW * min(meds[side]) for x in meds[side])
         work = flops(workload, params)
         target = target_of(workload, params)
         if workload == "w4":
@@ -229,6 +245,10 @@ def main():
             "ours_s": t["ours"],
             "torch_default_s": t["torch-default"],
             "torch_passive_s": t["torch-passive"],
+            "ours_min_s": min(meds["ours"]),
+            "ours_max_s": max(meds["ours"]),
+            "torch_best_min_s": min(meds[best]),
+            "torch_best_max_s": max(meds[best]),
             "torch_best": best.removeprefix("torch-"),
             "ratio": ratio,
             "target": target,
@@ -268,9 +288,10 @@ def main():
         "",
         "| case | ours | PyTorch default | PyTorch PASSIVE | ours/PyTorch best | target | met "
         "| GFLOP | ours GFLOP/s | ours % peak | PyTorch GFLOP/s | PyTorch % peak "
-        "| peak RSS ours | peak RSS PyTorch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS ours | peak RSS PyTorch | process medians ours | process medians PyTorch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    span = lambda lo, hi: f"{fmt_time(lo)} – {fmt_time(hi)}"  # noqa: E731
     for r in rows:
         op = "≥" if r["workload"] == "w4" else "≤"
         extra = f", ≥ {W3_PEAK_SHARE:.0%} peak" if r["workload"] == "w3" else ""
@@ -280,12 +301,18 @@ def main():
             f"| {op} {r['target']}{extra} | {'yes' if r['met'] else 'no'} | {r['gflop']:.3g} "
             f"| {r['ours_gflops']:.1f} | {pct(r['ours_pct_peak'])} | {r['torch_gflops']:.1f} "
             f"| {pct(r['torch_pct_peak'])} | {r['ours_peak_mib']:.0f} MiB "
-            f"| {r['torch_peak_mib']:.0f} MiB |"
+            f"| {r['torch_peak_mib']:.0f} MiB | {span(r['ours_min_s'], r['ours_max_s'])} "
+            f"| {span(r['torch_best_min_s'], r['torch_best_max_s'])} |"
         )
     lines += [
         "",
         "W4's ratio is a throughput ratio (ours / MKL GFLOP/s, higher is better); "
-        "every other ratio is a time ratio (lower is better).",
+        "every other ratio is a time ratio (lower is better). Process medians: the fastest "
+        "and slowest process of ours and of the PyTorch setting counted.",
+        "",
+        f"Slow processes (median at least {SLOW} times the fastest of their side in their "
+        "case): " + ", ".join(
+            f"{side} {slow[side]} of {processes[side]}" for side in SIDES) + ".",
     ]
     text = "\n".join(lines)
     (OUT / "results.md").write_text(text + "\n")
