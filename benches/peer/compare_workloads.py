@@ -16,12 +16,11 @@ peak resident set is the median over rounds of each process's VmHWM. All sides
 use 2 threads (RAYON_NUM_THREADS=2; torch.set_num_threads(2)).
 
 On a shared machine a whole process can run slower than another of the same
-case (both sides alike: its threads share their cores with other work for
-its whole life), so the table also gives the range of the process medians of
-ours and of the PyTorch setting counted, and the run ends with how many
-processes of each side took at least SLOW times the fastest of their side in
-their case. Five rounds by default: the median of five processes is slow only
-if three are.
+case, from its first repetition to its last (on both sides alike), so the
+table also gives the range of the process medians of ours and of the PyTorch
+setting counted, and the run ends with how many processes of each side took
+at least SLOW times the fastest of their side in their case. Five rounds by
+default: the median of five processes is slow only if three are.
 
 FLOP counts come from the layer shapes (`flops()` below: every matrix product
 and convolution of the forward and backward passes, 2 per multiply-add;
