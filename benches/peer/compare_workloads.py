@@ -204,7 +204,6 @@ def main():
     started_at = datetime.datetime.now(datetime.timezone.utc)
     raw = open(OUT / "raw.jsonl", "w")
     rows = []
-    processes = {s: 0 for s in SIDES}
     slow = {s: 0 for s in SIDES}
     torch_version = "?"
     started = time.time()
@@ -228,7 +227,6 @@ def main():
         m = {s: statistics.median(rss[s]) for s in SIDES}
         best = min(("torch-default", "torch-passive"), key=lambda s: t[s])
         for side in SIDES:
-            processes[side] += len(meds[side])
             slow[side] += sum(x >= SLOW * min(meds[side]) for x in meds[side])
         work = flops(workload, params)
         target = target_of(workload, params)
@@ -311,7 +309,7 @@ def main():
         "",
         f"Slow processes (median at least {SLOW} times the fastest of their side in their "
         "case): " + ", ".join(
-            f"{side} {slow[side]} of {processes[side]}" for side in SIDES) + ".",
+            f"{side} {slow[side]} of {len(rows) * args.rounds}" for side in SIDES) + ".",
     ]
     text = "\n".join(lines)
     (OUT / "results.md").write_text(text + "\n")

@@ -320,7 +320,8 @@ fn run_tasks<T: Tile>(
 /// products cut by rows against 1.57–1.63 ms by columns (medians of
 /// processes, interleaved; `benches/README.md`, round 10), and on two cores
 /// of an AMD EPYC with AVX2 2.37–3.43 ms (median 2.74) against 2.78–4.20 ms
-/// (median 2.94; eight processes each, round 19). In tall products
+/// (median 2.94; eight processes each, timers around the tasks both ways,
+/// round 19). In tall products
 /// cut by columns on two cores of an AMD EPYC, 1024³ products took
 /// 12.5–20.3 ms in 13 of 70 processes (10.4 ms at best), cut by rows at most
 /// 12.3 ms in the 70 processes between them (round 8).
