@@ -242,7 +242,8 @@ mod tests {
     fn packed_products_match_the_portable_one<T: super::super::gemm_packed::Tile>() {
         // Shapes across the tile edges (14 × 32 on AVX-512, 6 × 16 on
         // AVX2), the packing blocks (512 or 256 columns), the inner blocks
-        // (256 terms), narrow products (computed transposed), few column
+        // (256 terms), narrow products (computed transposed, but not when
+        // accumulating over several blocks of terms), few column
         // panels (cut by rows) and tall products (cut by rows into shares
         // that end inside a stripe), and a task with more than one block of
         // columns and more rows than A's stripes kept at once (1036 or
@@ -260,6 +261,7 @@ mod tests {
             (40, 300, 3),
             (200, 64, 80),
             (777, 300, 40),
+            (300, 600, 12),
             (1050, 260, 530),
         ];
         for &(m, k, n) in &shapes {
