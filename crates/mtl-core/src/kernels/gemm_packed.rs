@@ -29,7 +29,7 @@
 //! this product gives the same bits as the one it replaces, whatever the
 //! tile, the thread count or the split into tasks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -167,6 +167,9 @@ unsafe impl Sync for Output {}
 thread_local! {
     /// Packing space of this thread: one stripe of A, then `KC × NC` of B.
     static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// `Cᵀ` of this thread's last product computed transposed, kept for
+    /// the next one (a step computes the same heads every time).
+    static TRANSPOSED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// `c = op(a) · op(b)` (or `c += …` when `accumulate`), with the shapes and
@@ -187,18 +190,27 @@ pub(super) fn gemm<T: Tile>(
     let sa = Strides::new(m, k, trans_a);
     let sb = Strides::new(k, n, trans_b);
     if transposed::<T>(m, k, n, accumulate) {
-        let mut ct = vec![0.0f32; n * m];
+        // Taken out of the thread's slot while in use, so that a product
+        // this thread runs for another task while it waits for this one's
+        // takes a buffer of its own. Its contents are overwritten: the
+        // transposed product stores every element.
+        let mut kept = TRANSPOSED.take();
+        if kept.len() < n * m {
+            kept.resize(n * m, 0.0);
+        }
+        let ct = &mut kept[..n * m];
         let swap = |s: Strides| Strides {
             row: s.col,
             col: s.row,
         };
-        run_tasks::<T>(n, k, m, b, swap(sb), a, swap(sa), &mut ct, false);
+        run_tasks::<T>(n, k, m, b, swap(sb), a, swap(sa), ct, false);
         for (i, row) in c.chunks_exact_mut(n).enumerate() {
             for (j, v) in row.iter_mut().enumerate() {
                 let x = ct[j * m + i];
                 *v = if accumulate { *v + x } else { x };
             }
         }
+        TRANSPOSED.set(kept);
         return;
     }
     run_tasks::<T>(m, k, n, a, sa, b, sb, c, accumulate);
